@@ -1,0 +1,1 @@
+"""Tag items on the taxonomy's four axes: relevant, services, cause, sentiment."""

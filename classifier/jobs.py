@@ -1,0 +1,81 @@
+"""Classification jobs: tag stored items, tag a batch file."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import IO, Iterable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from classifier.model import Classifier
+from store import items as store_items
+from store import labels as store_labels
+
+BATCH = 512
+
+
+def tag_items(sessions: sessionmaker[Session], model: Classifier, *, now: datetime, everything: bool = False,
+              progress=None) -> int:
+    """Classify the stored items this model version has not tagged yet (or all). Returns how many."""
+    with sessions.begin() as session:
+        todo = store_items.items_to_classify(session, model.version, everything=everything)
+    for start in range(0, len(todo), BATCH):
+        chunk = todo[start:start + BATCH]
+        labels = model.predict([(i.title, i.text) for i in chunk])
+        with sessions.begin() as session:
+            store_labels.save_labels(session, model.version, {i.item_id: lab for i, lab in zip(chunk, labels)}, now=now)
+        if progress:
+            progress(min(start + BATCH, len(todo)), len(todo))
+    return len(todo)
+
+
+def tag_lines(model: Classifier, lines: Iterable[str], out: IO[str], *, chunk: int = 256) -> tuple[int, int]:
+    """The taxonomy's batch format: one JSON object per input line in, one per line out, same order.
+
+    A line that is not an input object gets ``{"id": ..., "error": "..."}`` in its place, so the output
+    still lines up with the input. Returns (lines tagged, lines refused).
+    """
+    pending: list[tuple[object, str, str] | tuple[object, str]] = []
+    tagged = refused = 0
+
+    def flush():
+        good = [p for p in pending if len(p) == 3]
+        labels = iter(model.predict([(t, x) for _i, t, x in good]))
+        for p in pending:
+            if len(p) == 3:
+                out.write(json.dumps({"id": p[0], **next(labels).as_json()}, ensure_ascii=False) + "\n")
+            else:
+                out.write(json.dumps({"id": p[0], "error": p[1]}, ensure_ascii=False) + "\n")
+        pending.clear()
+
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            obj, problem = None, f"line {number}: not JSON ({exc})"
+        else:
+            problem = None if isinstance(obj, dict) and ("title" in obj or "text" in obj) else \
+                f"line {number}: expected an object with a title or a text"
+        if problem:
+            pending.append((obj.get("id") if isinstance(obj, dict) else None, problem))
+            refused += 1
+        else:
+            pending.append((obj.get("id", str(number)), str(obj.get("title") or ""), str(obj.get("text") or "")))
+            tagged += 1
+        if len(pending) >= chunk:
+            flush()
+    flush()
+    return tagged, refused
+
+
+def tag_trends(sessions: sessionmaker[Session], model: Classifier) -> int:
+    """Decide which trending search terms are about the systems (term + its news titles)."""
+    with sessions.begin() as session:
+        todo = store_items.trends_to_classify(session)
+        labels = model.predict([(term, titles) for _id, term, titles in todo])
+        store_items.save_trend_labels(session, {
+            tid: (lab.relevant, [str(s) for s in lab.services]) for (tid, _t, _n), lab in zip(todo, labels)})
+    return len(todo)

@@ -1,0 +1,191 @@
+"""Train, cache, load and apply the four-axis classifier (scikit-learn over tokens, characters and rules)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import spacy
+import sudachipy
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from scipy.sparse import hstack
+
+from classifier.corpus import Example, corpus_digest, load_corpus
+from classifier.rules import rule_hits
+from classifier.text import normalize, tokens
+from store.records import Cause, Label, Sentiment, Service
+
+log = logging.getLogger(__name__)
+FEATURES_VERSION = "f1"
+CONFIDENCE_FLOOR = 0.55
+CHAR_WINDOW = 400  # characters of body text that feed the character n-grams
+
+
+@dataclass(frozen=True)
+class Doc:
+    """An item as the models see it: normalized text, tokens and rule hits for title and body."""
+
+    title: str
+    body: str
+    title_tokens: list[str]
+    body_tokens: list[str]
+    rules: list[str]
+
+
+def analyze(title: str, text: str) -> Doc:
+    title, body = normalize(title), normalize(text)
+    tt, bt = tokens(title), tokens(body)
+    rules = [f"T:{r}" for r in rule_hits(tt)] + [f"B:{r}" for r in rule_hits(bt)]
+    return Doc(title, body, tt, bt, rules)
+
+
+def _word_features(doc: Doc) -> list[str]:
+    out = []
+    for prefix, words in (("t", doc.title_tokens), ("b", doc.body_tokens)):
+        out += [f"{prefix}:{w}" for w in words]
+        out += [f"{prefix}:{a}_{b}" for a, b in zip(words, words[1:])]
+    out += [f"r:{r}" for r in doc.rules] + [f"r:{r[2:]}" for r in doc.rules]
+    return out
+
+
+def _char_text(doc: Doc) -> str:
+    return f"{doc.title} {doc.title} {doc.body[:CHAR_WINDOW]}"  # the title counted twice: it weighs more
+
+
+def _identity(x):
+    return x
+
+
+@dataclass
+class Classifier:
+    """The fitted models. Build with ``train``; apply with ``predict``."""
+
+    version: str
+    words: TfidfVectorizer
+    chars: TfidfVectorizer
+    relevance: LogisticRegression
+    services: dict[str, LogisticRegression]
+    service_thresholds: dict[str, float]
+    cause: LogisticRegression
+    sentiment: LogisticRegression
+    info: dict = field(default_factory=dict)
+
+    def matrix(self, docs: list[Doc]):
+        return hstack([self.words.transform([_word_features(d) for d in docs]),
+                       self.chars.transform([_char_text(d) for d in docs])]).tocsr()
+
+    def predict(self, items: list[tuple[str, str]]) -> list[Label]:
+        """Labels for (title, text) pairs."""
+        if not items:
+            return []
+        docs = [analyze(t, x) for t, x in items]
+        return self.predict_docs(docs)
+
+    def predict_docs(self, docs: list[Doc]) -> list[Label]:
+        X = self.matrix(docs)
+        p_rel = self.relevance.predict_proba(X)[:, 1]
+        p_svc = {s: m.predict_proba(X)[:, 1] for s, m in self.services.items()}
+        p_cause = self.cause.predict_proba(X)
+        p_sent = self.sentiment.predict_proba(X)
+        labels = []
+        for i in range(len(docs)):
+            labels.append(self._label(i, p_rel[i], {s: p[i] for s, p in p_svc.items()}, p_cause[i], p_sent[i]))
+        return labels
+
+    def _label(self, i, p_rel, p_svc, p_cause, p_sent) -> Label:
+        relevant = bool(p_rel >= 0.5)
+        cause_probs = dict(zip(self.cause.classes_, p_cause))
+        sent_probs = dict(zip(self.sentiment.classes_, p_sent))
+        sentiment = Sentiment(max(sent_probs, key=sent_probs.get))
+        services: tuple[Service, ...] = ()
+        cause = Cause.NONE
+        if relevant:
+            chosen = [s for s, p in p_svc.items() if p >= self.service_thresholds.get(s, 0.5)]
+            if not chosen:  # a relevant item is about at least one service: take the likeliest
+                chosen = [max(p_svc, key=p_svc.get)]
+            services = tuple(Service(s) for s in sorted(chosen, key=lambda s: -p_svc[s]))
+            cause = Cause(max(cause_probs, key=cause_probs.get))
+        confidences = {
+            "relevant": float(max(p_rel, 1 - p_rel)),
+            "cause": float(max(cause_probs.values())) if relevant else float(max(p_rel, 1 - p_rel)),
+            "sentiment": float(max(sent_probs.values())),
+        }
+        scores = {
+            "relevant": {"p": round(float(p_rel), 4), "confidence": round(confidences["relevant"], 4)},
+            "services": {s: round(float(p), 4) for s, p in sorted(p_svc.items(), key=lambda kv: -kv[1])[:3]},
+            "cause": {"label": str(cause), "confidence": round(confidences["cause"], 4)},
+            "sentiment": {"label": str(sentiment), "confidence": round(confidences["sentiment"], 4)},
+            "low_confidence": sorted(axis for axis, c in confidences.items() if c < CONFIDENCE_FLOOR),
+            "model": self.version,
+        }
+        return Label(relevant, services, cause, sentiment, scores)
+
+
+def _lr(seed: int, **kw) -> LogisticRegression:
+    return LogisticRegression(C=kw.pop("C", 8.0), max_iter=2000, random_state=seed, **kw)
+
+
+def train(examples: list[Example], *, seed: int = 13, version: str = "dev") -> Classifier:
+    """Fit every axis on ``examples`` (deterministic for a given seed)."""
+    docs = [analyze(e.title, e.text) for e in examples]
+    words = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, min_df=1)
+    chars = TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True, min_df=2, max_features=60000)
+    words.fit([_word_features(d) for d in docs])
+    chars.fit([_char_text(d) for d in docs])
+    model = Classifier(version, words, chars, None, {}, {}, None, None)
+    X = model.matrix(docs)
+    y_rel = np.array([e.label.relevant for e in examples])
+    model.relevance = _lr(seed, class_weight="balanced").fit(X, y_rel)
+    rel_idx = np.flatnonzero(y_rel)
+    Xr = X[rel_idx]
+    for service in Service:
+        y = np.array([service in examples[i].label.services for i in rel_idx])
+        if y.any() and not y.all():
+            model.services[str(service)] = _lr(seed, class_weight="balanced").fit(Xr, y)
+            model.service_thresholds[str(service)] = 0.5
+    model.cause = _lr(seed, class_weight="balanced").fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
+    model.sentiment = _lr(seed, class_weight="balanced").fit(X, [str(e.label.sentiment) for e in examples])
+    model.info = {"examples": len(examples), "seed": seed}
+    return model
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MYNAWATCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mynawatch")
+    return Path(root)
+
+
+def model_key(extra: bytes = b"") -> str:
+    """Changes whenever the corpus, the features or a library that shapes the model changes."""
+    versions = f"{FEATURES_VERSION}|{sklearn.__version__}|{spacy.__version__}|{sudachipy.__version__}|{platform.python_version()}"
+    return hashlib.sha256(corpus_digest(extra=versions.encode() + extra).encode()).hexdigest()
+
+
+def load_or_train(*, extra_examples: list[Example] = (), seed: int = 13, force: bool = False) -> Classifier:
+    """The cached model for the current corpus (+ human corrections), trained on its train and dev splits."""
+    extra_bytes = "\n".join(f"{e.id}|{e.title}|{e.text}|{e.label.as_json()}" for e in extra_examples).encode()
+    key = model_key(extra_bytes + str(seed).encode())
+    version = f"m-{key[:12]}"
+    path = cache_dir() / f"model-{key}.pickle"
+    if path.exists() and not force:
+        try:
+            with path.open("rb") as fh:
+                return pickle.load(fh)
+        except Exception as exc:  # a damaged cache is rebuilt, never trusted
+            log.warning("ignoring unreadable model cache %s: %s", path, exc)
+    examples = [e for e in load_corpus() if e.split != "test"] + list(extra_examples)
+    model = train(examples, seed=seed, version=version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(model, fh)
+    tmp.replace(path)
+    return model

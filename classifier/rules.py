@@ -1,0 +1,67 @@
+"""High-precision phrase rules (spaCy PhraseMatcher over Sudachi-normalized tokens).
+
+Each rule fires a feature such as ``svc:portal`` or ``cause:load``; the models learn how much to trust it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from spacy.matcher import PhraseMatcher
+
+from classifier.text import make_doc, nlp, normalize, tokens
+
+RULES: dict[str, list[str]] = {
+    "svc:health_insurance": ["マイナ保険証", "オンライン資格確認", "資格確認", "資格確認書", "顔認証付きカードリーダー",
+                             "カードリーダー", "保険証", "医療費情報", "薬剤情報", "健康保険証", "電子処方箋"],
+    "svc:portal": ["マイナポータル", "マイナポータルアプリ", "ぴったりサービス", "引越し手続オンライン"],
+    "svc:card": ["マイナンバーカード", "マイナカード", "個人番号カード", "カード管理システム", "交付窓口", "カードの交付",
+                 "カードの申請", "暗証番号", "再発行"],
+    "svc:certificate": ["電子証明書", "署名用電子証明書", "利用者証明用電子証明書", "公的個人認証", "JPKI", "J-LIS",
+                        "地方公共団体情報システム機構"],
+    "svc:convenience_store": ["コンビニ交付", "証明書コンビニ交付", "住民票の写し", "印鑑登録証明書", "キオスク端末",
+                              "マルチコピー機"],
+    "svc:public_funds_account": ["公金受取口座", "公金口座"],
+    "svc:points": ["マイナポイント"],
+    "svc:drivers_license": ["マイナ免許証", "運転免許証との一体化", "免許証の一体化", "運転免許証"],
+    "svc:smartphone": ["スマホ用電子証明書", "スマートフォン用電子証明書", "iPhone", "Android", "スマホ搭載"],
+    "svc:general": ["マイナンバー制度", "マイナンバー", "個人番号", "情報連携", "総点検", "デジタル庁"],
+    "cause:load": ["アクセス集中", "アクセスが集中", "アクセスの集中", "申込が殺到", "申し込みが殺到", "殺到", "過負荷",
+                   "混雑", "つながりにくい", "繋がりにくい", "アクセスしにくい"],
+    "cause:defect": ["不具合", "プログラムの誤り", "プログラムのミス", "バグ", "設定誤り", "設定ミス", "システムの不具合",
+                     "改修", "更新プログラム"],
+    "cause:data_error": ["紐付け誤り", "紐づけ誤り", "誤登録", "別人", "他人の", "誤って登録", "ひも付け", "紐付けミス"],
+    "cause:human_error": ["誤交付", "紛失", "誤送付", "職員のミス", "確認不足", "入力ミス", "取り違え"],
+    "cause:network": ["通信障害", "回線障害", "ネットワーク障害", "回線", "LGWAN", "通信回線", "ネットワーク"],
+    "cause:external": ["クラウド", "委託先", "ベンダー", "外部サービス", "世界的", "大規模障害", "事業者側"],
+    "cause:attack": ["不正アクセス", "サイバー攻撃", "DDoS", "フィッシング", "ランサムウェア", "なりすまし", "偽サイト",
+                     "情報漏えい", "情報漏洩"],
+    "cause:maintenance": ["メンテナンス", "計画停止", "システムメンテナンス", "一時停止します", "休止", "停止予定",
+                          "サービスを停止"],
+    "cause:unknown": ["原因を調査中", "調査中", "原因は不明", "原因不明", "原因を調べて"],
+    "trouble": ["障害", "システム障害", "停止", "エラー", "できない", "利用できない", "使えない", "ログインできない",
+                "トラブル", "つながらない", "繋がらない", "表示されない"],
+    "pos:recovery": ["復旧", "再開", "解消", "正常に", "回復"],
+    "pos:praise": ["便利", "スムーズ", "好評", "増加", "拡大", "向上", "簡単"],
+    "neg:criticism": ["批判", "不安", "混乱", "懸念", "苦情", "怒り", "撤回", "反発", "問題"],
+    "lookalike:disability": ["障害者", "障害年金", "発達障害", "障害者手帳", "障害児", "精神障害", "障害福祉"],
+    "lookalike:mina": ["マイナス", "マイナス金利", "マイナビ", "マイナー", "マイナーチェンジ"],
+    "lookalike:other_outage": ["ATM", "銀行", "鉄道", "運転見合わせ", "携帯電話", "電子カルテ", "全銀"],
+}
+
+
+@lru_cache(maxsize=1)
+def matcher() -> PhraseMatcher:
+    m = PhraseMatcher(nlp().vocab, attr="ORTH")
+    for rule, phrases in RULES.items():
+        m.add(rule, [make_doc(tokens(normalize(p))) for p in phrases])
+    return m
+
+
+def rule_hits(words: list[str]) -> list[str]:
+    """The rule ids that fire on a token list (each id once per match)."""
+    if not words:
+        return []
+    doc = make_doc(words)
+    vocab = doc.vocab
+    return [vocab.strings[match_id] for match_id, _start, _end in matcher()(doc)]

@@ -1,0 +1,1 @@
+"""Daily reports, digest emails, charts and spike alerts."""

@@ -1,0 +1,1 @@
+"""The SQLite store (SQLAlchemy) where every stage meets; analysts query it directly."""

@@ -1,0 +1,105 @@
+"""Shared fixtures: real SQLite files, a real loopback HTTP server, one trained model per session."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """Train at most once per test session, in a cache folder of the session's own."""
+    if "MYNAWATCH_CACHE" not in os.environ:
+        os.environ["MYNAWATCH_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+    return Path(os.environ["MYNAWATCH_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def model(model_cache):
+    from classifier.model import load_or_train
+
+    return load_or_train()
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    from store.db import make_sessions
+
+    return make_sessions(f"sqlite:///{tmp_path / 'store.sqlite'}")
+
+
+@pytest.fixture
+def now():
+    return datetime(2024, 10, 16, 0, 0, tzinfo=timezone.utc)
+
+
+class Route:
+    """What the loopback server answers on one path: a status, headers and a body (or a callable)."""
+
+    def __init__(self, body=b"", status=200, headers=None, delay=0.0):
+        self.body, self.status, self.headers, self.delay = body, status, dict(headers or {}), delay
+        self.hits = 0
+
+
+class LoopbackServer:
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, dict]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                import time
+
+                outer.requests.append((self.path, dict(self.headers)))
+                route = outer.routes.get(self.path)
+                if route is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                route.hits += 1
+                if route.delay:
+                    time.sleep(route.delay)
+                body = route.body(self) if callable(route.body) else route.body
+                if body is None:
+                    return
+                self.send_response(route.status)
+                for k, v in route.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = LoopbackServer()
+    yield s
+    s.close()
