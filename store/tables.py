@@ -187,3 +187,19 @@ class SentDigest(Base):
     recipient: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(Text)
     sent_at: Mapped[datetime] = mapped_column()
+
+
+class MaintenanceWindow(Base):
+    """A planned-maintenance window announced in a notice: alerts for its service are inhibited during it."""
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (UniqueConstraint("service", "starts_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service: Mapped[str] = mapped_column(String(30), comment="taxonomy service code the window applies to")
+    starts_at: Mapped[datetime] = mapped_column(comment="UTC")
+    ends_at: Mapped[datetime] = mapped_column(comment="UTC")
+    title: Mapped[str] = mapped_column(Text, comment="the notice's title")
+    url: Mapped[str] = mapped_column(Text, comment="where the notice was read")
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), comment="the collected item, when it came from a feed")
+    found_at: Mapped[datetime] = mapped_column()
