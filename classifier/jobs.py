@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from classifier.model import Classifier
 from store import items as store_items
 from store import labels as store_labels
+from store.records import Cause, Label, Sentiment, Service
 
 BATCH = 512
 
@@ -79,3 +80,22 @@ def tag_trends(sessions: sessionmaker[Session], model: Classifier) -> int:
         store_items.save_trend_labels(session, {
             tid: (lab.relevant, [str(s) for s in lab.services]) for (tid, _t, _n), lab in zip(todo, labels)})
     return len(todo)
+
+
+def human_label(sessions: sessionmaker[Session], model: Classifier, item_id: int, *, relevant: bool | None,
+                services: list[str] | None, cause: str | None, sentiment: str | None, now: datetime) -> Label:
+    """Store a person's correction; axes not given keep the current label. ValueError on a bad code."""
+    with sessions.begin() as session:
+        title, text, current = store_labels.current_label(session, item_id, model.version)
+        if current is None:
+            (current,) = model.predict([(title, text)])
+        is_relevant = current.relevant if relevant is None else relevant
+        svc = tuple(Service(s) for s in services) if services else current.services
+        label = Label(
+            is_relevant, svc if is_relevant else (),
+            Cause(cause) if cause else (current.cause if is_relevant else Cause.NONE),
+            Sentiment(sentiment) if sentiment else current.sentiment, {"human": True})
+        if label.relevant and not label.services:
+            raise ValueError("a relevant item needs at least one --service")
+        store_labels.save_labels(session, store_labels.HUMAN, {item_id: label}, now=now)
+    return label

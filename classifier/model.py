@@ -129,30 +129,43 @@ class Classifier:
         return Label(relevant, services, cause, sentiment, scores)
 
 
-def _lr(seed: int, **kw) -> LogisticRegression:
-    return LogisticRegression(C=kw.pop("C", 8.0), max_iter=2000, random_state=seed, **kw)
+@dataclass(frozen=True)
+class Hyper:
+    """Model settings, chosen by story-grouped cross-validation on train+dev (bench/classifier_cv.py)."""
+
+    c_relevance: float = 8.0
+    c_services: float = 8.0
+    c_cause: float = 8.0
+    c_sentiment: float = 8.0
+    char_range: tuple[int, int] = (1, 3)
 
 
-def train(examples: list[Example], *, seed: int = 13, version: str = "dev") -> Classifier:
+def _lr(seed: int, c: float) -> LogisticRegression:
+    return LogisticRegression(C=c, max_iter=3000, random_state=seed, class_weight="balanced")
+
+
+def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hyper: Hyper = Hyper(),
+          docs: list[Doc] | None = None) -> Classifier:
     """Fit every axis on ``examples`` (deterministic for a given seed)."""
-    docs = [analyze(e.title, e.text) for e in examples]
+    docs = docs or [analyze(e.title, e.text) for e in examples]
     words = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, min_df=1)
-    chars = TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True, min_df=2, max_features=60000)
+    chars = TfidfVectorizer(analyzer="char", ngram_range=hyper.char_range, sublinear_tf=True, min_df=2,
+                            max_features=60000)
     words.fit([_word_features(d) for d in docs])
     chars.fit([_char_text(d) for d in docs])
     model = Classifier(version, words, chars, None, {}, {}, None, None)
     X = model.matrix(docs)
     y_rel = np.array([e.label.relevant for e in examples])
-    model.relevance = _lr(seed, class_weight="balanced").fit(X, y_rel)
+    model.relevance = _lr(seed, hyper.c_relevance).fit(X, y_rel)
     rel_idx = np.flatnonzero(y_rel)
     Xr = X[rel_idx]
     for service in Service:
         y = np.array([service in examples[i].label.services for i in rel_idx])
         if y.any() and not y.all():
-            model.services[str(service)] = _lr(seed, class_weight="balanced").fit(Xr, y)
+            model.services[str(service)] = _lr(seed, hyper.c_services).fit(Xr, y)
             model.service_thresholds[str(service)] = 0.5
-    model.cause = _lr(seed, class_weight="balanced").fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
-    model.sentiment = _lr(seed, class_weight="balanced").fit(X, [str(e.label.sentiment) for e in examples])
+    model.cause = _lr(seed, hyper.c_cause).fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
+    model.sentiment = _lr(seed, hyper.c_sentiment).fit(X, [str(e.label.sentiment) for e in examples])
     model.info = {"examples": len(examples), "seed": seed}
     return model
 
@@ -189,3 +202,30 @@ def load_or_train(*, extra_examples: list[Example] = (), seed: int = 13, force: 
         pickle.dump(model, fh)
     tmp.replace(path)
     return model
+
+
+def explain(model: Classifier, title: str, text: str, *, top: int = 8) -> dict:
+    """The label, its probabilities, the rules that fired and the features that weighed most, per axis."""
+    doc = analyze(title, text)
+    (label,) = model.predict_docs([doc])
+    X = model.matrix([doc])
+    names = np.concatenate([model.words.get_feature_names_out(), [f"chars:{c}" for c in model.chars.get_feature_names_out()]])
+
+    def drivers(clf, row: int | None = None) -> list[tuple[str, float]]:
+        coef = clf.coef_[0 if row is None else row]
+        contrib = X.multiply(coef).tocsr()
+        pairs = sorted(zip(contrib.indices, contrib.data), key=lambda kv: -abs(kv[1]))[:top]
+        return [(str(names[i]), round(float(v), 3)) for i, v in pairs]
+
+    def row_of(clf, value: str) -> int | None:
+        classes = list(clf.classes_)
+        return classes.index(value) if len(classes) > 2 else None
+
+    out = {"label": label.as_json(), "rules": sorted(set(doc.rules)), "tokens": doc.title_tokens + doc.body_tokens,
+           "drivers": {"relevant": drivers(model.relevance)}}
+    for service in label.services:
+        out["drivers"][f"service:{service}"] = drivers(model.services[str(service)])
+    if label.relevant:
+        out["drivers"][f"cause:{label.cause}"] = drivers(model.cause, row_of(model.cause, str(label.cause)))
+    out["drivers"][f"sentiment:{label.sentiment}"] = drivers(model.sentiment, row_of(model.sentiment, str(label.sentiment)))
+    return out

@@ -69,12 +69,12 @@ def _progress(done: int, total: int) -> None:
 
 def cmd_classify(args) -> int:
     from classifier.jobs import tag_items, tag_trends
-    from classifier.model import load_or_train
+    from mynawatch.models import current_model
     from store.db import make_sessions
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
-    model = load_or_train()
+    model = current_model(sessions)
     n = tag_items(sessions, model, now=_now(), everything=args.all, progress=_progress if sys.stderr.isatty() else None)
     t = tag_trends(sessions, model)
     print(f"tagged {n} items and {t} trend terms with model {model.version}")
@@ -82,7 +82,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from classifier.model import load_or_train
+    from mynawatch.models import current_model
     from reports.jobs import write_daily_report
     from store.db import make_sessions
 
@@ -92,7 +92,7 @@ def cmd_report(args) -> int:
     except ValueError:
         raise UserError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
     sessions = make_sessions(settings.database_url)
-    model = load_or_train()
+    model = current_model(sessions)
     out = Path(args.out) if args.out else settings.report_dir
     try:
         paths = write_daily_report(sessions, model_version=model.version, day=day, out_dir=out,
@@ -123,9 +123,8 @@ def cmd_demo(args) -> int:
 
 def cmd_tag(args) -> int:
     from classifier.jobs import tag_lines
-    from classifier.model import load_or_train
 
-    model = load_or_train()
+    model = _model_for(args)
     if args.path == "-":
         tagged, refused = tag_lines(model, sys.stdin, sys.stdout)
     else:
@@ -139,6 +138,94 @@ def cmd_tag(args) -> int:
     if refused:
         print(f"{refused} line(s) refused: see the \"error\" objects in the output", file=sys.stderr)
         return 1
+    return 0
+
+
+def _model_for(args):
+    """The current model; with a settings file, its store's human corrections are part of training."""
+    from mynawatch.models import current_model
+    from store.db import make_sessions
+
+    path = Path(args.config) if args.config else Path("mynawatch.toml")
+    sessions = make_sessions(load_settings(path).database_url) if path.exists() else None
+    return current_model(sessions, force=getattr(args, "force", False))
+
+
+def _test_split():
+    from classifier.corpus import load_corpus
+
+    return [e for e in load_corpus() if e.split == "test"]
+
+
+def cmd_classifier_train(args) -> int:
+    started = time.monotonic()
+    model = _model_for(args)
+    print(f"model {model.version}: {model.info.get('examples', '?')} examples, seed {model.info.get('seed')}, "
+          f"ready in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_classifier_evaluate(args) -> int:
+    from classifier.corpus import CorpusError, read_examples
+    from classifier.evaluate import evaluate, pin_floors, read_floors, render_evaluation
+
+    model = _model_for(args)
+    try:
+        gold = read_examples(Path(args.gold)) if args.gold else _test_split()
+    except (CorpusError, FileNotFoundError, UnicodeDecodeError) as exc:
+        raise UserError(str(exc)) from None
+    ev = evaluate(gold, model.predict([(e.title, e.text) for e in gold]))
+    floors = read_floors()
+    print(f"model {model.version} on {'the test split' if not args.gold else args.gold}")
+    print(render_evaluation(ev, floors=None if args.gold else floors), end="")
+    if args.pin:
+        if args.gold:
+            raise UserError("--pin only applies to the test split")
+        print("pinned floors:", pin_floors(ev))
+        return 0
+    below = [k for k, v in ev.headline.items() if not args.gold and k in floors and v < floors[k]]
+    return 1 if below else 0
+
+
+def cmd_classifier_explain(args) -> int:
+    import json
+
+    from classifier.model import explain
+
+    model = _model_for(args)
+    out = explain(model, args.title, args.text or "")
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    lab = out["label"]
+    print(f"relevant: {lab['relevant']} (p={lab['scores']['relevant']['p']:.3f})")
+    print(f"services: {', '.join(lab['services']) or '-'}   top: {lab['scores']['services']}")
+    print(f"cause: {lab['cause']} ({lab['scores']['cause']['confidence']:.3f})   "
+          f"sentiment: {lab['sentiment']} ({lab['scores']['sentiment']['confidence']:.3f})")
+    if lab["scores"]["low_confidence"]:
+        print(f"below the confidence floor: {', '.join(lab['scores']['low_confidence'])}")
+    print(f"rules fired: {', '.join(out['rules']) or '-'}")
+    print(f"tokens: {' '.join(out['tokens'])}")
+    for axis, pairs in out["drivers"].items():
+        print(f"{axis}: " + ", ".join(f"{name} {value:+.2f}" for name, value in pairs))
+    return 0
+
+
+def cmd_label(args) -> int:
+    from classifier.jobs import human_label
+    from mynawatch.models import current_model
+    from store.db import make_sessions
+
+    settings = _settings(args)
+    sessions = make_sessions(settings.database_url)
+    try:
+        label = human_label(sessions, current_model(sessions), args.item, relevant=args.relevant,
+                            services=args.service, cause=args.cause, sentiment=args.sentiment, now=_now())
+    except KeyError:
+        raise UserError(f"no item {args.item} in the store") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"item {args.item}: {label.as_json() | {'scores': 'human'}} (used by reports now, in training at the next train)")
     return 0
 
 
@@ -197,6 +284,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tag", help="tag a JSONL batch: {id,title,text} per line in, labels per line out")
     p.add_argument("path", help="a JSONL file, or - for standard input")
     p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("classifier", help="train, evaluate or explain the classifier")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = csub.add_parser("train", help="train (or load the cached) model: corpus + the store's human labels")
+    c.add_argument("--force", action="store_true", help="retrain even when a cached model matches")
+    c.set_defaults(func=cmd_classifier_train)
+    c = csub.add_parser("evaluate", help="per-axis precision, recall, F1, confusion and calibration")
+    c.add_argument("--gold", help="a JSONL file with gold labels in the taxonomy format (default: the test split)")
+    c.add_argument("--pin", action="store_true", help="re-pin the CI quality floors to the current figures")
+    c.set_defaults(func=cmd_classifier_evaluate)
+    c = csub.add_parser("explain", help="the labels of one text, their probabilities and what drove them")
+    c.add_argument("title", help="the headline (or the whole text)")
+    c.add_argument("text", nargs="?", default="", help="the body, optional")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=cmd_classifier_explain)
+
+    p = sub.add_parser("label", help="correct an item's labels by hand (wins over the model in reports)")
+    p.add_argument("item", type=int, help="the item id (items.id)")
+    rel = p.add_mutually_exclusive_group()
+    rel.add_argument("--relevant", dest="relevant", action="store_true", default=None, help="it is about the systems")
+    rel.add_argument("--irrelevant", dest="relevant", action="store_false", help="it is not")
+    p.add_argument("--service", action="append", help="a service code (repeat for several); replaces the services")
+    p.add_argument("--cause", help="a cause code")
+    p.add_argument("--sentiment", help="a sentiment code")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("sources", help="list each source's health")
     p.set_defaults(func=cmd_sources)

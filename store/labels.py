@@ -64,3 +64,26 @@ def labeled_items(session: Session, model_version: str, since: datetime, until: 
                                item.published_at, label))
     out.sort(key=lambda li: (li.published, li.item_id))
     return out
+
+
+def current_label(session: Session, item_id: int, model_version: str) -> tuple[str, str, Label | None]:
+    """An item's title, text and current label (a person's over the model's); KeyError when no such item."""
+    item = session.get(Item, item_id)
+    if item is None:
+        raise KeyError(item_id)
+    rows = session.scalars(select(Classification).where(Classification.item_id == item_id,
+                                                        Classification.model_version.in_([HUMAN, model_version])))
+    by_version = {c.model_version: c for c in rows}
+    c = by_version.get(HUMAN) or by_version.get(model_version)
+    label = None if c is None else Label(c.relevant, tuple(Service(s.service) for s in c.services), Cause(c.cause),
+                                         Sentiment(c.sentiment), json.loads(c.scores))
+    return item.title, item.summary, label
+
+
+def human_labels(session: Session) -> list[tuple[int, str, str, Label]]:
+    """Every human correction, with the item's text: (item id, title, text, label)."""
+    rows = session.execute(select(Item.id, Item.title, Item.summary, Classification)
+                           .join(Classification, Classification.item_id == Item.id)
+                           .where(Classification.model_version == HUMAN).order_by(Item.id))
+    return [(i, t, x, Label(c.relevant, tuple(Service(s.service) for s in c.services), Cause(c.cause),
+                            Sentiment(c.sentiment))) for i, t, x, c in rows]
