@@ -1,0 +1,107 @@
+"""Classifier throughput on the same texts, in one run: the whole `tag` path vs raw SudachiPy vs spaCy.
+
+Prints items per second for headline-sized (~80 characters) and article-sized (~2,000 characters)
+inputs, peak memory, and (with --retag N) the time to re-tag N stored items in a SQLite store.
+Run: .venv/bin/python bench/classifier_speed.py [--items 2000] [--retag 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from classifier.corpus import load_corpus  # noqa: E402
+from classifier.model import load_or_train  # noqa: E402
+from classifier.text import nlp  # noqa: E402
+
+
+def texts(n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    corpus = load_corpus()
+    heads = []
+    for e in corpus:
+        t = (e.title + "。" + e.text)[:80]
+        heads.append((t[:40], t[40:]))
+    articles, buf = [], []
+    for e in corpus:
+        buf.append(e.title + "。" + e.text)
+        if sum(map(len, buf)) >= 2000:
+            body = "".join(buf)[:2000]
+            articles.append((body[:40], body[40:]))
+            buf = []
+    cycle = lambda xs: [xs[i % len(xs)] for i in range(n)]  # noqa: E731
+    return cycle(heads), cycle(articles)
+
+
+def rate(fn, items) -> float:
+    started = time.perf_counter()
+    fn(items)
+    return len(items) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--articles", type=int, default=300)
+    parser.add_argument("--retag", type=int, default=0, help="also re-tag this many items in a real SQLite store")
+    args = parser.parse_args()
+    model = load_or_train()
+    sudachi = nlp().tokenizer.tokenizer
+    heads, articles = texts(max(args.items, args.articles))
+    heads, articles = heads[:args.items], articles[:args.articles]
+    model.predict(heads[:50])  # warm up
+    print(f"model {model.version}; one process, one core")
+    for name, items in (("headline (~80 chars)", heads), ("article (~2000 chars)", articles)):
+        joined = [t + "\n" + x for t, x in items]
+        raw = rate(lambda xs: [sudachi.tokenize(x) for x in xs], joined)
+        spacy_rate = rate(lambda xs: list(nlp().pipe(xs, batch_size=64)), joined)
+        whole = rate(model.predict, items)
+        print(f"{name:22}  tag path {whole:8.0f}/s   raw SudachiPy {raw:8.0f}/s   spaCy blank('ja') pipe "
+              f"{spacy_rate:8.0f}/s   tag/raw {whole / raw:.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (max RSS): {peak:.0f} MiB")
+    if args.retag:
+        retag(model, heads, args.retag)
+
+
+def retag(model, heads, n: int) -> None:
+    from classifier.jobs import tag_items
+    from collector.jobs import save_entries
+    from collector.sources import SourceConfig
+    from store import items as store_items
+    from store.db import make_sessions
+    from store.records import Entry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = make_sessions(f"sqlite:///{os.path.join(tmp, 'bench.sqlite')}")
+        now = datetime(2024, 10, 1, tzinfo=timezone.utc)
+        source = SourceConfig("bench", "http://127.0.0.1/bench", publisher="bench")
+        with sessions.begin() as s:
+            state = store_items.upsert_source(s, name="bench", url=source.url, kind="feed", publisher="bench",
+                                              interval_minutes=60)
+        from store.tables import Item, Story
+
+        with sessions.begin() as s:  # bulk rows: the benchmark is about tagging, not about collecting
+            story = Story(title="bench", first_seen_at=now)
+            s.add(story)
+            s.flush()
+            s.bulk_insert_mappings(Item, [
+                {"source_id": state.id, "story_id": story.id, "canonical_url": f"https://example.jp/{i}",
+                 "title": heads[i % len(heads)][0] + f" {i}", "summary": heads[i % len(heads)][1],
+                 "publisher": "bench", "title_key": f"k{i}", "published_at": now, "fetched_at": now, "gate": "pass"}
+                for i in range(n)])
+        started = time.perf_counter()
+        done = tag_items(sessions, model, now=now, everything=True)
+        elapsed = time.perf_counter() - started
+        print(f"re-tagged {done} stored items in {elapsed:.1f} s ({done / elapsed:.0f}/s)")
+
+
+if __name__ == "__main__":
+    main()
