@@ -19,14 +19,17 @@ from sklearn.linear_model import LogisticRegression
 from scipy.sparse import hstack
 
 from classifier.corpus import Example, corpus_digest, load_corpus
-from classifier.rules import rule_hits
-from classifier.text import normalize, tokens
+from classifier.rules import rule_hits_pair
+from classifier.text import normalize, tokens_pair
 from store.records import Cause, Label, Sentiment, Service
 
 log = logging.getLogger(__name__)
 FEATURES_VERSION = "f1"
 CONFIDENCE_FLOOR = 0.55
 CHAR_WINDOW = 400  # characters of body text that feed the character n-grams
+_SERVICES = {str(s): s for s in Service}
+_CAUSES = {str(c): c for c in Cause}
+_SENTIMENTS = {str(s): s for s in Sentiment}
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,8 @@ class Doc:
 
 def analyze(title: str, text: str) -> Doc:
     title, body = normalize(title), normalize(text)
-    tt, bt = tokens(title), tokens(body)
-    rules = [f"T:{r}" for r in rule_hits(tt)] + [f"B:{r}" for r in rule_hits(bt)]
-    return Doc(title, body, tt, bt, rules)
+    tt, bt = tokens_pair(title, body)
+    return Doc(title, body, tt, bt, rule_hits_pair(tt, bt))
 
 
 def _word_features(doc: Doc) -> list[str]:
@@ -104,15 +106,15 @@ class Classifier:
         relevant = bool(p_rel >= 0.5)
         cause_probs = dict(zip(self.cause.classes_, p_cause))
         sent_probs = dict(zip(self.sentiment.classes_, p_sent))
-        sentiment = Sentiment(max(sent_probs, key=sent_probs.get))
+        sentiment = _SENTIMENTS[max(sent_probs, key=sent_probs.get)]
         services: tuple[Service, ...] = ()
         cause = Cause.NONE
         if relevant:
             chosen = [s for s, p in p_svc.items() if p >= self.service_thresholds.get(s, 0.5)]
             if not chosen:  # a relevant item is about at least one service: take the likeliest
                 chosen = [max(p_svc, key=p_svc.get)]
-            services = tuple(Service(s) for s in sorted(chosen, key=lambda s: -p_svc[s]))
-            cause = Cause(max(cause_probs, key=cause_probs.get))
+            services = tuple(_SERVICES[s] for s in sorted(chosen, key=lambda s: -p_svc[s]))
+            cause = _CAUSES[max(cause_probs, key=cause_probs.get)]
         confidences = {
             "relevant": float(max(p_rel, 1 - p_rel)),
             "cause": float(max(cause_probs.values())) if relevant else float(max(p_rel, 1 - p_rel)),

@@ -58,10 +58,35 @@ def matcher() -> PhraseMatcher:
     return m
 
 
+@lru_cache(maxsize=1)
+def rule_vocabulary() -> frozenset[str]:
+    """Every token that occurs in some phrase. Other tokens cannot take part in a match."""
+    return frozenset(t for phrases in RULES.values() for p in phrases for t in tokens(normalize(p)))
+
+
+def _masked(words: list[str]) -> list[str]:
+    # Tokens outside the rules' vocabulary become one placeholder: the Doc stays cheap to build and
+    # spaCy's vocabulary does not grow with every new word a long-running process sees.
+    vocab = rule_vocabulary()
+    return [w if w in vocab else OTHER for w in words]
+
+
+SEPARATOR = "\u241e"  # a token no phrase contains: keeps matches from spanning title and body
+OTHER = "\u2026"  # stands for any token no phrase contains
+
+
 def rule_hits(words: list[str]) -> list[str]:
     """The rule ids that fire on a token list (each id once per match)."""
     if not words:
         return []
-    doc = make_doc(words)
-    vocab = doc.vocab
-    return [vocab.strings[match_id] for match_id, _start, _end in matcher()(doc)]
+    doc = make_doc(_masked(words))
+    return [doc.vocab.strings[match_id] for match_id, _start, _end in matcher()(doc)]
+
+
+def rule_hits_pair(title: list[str], body: list[str]) -> list[str]:
+    """Rule ids prefixed T: (matched in the title) or B: (in the body), from one matcher pass."""
+    if not title and not body:
+        return []
+    doc = make_doc([*_masked(title), SEPARATOR, *_masked(body)])
+    strings, cut = doc.vocab.strings, len(title)
+    return [("T:" if start < cut else "B:") + strings[match_id] for match_id, start, _end in matcher()(doc)]

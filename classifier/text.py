@@ -33,20 +33,31 @@ def _sudachi():
     return nlp().tokenizer.tokenizer
 
 
+_SKIP_POS: dict[int, bool] = {}  # part-of-speech id -> punctuation or space (looked up once per id)
+_PIECE = 4000  # Sudachi refuses inputs over ~49,000 bytes: long texts are cut into pieces well below that
+
+
 def tokens(text: str) -> list[str]:
     """Normalized Sudachi forms of ``text`` (already normalized), punctuation and spaces dropped."""
-    if not text:
-        return []
-    sudachi = _sudachi()
-    out = []
-    # Sudachi refuses inputs over ~49,000 bytes; articles are cut into pieces well below that.
-    for start in range(0, len(text), 4000):
-        for m in sudachi.tokenize(text[start:start + 4000]):
-            surface = m.surface()
-            if surface.isspace() or m.part_of_speech()[0] in ("補助記号", "空白"):
+    return tokens_pair(text, "")[0]
+
+
+def tokens_pair(title: str, body: str) -> tuple[list[str], list[str]]:
+    """Tokens of a title and a body in one Sudachi pass (the title's tokens end at the first newline)."""
+    sudachi, skip_pos = _sudachi(), _SKIP_POS
+    text = f"{title}\n{body}" if body else title
+    cut = len(title)
+    head, tail = [], []
+    for start in range(0, len(text), _PIECE):
+        for m in sudachi.tokenize(text[start:start + _PIECE]):
+            pid = m.part_of_speech_id()
+            skip = skip_pos.get(pid)
+            if skip is None:
+                skip = skip_pos[pid] = m.part_of_speech()[0] in ("補助記号", "空白")
+            if skip:
                 continue
-            out.append(m.normalized_form())
-    return out
+            (head if start + m.begin() < cut else tail).append(m.normalized_form())
+    return head, tail
 
 
 def make_doc(words: list[str]) -> Doc:

@@ -1,0 +1,92 @@
+"""The classifier: quality floors on our test split, determinism, confidence, corrections, explanations."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from classifier.corpus import load_corpus
+from classifier.evaluate import evaluate, read_floors, render_evaluation
+from classifier.jobs import human_label, tag_items
+from classifier.model import CONFIDENCE_FLOOR, explain, load_or_train, model_key, train
+from collector.jobs import save_entries
+from collector.sources import SourceConfig
+from store import items as store_items
+from store import labels as store_labels
+from store.records import Cause, Entry, Service
+
+NOW = datetime(2024, 10, 2, 3, tzinfo=timezone.utc)
+
+
+def test_quality_floors_hold_on_the_test_split(model):
+    """The CI gate: only an explicit re-pin (`mynawatch classifier evaluate --pin`) can lower a floor."""
+    test = [e for e in load_corpus() if e.split == "test"]
+    ev = evaluate(test, model.predict([(e.title, e.text) for e in test]))
+    floors = read_floors()
+    assert set(floors) == set(ev.headline)
+    report = render_evaluation(ev, floors=floors)
+    for key, floor in floors.items():
+        assert ev.headline[key] >= floor, report
+
+
+def test_training_is_deterministic_for_a_seed():
+    subset = load_corpus()[::12]
+    a, b = train(subset, seed=7), train(subset, seed=7)
+    assert np.array_equal(a.relevance.coef_, b.relevance.coef_)
+    texts = [(e.title, e.text) for e in subset[:40]]
+    assert [lab.as_json() for lab in a.predict(texts)] == [lab.as_json() for lab in b.predict(texts)]
+
+
+def test_irrelevant_items_get_no_services_and_no_cause(model):
+    labels = model.predict([("日銀がマイナス金利を解除、17年ぶりの利上げ", ""), ("障害者雇用率が過去最高に", "厚労省の集計")])
+    for lab in labels:
+        assert not lab.relevant and lab.services == () and lab.cause == Cause.NONE
+
+
+def test_a_low_probability_axis_is_reported_not_hidden(model):
+    lab = model._label(0, 0.52, {"portal": 0.9}, np.full(len(model.cause.classes_), 1 / len(model.cause.classes_)),
+                       np.array([0.34, 0.33, 0.33]))
+    assert {"relevant", "cause", "sentiment"} <= set(lab.scores["low_confidence"])
+    assert CONFIDENCE_FLOOR > 0.5
+
+
+def test_explain_names_the_rules_and_features_that_drove_the_label(model):
+    out = explain(model, "マイナポータルがつながりにくい　アクセス集中で", "デジタル庁によると午前から")
+    assert out["label"]["relevant"] and "portal" in out["label"]["services"]
+    assert "T:svc:portal" in out["rules"] and "T:cause:load" in out["rules"]
+    assert out["drivers"]["relevant"] and all(isinstance(v, float) for _n, v in out["drivers"]["relevant"])
+
+
+def test_a_human_correction_wins_in_reports_and_joins_training(sessions, model):
+    source = SourceConfig("t", "http://127.0.0.1/t", publisher="テスト新聞")
+    with sessions.begin() as s:
+        state = store_items.upsert_source(s, name="t", url=source.url, kind="feed", publisher="テスト新聞",
+                                          interval_minutes=60)
+        save_entries(s, state.id, source, [Entry(url="https://example.jp/1", title="マイナ保険証で資格確認できず",
+                                                 summary="病院の窓口で", published=NOW)], now=NOW)
+    assert tag_items(sessions, model, now=NOW) == 1
+    with sessions.begin() as s:
+        (item,) = store_labels.labeled_items(s, model.version, NOW.replace(hour=0), NOW.replace(hour=6))
+    label = human_label(sessions, model, item.item_id, relevant=None, services=["health_insurance", "card"],
+                        cause="network", sentiment=None, now=NOW)
+    assert label.cause == Cause.NETWORK
+    with sessions.begin() as s:
+        (item,) = store_labels.labeled_items(s, model.version, NOW.replace(hour=0), NOW.replace(hour=6))
+        assert item.label.cause == Cause.NETWORK and set(item.label.services) == {Service.HEALTH_INSURANCE, Service.CARD}
+        assert len(store_labels.human_labels(s)) == 1
+    with pytest.raises(ValueError):
+        human_label(sessions, model, item.item_id, relevant=None, services=None, cause="flood", sentiment=None, now=NOW)
+
+
+def test_the_cache_key_follows_the_training_data_and_a_damaged_cache_is_rebuilt(model_cache):
+    assert model_key(b"a") != model_key(b"b")
+    model = load_or_train()
+    (path,) = [p for p in model_cache.glob("model-*.pickle") if p.stem.endswith(model_key(b"" + b"13"))] or [None]
+    assert path is not None
+    path.write_bytes(b"not a pickle")
+    again = load_or_train()
+    assert again.version == model.version
+    assert pickle.loads(path.read_bytes()).version == model.version
