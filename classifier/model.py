@@ -14,17 +14,16 @@ import numpy as np
 import sklearn
 import spacy
 import sudachipy
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from scipy.sparse import hstack
 
+from classifier.vectors import CharNgrams, Features
 from classifier.corpus import Example, corpus_digest, load_corpus
 from classifier.rules import rule_hits_pair
 from classifier.text import normalize, tokens_pair
 from store.records import Cause, Label, Sentiment, Service
 
 log = logging.getLogger(__name__)
-FEATURES_VERSION = "f1"
 CONFIDENCE_FLOOR = 0.55
 CHAR_WINDOW = 400  # characters of body text that feed the character n-grams
 _SERVICES = {str(s): s for s in Service}
@@ -62,17 +61,13 @@ def _char_text(doc: Doc) -> str:
     return f"{doc.title} {doc.title} {doc.body[:CHAR_WINDOW]}"  # the title counted twice: it weighs more
 
 
-def _identity(x):
-    return x
-
-
 @dataclass
 class Classifier:
     """The fitted models. Build with ``train``; apply with ``predict``."""
 
     version: str
-    words: TfidfVectorizer
-    chars: TfidfVectorizer
+    words: Features
+    chars: CharNgrams
     relevance: LogisticRegression
     services: dict[str, LogisticRegression]
     service_thresholds: dict[str, float]
@@ -150,9 +145,8 @@ def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hype
           docs: list[Doc] | None = None) -> Classifier:
     """Fit every axis on ``examples`` (deterministic for a given seed)."""
     docs = docs or [analyze(e.title, e.text) for e in examples]
-    words = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, min_df=1)
-    chars = TfidfVectorizer(analyzer="char", ngram_range=hyper.char_range, sublinear_tf=True, min_df=2,
-                            max_features=60000)
+    words = Features()
+    chars = CharNgrams(ngram_range=hyper.char_range, min_df=2, max_features=60000)
     words.fit([_word_features(d) for d in docs])
     chars.fit([_char_text(d) for d in docs])
     model = Classifier(version, words, chars, None, {}, {}, None, None)
@@ -179,8 +173,11 @@ def cache_dir() -> Path:
 
 
 def model_key(extra: bytes = b"") -> str:
-    """Changes whenever the corpus, the features or a library that shapes the model changes."""
-    versions = f"{FEATURES_VERSION}|{sklearn.__version__}|{spacy.__version__}|{sudachipy.__version__}|{platform.python_version()}"
+    """Changes whenever the corpus, the classifier's code or a library that shapes the model changes."""
+    code = hashlib.sha256()
+    for name in ("model.py", "vectors.py", "rules.py", "text.py", "corpus.py"):
+        code.update((Path(__file__).parent / name).read_bytes())
+    versions = f"{code.hexdigest()}|{sklearn.__version__}|{spacy.__version__}|{sudachipy.__version__}|{platform.python_version()}"
     return hashlib.sha256(corpus_digest(extra=versions.encode() + extra).encode()).hexdigest()
 
 
