@@ -1,10 +1,11 @@
-"""Identity of items: canonical URLs, title keys, and story clusters across publishers. Pure."""
+"""Identity of items: canonical URLs, title keys and title similarity (clustering: ``collector.stories``). Pure."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
+from functools import lru_cache
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 TRACKING_PARAMS = {"fbclid", "gclid", "yclid", "mc_cid", "mc_eid", "cmpid", "from"}
@@ -27,11 +28,13 @@ def canonical_url(url: str) -> str:
         return canonical_url(unquote(parts.path.split("*", 1)[1]))
     kept = [(k, v) for k, v in query
             if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
-            and not (k.lower() in ("ref", "source", "from") and v.lower() in FEED_MARKERS)]
+            and not (k.lower() in ("ref", "source", "from") and v.lower() in FEED_MARKERS)
+            and not (host == "news.google.com" and k == "oc")]
     netloc = host + (f":{parts.port}" if parts.port and parts.port not in (80, 443) else "")
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(sorted(kept)), ""))
 
 
+@lru_cache(maxsize=8192)  # each title is normalized for its key and again for its story
 def normalize_title(title: str) -> str:
     """NFKC, lower case, without a leading 【速報】-style tag, spaces or punctuation."""
     text = unicodedata.normalize("NFKC", title).lower().strip()
@@ -40,12 +43,13 @@ def normalize_title(title: str) -> str:
 
 
 def title_key(publisher: str, title: str) -> str:
+    """Hash of publisher + normalized title: one publisher never tells one headline twice."""
     return hashlib.sha256(f"{publisher}\n{normalize_title(title)}".encode()).hexdigest()
 
 
-def shingles(title: str, n: int = 2) -> frozenset[str]:
+def shingles(title: str, n: int = 2, *, normalized: str | None = None) -> frozenset[str]:
     """Character n-grams of the normalized title (Japanese has no spaces to split words on)."""
-    text = normalize_title(title)
+    text = normalize_title(title) if normalized is None else normalized
     if len(text) <= n:
         return frozenset([text]) if text else frozenset()
     return frozenset(text[i:i + n] for i in range(len(text) - n + 1))
@@ -55,16 +59,5 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     """Overlap coefficient-weighted Jaccard: syndicated rewrites trim or extend headlines."""
     if not a or not b:
         return 0.0
-    inter = len(a & b)
-    return max(inter / len(a | b), 0.8 * inter / min(len(a), len(b)))
-
-
-def match_story(title: str, candidates: list[tuple[int, frozenset[str]]], *, threshold: float = 0.6) -> int | None:
-    """The id of the most similar candidate story at or above ``threshold``, or None."""
-    mine = shingles(title)
-    best, best_score = None, threshold
-    for story_id, theirs in candidates:
-        score = similarity(mine, theirs)
-        if score >= best_score:
-            best, best_score = story_id, score
-    return best
+    inter, la, lb = len(a & b), len(a), len(b)
+    return max(inter / (la + lb - inter), 0.8 * inter / min(la, lb))

@@ -23,7 +23,7 @@ _MYNUMBER = re.compile(
 
 def gate_reason(title: str, text: str, categories: tuple[str, ...] = ()) -> str | None:
     """None when the item may be about the systems; otherwise why it was rejected."""
-    haystack = unicodedata.normalize("NFKC", " ".join((title, text, *categories)))
-    if _MYNUMBER.search(haystack):
+    raw = " ".join((title, text, *categories))
+    if _MYNUMBER.search(raw) or _MYNUMBER.search(unicodedata.normalize("NFKC", raw)):  # ＪＰＫＩ, ﾏｲﾅ ...
         return None
     return "names none of the My Number systems"

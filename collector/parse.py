@@ -13,11 +13,14 @@ from urllib.parse import urlsplit
 import feedparser
 from lxml import etree
 
+from collector.article import parse_time
 from collector.errors import FeedMalformed
+from collector.xmlfeed import read_entries
 from store.records import Entry, TrendEntry
 
 FUTURE_TOLERANCE = timedelta(minutes=15)
 _TAG = re.compile(r"<[^>]+>")
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
 
 
@@ -27,8 +30,17 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None, kind: 
     if _truncated(body):
         raise FeedMalformed(url, "truncated: the document ends before its closing tag")
     body = to_utf8(body, content_type)
+    fast = read_entries(body, base=url)  # well-formed RSS/RDF/Atom; None: feedparser reads it
+    if fast is not None:
+        return [entry for e in fast if (entry := _entry(e, kind=kind, now=now)) is not None]
+    return _with_feedparser(body, url=url, kind=kind, now=now)
+
+
+def _with_feedparser(body: bytes, *, url: str, kind: str, now: datetime) -> list[Entry]:
     headers = {"content-location": url, "content-type": "application/xml; charset=utf-8"}
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    # we keep plain text only (plain_text below), so feedparser's HTML sanitizer and URI rewriting are skipped
+    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False,
+                              resolve_relative_uris=False)
     if not parsed.version and not parsed.entries:
         reason = str(parsed.get("bozo_exception") or "no feed elements found")
         if body.lstrip()[:200].lower().find(b"<html") >= 0:
@@ -111,18 +123,39 @@ def _entry(e, *, kind: str, now: datetime) -> Entry | None:
 
 def entry_date(e, *, now: datetime) -> tuple[datetime | None, str | None]:
     """published, else updated (RSS 1.0 dc:date arrives as updated), else None; future dates are clamped."""
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = e.get(key)
-        if value:
-            when = datetime.fromtimestamp(calendar.timegm(value), tz=timezone.utc)
-            if when > now + FUTURE_TOLERANCE:
-                return now, f"future date {when.isoformat()} clamped to fetch time"
-            return when, None
+    for key in ("published", "updated", "created"):
+        when = _date_of(e.get(key), e.get(f"{key}_parsed"))
+        if when is None:
+            continue
+        if when > now + FUTURE_TOLERANCE:
+            return now, f"future date {when.isoformat()} clamped to fetch time"
+        return when, None
     return None, "no date in feed: fetch time used"
 
 
+_NAMED_ZONE = re.compile(r"\s(JST|KST)\s*$")
+
+
+def _date_of(raw, parsed) -> datetime | None:
+    """A feed date: RFC 822 with any offset or zone name feedparser does not know (JST), ISO 8601, or a
+    Japanese date such as 2024年10月2日 10:30 (Japan time)."""
+    if isinstance(raw, str) and _NAMED_ZONE.search(raw):
+        try:
+            return parsedate_to_datetime(_NAMED_ZONE.sub(" +0900", raw)).astimezone(timezone.utc)
+        except (TypeError, ValueError, IndexError):
+            pass
+    if isinstance(raw, str) and "年" in raw:  # feedparser misreads 2024年10月2日 (as 2024-11-01, say)
+        return parse_time(raw)
+    if parsed:
+        return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+    return parse_time(raw) if isinstance(raw, str) else None
+
+
 def plain_text(markup: str) -> str:
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", markup))).strip()
+    """Text of an HTML fragment: scripts and styles dropped, tags removed, entities decoded, spaces folded."""
+    if "<" in markup:
+        markup = _TAG.sub(" ", _SCRIPT.sub(" ", markup))
+    return _SPACE.sub(" ", html.unescape(markup)).strip()
 
 
 def mastodon_account(status_url: str) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-KINDS = ("feed", "google_news", "google_trends", "yahoo", "hatena", "mastodon")
+from store.records import Service
+
+KINDS = ("feed", "google_news", "google_trends", "yahoo", "hatena", "mastodon", "page")
 
 
 @dataclass(frozen=True)
@@ -14,7 +17,22 @@ class SourceConfig:
     kind: str = "feed"
     publisher: str | None = None  # None: taken from each item (Google News <source>, Mastodon account, host)
     interval_minutes: int = 60
+    selector: str | None = None  # kind "page": CSS selector of the watched region (default main/article/body)
+    service: str | None = None  # the service a source's maintenance notices are about when they do not say
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"source {self.name!r}: unknown kind {self.kind!r} (one of {', '.join(KINDS)})")
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            raise ValueError(f"source {self.name!r}: url must start with http:// or https:// (got {self.url!r})")
+        if self.interval_minutes < 1:
+            raise ValueError(f"source {self.name!r}: interval_minutes must be at least 1")
+        if self.service is not None and self.service not in {str(s) for s in Service}:
+            raise ValueError(f"source {self.name!r}: unknown service {self.service!r} "
+                             f"(one of {', '.join(str(s) for s in Service)})")
+        if self.selector is not None and self.kind != "page":
+            raise ValueError(f"source {self.name!r}: selector only applies to kind = \"page\"")
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").lower()

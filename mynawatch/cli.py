@@ -41,22 +41,29 @@ def cmd_init(args) -> int:
 
 def cmd_collect(args) -> int:
     from collector.fetch import make_client
-    from collector.jobs import collect_round
+    from collector.jobs import Collector
     from store.db import make_sessions
 
     settings = _settings(args)
     if not settings.sources:
         raise UserError("no [[sources]] in the settings file: nothing to collect")
     sessions = make_sessions(settings.database_url)
-    with make_client(settings.fetch) as client:
-        outcomes = collect_round(sessions, list(settings.sources), client, settings.fetch, now=_now())
-    failed = 0
+    now = _now()
+    with make_client(settings.fetch) as client, Collector(sessions, client, settings.fetch, settings.collect) as c:
+        outcomes = c.collect_round(list(settings.sources), now=now, force=args.force)
+        pages = c.fetch_articles(now=now)
+    failed = waiting = 0
     for o in outcomes:
-        detail = f"{o.new_items} new" if o.outcome != "failed" else o.error
+        detail = o.error if o.error else f"{o.new_items} new"
         print(f"{o.source:30} {o.outcome:13} {detail}")
-        failed += o.outcome == "failed"
-    print(f"{len(outcomes) - failed} of {len(outcomes)} sources answered")
-    return 0 if failed < len(outcomes) else 1
+        failed += o.outcome in ("failed", "offline")
+        waiting += o.outcome == "waiting"
+    tried = len(outcomes) - waiting
+    print(f"{tried - failed} of {tried} sources answered"
+          + (f"; {waiting} backing off (--force fetches them anyway)" if waiting else ""))
+    if any(pages.values()):
+        print(f"article pages: {pages['ok']} read, {pages['failed']} failed, {pages['refused']} refused")
+    return 0 if failed < tried or tried == 0 else 1
 
 
 def _progress(done: int, total: int) -> None:
@@ -83,7 +90,7 @@ def cmd_classify(args) -> int:
 
 def cmd_report(args) -> int:
     from mynawatch.models import current_model
-    from reports.jobs import write_daily_report
+    from reports.archive import write_daily_report
     from store.db import make_sessions
 
     settings = _settings(args)
@@ -94,13 +101,157 @@ def cmd_report(args) -> int:
     sessions = make_sessions(settings.database_url)
     model = current_model(sessions)
     out = Path(args.out) if args.out else settings.report_dir
+    if args.send and not settings.smtp.recipients:
+        raise UserError("--send: no recipients in [smtp] of the settings file")
     try:
-        paths = write_daily_report(sessions, model_version=model.version, day=day, out_dir=out,
+        files = write_daily_report(sessions, model_version=model.version, day=day, out_dir=out,
                                    smtp=settings.smtp, send=args.send, now=_now())
     except OSError as exc:
-        raise UserError(f"could not write or send the report: {exc}") from exc
-    for kind, path in paths.items():
+        raise UserError(f"could not write the report: {exc}") from exc
+    for kind, path in files.paths.items():
         print(f"{kind:6} {path}")
+    return _print_delivery(files.delivery, queued=files.queued) if args.send else 0
+
+
+def _print_delivery(delivery, *, queued: int | None = None) -> int:
+    if queued is not None:
+        print(f"queued {queued} new message(s) (a day's digest goes to each recipient once)")
+    for line in delivery.sent:
+        print(f"sent   {line}")
+    for line in delivery.failed:
+        print(f"retry  {line}  (kept in the outbox; `mynawatch run` retries, or `mynawatch alerts deliver`)")
+    for line in delivery.gave_up:
+        print(f"failed {line}  (refused by the server; see `mynawatch alerts outbox`)")
+    return 1 if delivery.gave_up else 0
+
+
+def _alert_context(args):
+    from mynawatch.models import current_model
+    from reports.outbox import Channels
+    from store.db import make_sessions
+
+    settings = _settings(args)
+    sessions = make_sessions(settings.database_url)
+    channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
+    return settings, sessions, channels, (current_model(sessions).version if args.action == "check" else None)
+
+
+def cmd_alerts(args) -> int:
+    from reports.jobs import deliver_notifications, evaluate_alerts
+    from reports.notices import alert_line
+    from store import alerts as store_alerts
+    from store import notifications as store_out
+
+    settings, sessions, channels, version = _alert_context(args)
+    if args.action == "check":
+        events = evaluate_alerts(sessions, model_version=version, now=_now(), params=settings.spikes,
+                                 params_for=dict(settings.spikes_for), policy=settings.alerting, channels=channels,
+                                 deliver=False)
+        for e in events:
+            print(f"{e.kind:8} {alert_line(e.alert)}")
+        print(f"{len(events)} notification event(s)")
+    if args.action in ("check", "deliver"):
+        return _print_delivery(deliver_notifications(sessions, channels, now=_now()))
+    with sessions.begin() as session:
+        if args.action == "list":
+            for a in store_alerts.all_alerts(session, limit=args.limit):
+                print(f"{a.status:9} {a.dedup_key:40} {alert_line(a)}")
+        else:
+            for n in store_out.notifications(session, limit=args.limit):
+                print(f"{n.id:5} {n.status:8} {n.attempts:2}x {n.channel:7} {n.target[:40]:40} {n.subject[:60]}"
+                      + (f"  [{n.last_error}]" if n.last_error else ""))
+    return 0
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time; without an offset it is Tokyo time."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{text!r}: expected a time like 2024-10-12T06:00 (Tokyo) or with an offset") from None
+    return when if when.tzinfo else when.replace(tzinfo=ZoneInfo("Asia/Tokyo"))
+
+
+def _duration(text: str) -> timedelta:
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise UserError(f"--for {text!r}: expected a number and m, h or d (90m, 6h, 2d)")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+def cmd_silence(args) -> int:
+    from store import alerts as store_alerts
+    from store.db import make_sessions
+    from store.records import Service
+
+    sessions = make_sessions(_settings(args).database_url)
+    now = _now()
+    with sessions.begin() as session:
+        if args.action == "add":
+            known = [str(s) for s in Service] + ["collection", "*"]
+            if args.service not in known:
+                raise UserError(f"{args.service!r}: not a service code ({', '.join(known)})")
+            start = _when(args.start) if args.start else now
+            end = _when(args.until) if args.until else start + _duration(args.duration or "6h")
+            if end <= start:
+                raise UserError("the silence would end before it starts")
+            sid = store_alerts.add_silence(session, service=args.service, starts_at=start, ends_at=end,
+                                           comment=args.comment or "", created_by=os.environ.get("USER", ""), now=now)
+            print(f"silence {sid}: {args.service} until {end.isoformat(timespec='minutes')}")
+        elif args.action == "expire":
+            if not store_alerts.expire_silence(session, args.id, now=now):
+                raise UserError(f"no silence {args.id} in force")
+            print(f"silence {args.id} ended")
+        else:
+            for sil in store_alerts.silences(session, now=now, include_expired=args.all):
+                print(f"{sil.id:4} {sil.service:20} {sil.starts_at.isoformat(timespec='minutes')} → "
+                      f"{sil.ends_at.isoformat(timespec='minutes')}  {sil.comment}")
+    return 0
+
+
+def _read_counts(path: str):
+    from reports.countfile import CountFileError, read_counts
+
+    try:
+        if path == "-":
+            return read_counts(sys.stdin, name="standard input")
+        with open(path, encoding="utf-8", newline="") as fh:
+            return read_counts(fh, name=path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except CountFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_spikes(args) -> int:
+    from reports.countfile import detect_in_counts, episode_json, write_counts
+    from reports.notices import TOKYO
+
+    path = Path(args.config) if args.config else Path("mynawatch.toml")
+    settings = load_settings(path) if path.exists() or args.config else Settings()
+    if args.action == "detect":
+        series, zone = _read_counts(args.path)
+        for ep in detect_in_counts(series, params=settings.spikes, per_service=dict(settings.spikes_for)):
+            print(episode_json(ep, zone))
+        return 0
+    from mynawatch.models import current_model
+    from reports.archive import day_bounds
+    from store import signals as store_signals
+    from store.db import make_sessions
+
+    try:
+        start, end = day_bounds(date.fromisoformat(args.since))[0], day_bounds(date.fromisoformat(args.until))[1]
+    except ValueError:
+        raise UserError("--since and --until: expected YYYY-MM-DD (Tokyo days)") from None
+    sessions = make_sessions(_settings(args).database_url)
+    with sessions.begin() as session:
+        series = store_signals.hourly_signal(session, current_model(sessions).version, start, end, args.signal)
+    services = args.service or sorted(series) or ["portal"]
+    write_counts({s: series.get(s, {}) for s in services}, sys.stdout, zone=TOKYO, start=start, end=end)
     return 0
 
 
@@ -229,22 +380,116 @@ def cmd_label(args) -> int:
     return 0
 
 
-def cmd_sources(args) -> int:
-    from sqlalchemy import select
-
+def cmd_search(args) -> int:
     from store.db import make_sessions
-    from store.tables import Source
+    from store.search import highlight, search_items
+
+    settings = _settings(args)
+    try:
+        since = datetime.fromisoformat(args.since).replace(tzinfo=timezone(timedelta(hours=9))) if args.since else None
+    except ValueError:
+        raise UserError(f"--since {args.since!r}: expected YYYY-MM-DD") from None
+    sessions = make_sessions(settings.database_url)
+    with sessions.begin() as session:
+        try:
+            hits = search_items(session, args.query, service=args.service, since=since, limit=args.limit)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    for h in hits:
+        when = h.published.astimezone(timezone(timedelta(hours=9))).strftime("%Y-%m-%d %H:%M")
+        print(f"{when}  {h.publisher}  #{h.item_id}")
+        print(f"  {highlight(h.title, args.query) if h.in_title else h.title}")
+        if not h.in_title:
+            print(f"  …{h.snippet}…")
+        print(f"  {h.url}")
+    print(f"{len(hits)} item(s)" + (" (title matches first, newest first)" if hits else ""))
+    return 0
+
+
+def cmd_sql(args) -> int:
+    from store.sql import ReadOnlyError, run_read_only, write_result
+
+    settings = _settings(args)
+    try:
+        columns, rows = run_read_only(settings.database_url, args.query)
+    except ReadOnlyError as exc:
+        raise UserError(str(exc)) from None
+    write_result(columns, rows, args.format, sys.stdout)
+    return 0
+
+
+def cmd_db(args) -> int:
+    from store.db import backup_store, check_store, upgrade_store
+
+    settings = _settings(args)
+    if args.action == "upgrade":
+        before, after = upgrade_store(settings.database_url)
+        print(f"schema {before or 'new'} -> {after}")
+    elif args.action == "backup":
+        target = Path(args.path)
+        if target.exists() and not args.force:
+            raise UserError(f"{target} exists (use --force to replace it)")
+        backup_store(settings.database_url, target)
+        print(f"backed up to {target}")
+    else:
+        problems = check_store(settings.database_url)
+        for p in problems:
+            print(p)
+        print("ok" if not problems else f"{len(problems)} problem(s)")
+        return 0 if not problems else 1
+    return 0
+
+
+def cmd_sources(args) -> int:
+    from collector.health import describe_sources
+    from store.db import make_sessions
+    from store.sources import source_rows
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
     with sessions.begin() as session:
-        rows = session.scalars(select(Source).order_by(Source.name)).all()
-        print(f"{'source':28} {'status':24} {'last success (UTC)':20} {'failures':>8} {'newest item (UTC)':20}")
-        for s in rows:
-            fmt = (lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "-")
-            print(f"{s.name:28} {s.status[:24]:24} {fmt(s.last_success_at):20} {s.failure_score:8.1f} "
-                  f"{fmt(s.last_new_item_at):20}")
+        rows = source_rows(session)
+    print(describe_sources(rows, policy=settings.collect, now=_now()))
     return 0
+
+
+def _alert_parsers(sub) -> None:
+    p = sub.add_parser("alerts", help="evaluate spike alerts now, list alerts, or look at the notification outbox")
+    a = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a.add_parser("check", help="detect, advance the alert lifecycle, notify (what `run` does every hour)")
+    a.add_parser("deliver", help="send queued notifications that are due (SMTP or a webhook was down)")
+    for name, what in (("list", "recent alerts, newest first"), ("outbox", "recent notifications and their state")):
+        c = a.add_parser(name, help=what)
+        c.add_argument("--limit", type=int, default=30, help="how many (default 30)")
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("silence", help="mute alert notifications for a service for a while")
+    s = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = s.add_parser("add", help="silence one service (a taxonomy code), collection, or * for all")
+    c.add_argument("service")
+    c.add_argument("--for", dest="duration", help="how long: 90m, 6h, 2d (default 6h)")
+    c.add_argument("--until", help="or until this time (ISO 8601; Tokyo time without an offset)")
+    c.add_argument("--from", dest="start", help="start later than now (ISO 8601)")
+    c.add_argument("--comment", help="why (shown in `silence list`)")
+    c = s.add_parser("list", help="silences in force or to come")
+    c.add_argument("--all", action="store_true", help="expired ones too")
+    c = s.add_parser("expire", help="end a silence now")
+    c.add_argument("id", type=int)
+    p.set_defaults(func=cmd_silence)
+
+    p = sub.add_parser("spikes", help="run the alert detector on a CSV of hourly counts, or export one")
+    s = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = s.add_parser("detect", help="CSV time,series,count in; one JSON line per detected episode out")
+    c.add_argument("path", help="a CSV file, or - for standard input")
+    c = s.add_parser("export", help="the store's trouble-report counts per service and hour as that CSV")
+    c.add_argument("--since", required=True, help="first day, YYYY-MM-DD (Tokyo)")
+    c.add_argument("--until", required=True, help="last day, YYYY-MM-DD (Tokyo)")
+    c.add_argument("--service", action="append", help="only this service code (repeat for several)")
+    c.add_argument("--signal", default="trouble", choices=("trouble", "stories", "items", "publishers", "bookmarks",
+                                                           "posts", "trends"),
+                   help="trouble (the alert signal, default): distinct stories of trouble reports; stories, items, "
+                        "publishers: of relevant items; bookmarks, posts: はてブ and Mastodon; trends: trending terms")
+    p.set_defaults(func=cmd_spikes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="fetch every source once and store new items")
     p.add_argument("--once", action="store_true", help="one round, then exit (the default; `run` keeps going)")
+    p.add_argument("--force", action="store_true", help="also fetch sources that are backing off after failures")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("classify", help="tag stored items the current model has not tagged yet")
@@ -270,8 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the daily report (HTML, text, chart, digest .eml)")
     p.add_argument("--date", help="the day, YYYY-MM-DD in Asia/Tokyo (default: yesterday)")
     p.add_argument("--out", help="folder (default: [reports] dir of the settings)")
-    p.add_argument("--send", action="store_true", help="also send the digest by email (once per day and recipient)")
+    p.add_argument("--send", action="store_true",
+                   help="also email the digest (once per day and recipient; queued and retried if SMTP is down)")
     p.set_defaults(func=cmd_report)
+
+    _alert_parsers(sub)
 
     p = sub.add_parser("run", help="run the scheduler: collect, classify, alert and report on schedule")
     p.set_defaults(func=cmd_run)
@@ -310,7 +559,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sentiment", help="a sentiment code")
     p.set_defaults(func=cmd_label)
 
-    p = sub.add_parser("sources", help="list each source's health")
+    p = sub.add_parser("search", help="Japanese full-text search over titles and texts, with highlights")
+    p.add_argument("query", help="words to find, e.g. \"アクセス集中\" (every word required)")
+    p.add_argument("--service", help="only items labeled with this service code, e.g. portal")
+    p.add_argument("--since", help="only items published on or after this Tokyo day, YYYY-MM-DD")
+    p.add_argument("--limit", type=int, default=20, help="at most this many items (default 20)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("sql", help="run a read-only SQL query on the store (writes are refused)")
+    p.add_argument("query", help="one SQL statement, e.g. \"SELECT * FROM daily_service_counts\"")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("db", help="store maintenance: upgrade, backup, check")
+    dsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dsub.add_parser("upgrade", help="apply schema migrations (also done on every open)").set_defaults(func=cmd_db)
+    d = dsub.add_parser("backup", help="a consistent online copy of the store")
+    d.add_argument("path", help="where to write the copy")
+    d.add_argument("--force", action="store_true", help="replace an existing file")
+    d.set_defaults(func=cmd_db)
+    dsub.add_parser("check", help="integrity, foreign-key and search-index checks").set_defaults(func=cmd_db)
+
+    p = sub.add_parser("sources", help="list each source's health: status, last success, failures, newest item, "
+                                      "stale and backing-off flags")
     p.set_defaults(func=cmd_sources)
     return parser
 

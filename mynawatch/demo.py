@@ -13,16 +13,17 @@ from zoneinfo import ZoneInfo
 from classifier.jobs import tag_items, tag_trends
 from classifier.model import load_or_train
 from collector.fetch import FetchPolicy, make_client
-from collector.jobs import collect_round
+from collector.jobs import Collector
 from collector.sources import SourceConfig
 from mynawatch.feedserver import FeedServer, ReplayFeed
 from reports.charts import render_mentions_chart
-from reports.jobs import evaluate_alerts, format_alert_change, write_daily_report
+from reports.archive import write_daily_report
+from reports.daily import stories_per_day
+from reports.jobs import evaluate_alerts, format_event
 from reports.mail import SmtpSettings
-from reports.signals import daily_stories
 from reports.spikes import SpikeParams
 from store import items as store_items
-from store import labels as store_labels
+from store import signals as store_signals
 from store.db import make_sessions
 from store.records import Service
 
@@ -69,9 +70,11 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
     smtp = SmtpSettings(sender="mynawatch-demo@localhost", recipients=("analyst@example.jp",))
     result = DemoResult(out_dir)
     alerts_log = (out_dir / "alerts.log").open("w", encoding="utf-8")
-    feeds, policy = sample_feeds(), FetchPolicy(timeout_seconds=10)
+    # every sample feed is on one loopback server: no per-host pause (real hosts get host_interval_seconds)
+    feeds, policy = sample_feeds(), FetchPolicy(timeout_seconds=10, host_interval_seconds=0, per_host_connections=16)
     with FeedServer(feeds, now=start) as server, make_client(policy) as client:
         sources = sample_sources(server.base_url)
+        collector = Collector(sessions, client, policy)  # article pages are never fetched: links are real outlets
         say(f"serving {len(feeds)} sample feeds on {server.base_url} and collecting hour by hour "
             f"from {FIRST_DAY} for {days} days ...")
         for day_index in range(days):
@@ -79,14 +82,14 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
             for hour in range(1, 25):
                 now = start + timedelta(days=day_index, hours=hour)
                 server.now = now
-                collect_round(sessions, sources, client, policy, now=now)
+                collector.collect_round(sources, now=now)
             end_of_day = start + timedelta(days=day_index + 1)
             tag_items(sessions, model, now=end_of_day)
             tag_trends(sessions, model)
-            for change in evaluate_alerts(sessions, model_version=model.version, now=end_of_day, params=params):
-                alerts_log.write(format_alert_change(change) + "\n")
-                if change.change == "firing":
-                    a = change.alert
+            for event in evaluate_alerts(sessions, model_version=model.version, now=end_of_day, params=params):
+                alerts_log.write(format_event(event) + "\n")
+                if event.kind == "firing":
+                    a = event.alert
                     result.alerts.append({"service": a.service, "started_at": a.started_at.astimezone(TOKYO).isoformat(),
                                           "day": a.started_at.astimezone(TOKYO).date().isoformat(),
                                           "peak_count": a.peak_count, "score": a.score})
@@ -97,14 +100,14 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
     end = start + timedelta(days=days)
     with sessions.begin() as session:
         counts = store_items.count_items(session)
-        items = store_labels.labeled_items(session, model.version, start, end)
-    per_day = daily_stories(items)
+        per_day = stories_per_day(store_signals.count_relevant(session, model.version, start, end))
+        kept = store_signals.count_collected(session, model.version, start, end)[1]
     alert_days = sorted({date.fromisoformat(a["day"]) for a in result.alerts})
     (out_dir / "mentions-month.png").write_bytes(render_mentions_chart(
         per_day, start=FIRST_DAY, end=FIRST_DAY + timedelta(days=days - 1),
         title=f"サービス別の言及（記事群数／日） {FIRST_DAY:%Y/%m/%d}〜", marks=alert_days))
     result.collected, result.stories = counts["items"], counts["stories"]
-    result.kept = sum(1 for it in items if it.label.relevant)
+    result.kept = kept
     result.rejected = result.collected - result.kept
     summary = {
         "collected": result.collected, "kept": result.kept, "rejected": result.rejected,

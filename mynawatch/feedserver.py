@@ -77,6 +77,10 @@ class ReplayFeed:
         return etree.tostring(tree, xml_declaration=True, encoding=self.encoding)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops simultaneous connects (SYN retried a second later)
+
+
 class FeedServer:
     """Serves ``/feeds/<name>`` from ReplayFeeds at ``self.now`` on 127.0.0.1 in a background thread."""
 
@@ -86,6 +90,7 @@ class FeedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
 
             def do_GET(self):  # noqa: N802
                 server.requests += 1
@@ -114,7 +119,7 @@ class FeedServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -1,80 +1,161 @@
-"""The composition root for the daemon: one APScheduler job per source, plus classify, alert and report jobs."""
+"""The composition root for the daemon: one APScheduler job per source, plus article, classify, alert,
+notification and report jobs."""
 
 from __future__ import annotations
 
 import logging
+import random
 import signal
+import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import httpx
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from classifier.jobs import tag_items, tag_trends
-from classifier.model import load_or_train
 from collector.fetch import make_client
-from collector.jobs import collect_round
+from collector.jobs import Collector
+from mynawatch.models import current_model
 from mynawatch.settings import Settings
-from reports.jobs import evaluate_alerts, format_alert_change, write_daily_report
+from reports.archive import write_daily_report
+from reports.jobs import deliver_notifications, evaluate_alerts, format_event
+from reports.outbox import Channels
 from store.db import make_sessions
 
 log = logging.getLogger(__name__)
 TOKYO = ZoneInfo("Asia/Tokyo")
+WORKERS = 10  # jobs running at once (fetches inside a round have their own limits: [fetch])
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def build_scheduler(settings: Settings) -> BlockingScheduler:
+@dataclass
+class Daemon:
+    scheduler: BlockingScheduler
+    executor: ThreadPoolExecutor
+    collector: Collector
+    client: httpx.Client
+
+    def close(self) -> None:
+        """Wait for the jobs under way, then release the fetch pool and the HTTP client."""
+        self.executor.shutdown(wait=True)
+        self.collector.close()
+        self.client.close()
+
+
+class _Model:
+    """The classifier, loaded on first use (so collection starts at once)."""
+
+    def __init__(self, sessions):
+        self.sessions, self._model, self._lock = sessions, None, threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._model is None:
+                self._model = current_model(self.sessions)
+            return self._model
+
+
+def job_options(settings: Settings) -> dict:
+    """Every job: missed runs coalesced into one, never two at once, skipped when later than the grace time."""
+    return {"coalesce": True, "max_instances": 1, "misfire_grace_time": settings.schedule.misfire_grace_seconds}
+
+
+def build_daemon(settings: Settings, *, rng: random.Random | None = None) -> Daemon:
     sessions = make_sessions(settings.database_url)
     client = make_client(settings.fetch)
-    model = load_or_train()
+    collector = Collector(sessions, client, settings.fetch, settings.collect)
+    executor = ThreadPoolExecutor(WORKERS)
+    scheduler = BlockingScheduler(timezone=timezone.utc, executors={"default": executor},
+                                  job_defaults=job_options(settings))
+    _add_collect_jobs(scheduler, collector, settings, rng or random.Random())
+    _add_report_jobs(scheduler, sessions, settings)
+    return Daemon(scheduler, executor, collector, client)
+
+
+def build_scheduler(settings: Settings) -> BlockingScheduler:
+    return build_daemon(settings).scheduler
+
+
+def _add_collect_jobs(scheduler, collector: Collector, settings: Settings, rng: random.Random) -> None:
     sched = settings.schedule
-    scheduler = BlockingScheduler(timezone=timezone.utc, job_defaults={
-        "coalesce": True, "max_instances": 1, "misfire_grace_time": sched.misfire_grace_seconds})
 
     def collect(source):
-        for outcome in collect_round(sessions, [source], client, settings.fetch, now=_now(), workers=1):
-            log.info("collected %s: %s %s", outcome.source, outcome.outcome, outcome.error or outcome.new_items)
+        for outcome in collector.collect_round([source], now=_now()):
+            level = logging.WARNING if outcome.outcome in ("failed", "offline") else logging.INFO
+            log.log(level, "collected %s: %s %s", outcome.source, outcome.outcome, outcome.error or outcome.new_items)
 
-    for source in settings.sources:
+    start = _now()
+    for source in settings.sources:  # first runs spread over the jitter, so hosts are not all hit at start
+        first = start + timedelta(seconds=rng.uniform(0, min(sched.jitter_seconds, 60)))
         scheduler.add_job(collect, IntervalTrigger(minutes=source.interval_minutes, jitter=sched.jitter_seconds),
                           args=[source], id=f"collect:{source.name}", name=f"collect {source.name}",
-                          next_run_time=_now())
+                          next_run_time=first, **job_options(settings))
+
+    def articles():  # the pages of items the classifier found relevant
+        counts = collector.fetch_articles(now=_now())
+        if any(counts.values()):
+            log.info("article pages: %s", counts)
+
+    if settings.collect.article_pages:
+        scheduler.add_job(articles, IntervalTrigger(minutes=sched.classify_minutes), id="articles",
+                          next_run_time=start + timedelta(minutes=1), **job_options(settings))
+
+
+def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
+    sched = settings.schedule
+    model = _Model(sessions)
 
     def classify():
-        n = tag_items(sessions, model, now=_now())
-        tag_trends(sessions, model)
+        n = tag_items(sessions, model.get(), now=_now())
+        tag_trends(sessions, model.get())
         log.info("classified %d items", n)
 
-    def alerts():
-        for change in evaluate_alerts(sessions, model_version=model.version, now=_now(), params=settings.spikes,
-                                      resolve_after_hours=settings.resolve_after_hours):
-            log.warning("alert %s", format_alert_change(change))
+    channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
+
+    def alerts():  # detect, advance the lifecycle, queue and deliver notifications
+        for event in evaluate_alerts(sessions, model_version=model.get().version, now=_now(), params=settings.spikes,
+                                     params_for=dict(settings.spikes_for), policy=settings.alerting, channels=channels):
+            log.warning("alert %s", format_event(event))
+
+    def notify():  # retry what the outbox still holds (SMTP or a webhook was down)
+        deliver_notifications(sessions, channels, now=_now())
 
     def report():
         day = _now().astimezone(TOKYO).date() - timedelta(days=1)
-        write_daily_report(sessions, model_version=model.version, day=day, out_dir=settings.report_dir,
+        write_daily_report(sessions, model_version=model.get().version, day=day, out_dir=settings.report_dir,
                            smtp=settings.smtp, send=settings.send_digest, now=_now())
 
-    scheduler.add_job(classify, IntervalTrigger(minutes=sched.classify_minutes), id="classify")
-    scheduler.add_job(alerts, IntervalTrigger(minutes=sched.alerts_minutes), id="alerts")
+    options = job_options(settings)
+    scheduler.add_job(classify, IntervalTrigger(minutes=sched.classify_minutes), id="classify", **options)
+    scheduler.add_job(alerts, IntervalTrigger(minutes=sched.alerts_minutes), id="alerts", **options)
+    scheduler.add_job(notify, IntervalTrigger(minutes=sched.notify_minutes), id="notify", **options)
     hour, minute = (int(x) for x in sched.report_time.split(":"))
-    scheduler.add_job(report, CronTrigger(hour=hour, minute=minute, timezone=TOKYO), id="report")
-    return scheduler
+    scheduler.add_job(report, CronTrigger(hour=hour, minute=minute, timezone=TOKYO), id="report", **options)
 
 
 def run_forever(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; the job under way finishes (each write is one transaction)."""
-    scheduler = build_scheduler(settings)
+    """Run until SIGINT/SIGTERM. The jobs under way finish their current write (each write is one
+    transaction, so even a harder stop leaves no half-written item); no new job starts."""
+    daemon = build_daemon(settings)
 
     def stop(signum, _frame):
-        log.warning("signal %s: stopping after the current job", signum)
-        scheduler.shutdown(wait=True)
+        if daemon.scheduler.running:
+            log.warning("signal %s: stopping after the jobs under way", signum)
+            daemon.scheduler.shutdown(wait=False)  # never block inside a signal handler
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"mynawatch: {len(settings.sources)} sources scheduled; Ctrl-C to stop")
-    scheduler.start()
+    print(f"mynawatch: {len(settings.sources)} sources scheduled; Ctrl-C to stop", flush=True)
+    try:
+        daemon.scheduler.start()
+    finally:
+        daemon.close()
+    print("mynawatch: stopped", flush=True)

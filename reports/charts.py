@@ -1,32 +1,43 @@
-"""Charts (matplotlib, Agg). Japanese labels use the IPAex font shipped by matplotlib-fontja."""
+"""Charts (matplotlib, Agg) as PNG bytes. Japanese labels use the IPAex font shipped by
+matplotlib-fontja, so no system font is needed."""
 
 from __future__ import annotations
 
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib_fontja  # noqa: E402,F401  (registers the font and makes it the default)
+import matplotlib_fontja  # noqa: E402
 
+from reports.notices import TOKYO, display_name  # noqa: E402
 from store.records import Service  # noqa: E402
 
 matplotlib_fontja.japanize()
 
 
+def _png(fig) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def render_mentions_chart(per_day: dict[date, dict[Service, int]], *, start: date, end: date,
                           title: str = "サービス別の言及（記事群数／日）", max_series: int = 6,
                           marks: list[date] = ()) -> bytes:
-    """A PNG line chart of distinct stories per service per day, for the busiest services."""
+    """A PNG line chart of distinct stories per service per day, for the busiest services; ``marks``: alert days."""
     days = [start + timedelta(d) for d in range((end - start).days + 1)]
     totals = {s: sum(per_day.get(d, {}).get(s, 0) for d in days) for s in Service}
     shown = [s for s, n in sorted(totals.items(), key=lambda kv: -kv[1]) if n][:max_series]
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
+    noons = [datetime.combine(d, time(12)) for d in days]  # each day's point in the middle of its shaded span
     for service in shown:
-        ax.plot(days, [per_day.get(d, {}).get(service, 0) for d in days], marker="o", markersize=3,
+        ax.plot(noons, [per_day.get(d, {}).get(service, 0) for d in days], marker="o", markersize=3,
                 linewidth=1.5, label=service.display)
     for d in marks:
         ax.axvspan(d, d + timedelta(days=1), color="#d33", alpha=0.12, linewidth=0)
@@ -37,8 +48,38 @@ def render_mentions_chart(per_day: dict[date, dict[Service, int]], *, start: dat
     if shown:
         ax.legend(loc="upper left", fontsize=8, ncol=2)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
+
+
+def render_hourly_chart(hourly: dict[str, dict[datetime, int]], *, day: date, title: str,
+                        marks: list[tuple[datetime, datetime]] = (), max_series: int = 5) -> bytes:
+    """A PNG bar chart of trouble stories per hour (JST) of ``day`` for the busiest services; ``marks``: alert spans."""
+    totals = sorted(((sum(h.values()), s) for s, h in hourly.items() if sum(h.values())), reverse=True)[:max_series]
+    fig, ax = plt.subplots(figsize=(9, 2.8), dpi=100)
+    bottom = [0] * 24
+    for _, service in totals:
+        by_hour = [0] * 24
+        for when, n in hourly[service].items():
+            local = when.astimezone(TOKYO)
+            if local.date() == day:
+                by_hour[local.hour] += n
+        ax.bar(range(24), by_hour, bottom=bottom, width=0.8, label=display_name(service))
+        bottom = [a + b for a, b in zip(bottom, by_hour)]
+    for start, stop in marks:
+        a, b = start.astimezone(TOKYO), stop.astimezone(TOKYO)
+        lo = a.hour if a.date() == day else 0
+        hi = (b.hour or 24) if b.date() == day else 24
+        if lo < hi:
+            ax.axvspan(lo - 0.5, hi - 0.5, color="#d33", alpha=0.12, linewidth=0)
+    ax.set_title(title)
+    ax.set_xlim(-0.5, 23.5)
+    ax.set_xticks(range(0, 24, 3), [f"{h}時" for h in range(0, 24, 3)])
+    ax.set_ylabel("記事群数")
+    ax.grid(alpha=0.3, axis="y")
+    if totals:
+        ax.set_ylim(0, max(bottom) * 1.3 + 0.5)  # room for the legend
+        ax.legend(loc="upper left", fontsize=8, ncol=3)
+    else:
+        ax.text(11.5, 0.5, "障害報告なし", ha="center", va="center", color="#888")
+        ax.set_ylim(0, 1)
+    return _png(fig)

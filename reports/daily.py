@@ -1,36 +1,20 @@
-"""The daily report: build a data object from labeled items, then render it (text, HTML). Pure."""
+"""The daily report as data: built from the day's aggregated signals (``DayInputs``), then rendered
+by ``reports/rendering.py``. Pure: no store, no clock."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from html import escape
 
-from reports.signals import TOKYO, daily_stories, local_day
 from store.alerts import AlertView
-from store.records import CAUSE_NAMES, SENTIMENT_NAMES, Cause, LabeledItem, Sentiment, Service
+from store.maintenance import Window
+from store.records import Cause, LabeledItem, Sentiment, Service
+from store.health import SourceHealth
+from store.signals import Count, SocialCount
 
-
-@dataclass(frozen=True)
-class ServiceRow:
-    service: Service
-    stories: int
-    items: int
-    publishers: int
-    avg7: float
-    avg28: float
-
-
-@dataclass(frozen=True)
-class StoryRow:
-    title: str
-    services: tuple[Service, ...]
-    cause: Cause
-    items: int
-    publishers: tuple[str, ...]
-    url: str
-    first_seen: datetime
+STALE_AFTER = timedelta(days=3)  # no new item for this long: the source may have stopped updating
+SILENT_AFTER = timedelta(hours=24)  # no successful fetch for this long
 
 
 @dataclass(frozen=True)
@@ -41,149 +25,186 @@ class TrendRow:
 
 
 @dataclass(frozen=True)
+class DayInputs:
+    """Everything a daily report needs, read from the store (see ``reports/archive.py``)."""
+
+    day: date
+    collected: int
+    relevant: int
+    per_day: list[Count]  # by day and service, the 28 days before ``day`` and ``day``
+    causes: list[Count]  # ``day``, by service and cause
+    sentiment: list[Count]  # by day and sentiment, the 7 days before ``day`` and ``day``
+    items: list[LabeledItem]  # relevant items of ``day``
+    hourly: dict[str, dict[datetime, int]]  # trouble stories per service per hour of ``day``
+    social: list[SocialCount] = field(default_factory=list)  # ``day``, by service
+    trends: list[TrendRow] = field(default_factory=list)
+    alerts: list[AlertView] = field(default_factory=list)
+    alert_days: list[date] = field(default_factory=list)  # days an alert fired over the 28 days (for the chart)
+    windows: list[Window] = field(default_factory=list)  # overlapping ``day`` or in the 7 days after
+    sources: list[SourceHealth] = field(default_factory=list)
+    as_of: datetime | None = None  # when the report is made (for source health)
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    service: Service
+    stories: int
+    items: int
+    publishers: int
+    avg7: float
+    avg28: float
+    top_cause: Cause | None = None
+    bookmarks: int = 0
+    posts: int = 0
+
+    @property
+    def ratio(self) -> float | None:
+        """Today's stories against the 28-day daily average (None when there is no history)."""
+        if not self.avg28:
+            return None
+        ratio = self.stories / self.avg28
+        return round(ratio, 1) if ratio < 10 else round(ratio)
+
+
+@dataclass(frozen=True)
+class StoryRow:
+    title: str
+    services: tuple[Service, ...]
+    cause: Cause
+    sentiment: Sentiment
+    items: int
+    publishers: tuple[tuple[str, str], ...]  # (publisher, its article's URL), in order of publication
+    url: str
+    first_seen: datetime
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    name: str
+    state: str  # failing | silent | stale
+    detail: str
+
+
+@dataclass(frozen=True)
 class DailyReport:
     day: date
     collected: int
     relevant: int
-    irrelevant: int
     services: list[ServiceRow]
     causes: list[tuple[Cause, int]]
-    sentiment: list[tuple[Sentiment, int]]
+    sentiment: list[tuple[Sentiment, int, float, float]]  # (code, items today, share today, share over 7 days)
     top_stories: list[StoryRow]
     alerts: list[AlertView]
-    maintenance: list[StoryRow]
-    trends: list[TrendRow] = field(default_factory=list)
-    chart_cid: str | None = None
+    maintenance: list[Window]
+    notices: list[StoryRow]  # maintenance notices among today's stories
+    trends: list[TrendRow]
+    sources: list[SourceRow]
+    sources_ok: int
+    per_day: dict[date, dict[Service, int]] = field(default_factory=dict, compare=False)  # for the chart
+    alert_days: list[date] = field(default_factory=list, compare=False)
+    hourly: dict[str, dict[datetime, int]] = field(default_factory=dict, compare=False)
+
+    @property
+    def irrelevant(self) -> int:
+        return self.collected - self.relevant
 
     @property
     def title(self) -> str:
         return f"マイナ関連 日次レポート {self.day:%Y年%m月%d日}"
 
 
-def build_daily_report(items: list[LabeledItem], *, day: date, alerts: list[AlertView],
-                       trends: list[TrendRow] = (), top: int = 10) -> DailyReport:
-    """``items`` must cover the 28 days before ``day`` and ``day`` itself (Tokyo days)."""
-    today = [it for it in items if local_day(it.published) == day]
-    relevant = [it for it in today if it.label.relevant]
-    per_day = daily_stories(items)
-
-    def avg(service: Service, days: int) -> float:
-        return sum(per_day.get(day - timedelta(d), {}).get(service, 0) for d in range(1, days + 1)) / days
-
-    rows = []
-    for service in Service:
-        mine = [it for it in relevant if service in it.label.services]
-        row = ServiceRow(service, len({it.story_id for it in mine}), len(mine), len({it.publisher for it in mine}),
-                         round(avg(service, 7), 2), round(avg(service, 28), 2))
-        if row.items or row.avg7 or row.avg28:
-            rows.append(row)
-    rows.sort(key=lambda r: (-r.stories, -r.avg7, r.service))
-    stories = _stories(relevant)
-    by_cause = Counter(s.cause for s in stories)
+def build_daily_report(inputs: DayInputs, *, top: int = 10) -> DailyReport:
+    day = inputs.day
+    per_day = stories_per_day(inputs.per_day)
+    stories = story_rows(inputs.items)
+    sources = _source_rows(inputs)
     return DailyReport(
-        day=day, collected=len(today), relevant=len(relevant), irrelevant=len(today) - len(relevant),
-        services=rows,
-        causes=sorted(by_cause.items(), key=lambda kv: (-kv[1], kv[0])),
-        sentiment=[(s, sum(1 for it in relevant if it.label.sentiment == s)) for s in Sentiment],
+        day=day, collected=inputs.collected, relevant=inputs.relevant,
+        services=_service_rows(inputs, per_day), causes=_causes(stories), sentiment=_sentiment(inputs),
         top_stories=[s for s in stories if s.cause != Cause.MAINTENANCE][:top],
-        alerts=alerts, maintenance=[s for s in stories if s.cause == Cause.MAINTENANCE],
-        trends=list(trends),
+        alerts=list(inputs.alerts), maintenance=list(inputs.windows),
+        notices=[s for s in stories if s.cause == Cause.MAINTENANCE], trends=list(inputs.trends),
+        sources=sources, sources_ok=len(inputs.sources) - len(sources),
+        per_day=per_day, hourly=inputs.hourly, alert_days=sorted(set(inputs.alert_days)),
     )
 
 
-def _stories(items: list[LabeledItem]) -> list[StoryRow]:
-    """One row per story cluster: syndicated copies folded together, biggest stories first."""
+def stories_per_day(counts: list[Count]) -> dict[date, dict[Service, int]]:
+    out: dict[date, dict[Service, int]] = defaultdict(dict)
+    for c in counts:
+        out[c.bucket][Service(c.service)] = c.stories
+    return dict(out)
+
+
+def _service_rows(inputs: DayInputs, per_day: dict[date, dict[Service, int]]) -> list[ServiceRow]:
+    day = inputs.day
+    today = {Service(c.service): c for c in inputs.per_day if c.bucket == day}
+    causes: dict[Service, Counter] = defaultdict(Counter)
+    for c in inputs.causes:
+        causes[Service(c.service)][Cause(c.cause)] += c.stories
+    social = {s.service: s for s in inputs.social}
+
+    def avg(service: Service, days: int) -> float:
+        return round(sum(per_day.get(day - timedelta(d), {}).get(service, 0) for d in range(1, days + 1)) / days, 2)
+
+    rows = []
+    for service in Service:
+        t = today.get(service)
+        top = causes[service].most_common(1)
+        s = social.get(str(service))
+        row = ServiceRow(service, t.stories if t else 0, t.items if t else 0, t.publishers if t else 0,
+                         avg(service, 7), avg(service, 28), top[0][0] if top else None,
+                         s.bookmarks if s else 0, s.posts if s else 0)
+        if row.items or row.avg7 or row.avg28:
+            rows.append(row)
+    return sorted(rows, key=lambda r: (-r.stories, -r.avg7, list(Service).index(r.service)))
+
+
+def story_rows(items: list[LabeledItem]) -> list[StoryRow]:
+    """One row per story cluster: syndicated copies folded together, most widely carried first."""
     groups: dict[int, list[LabeledItem]] = defaultdict(list)
-    for it in items:
+    for it in sorted(items, key=lambda it: (it.published, it.item_id)):
         groups[it.story_id].append(it)
     rows = []
     for members in groups.values():
-        first = min(members, key=lambda it: it.published)
-        causes = Counter(it.label.cause for it in members)
-        services = tuple(dict.fromkeys(s for it in members for s in it.label.services))
-        rows.append(StoryRow(first.title, services, causes.most_common(1)[0][0], len(members),
-                             tuple(sorted({it.publisher for it in members})), first.url, first.published))
+        first = members[0]
+        seen: dict[str, str] = {}
+        for it in members:
+            seen.setdefault(it.publisher, it.url)
+        publishers = tuple(seen.items())
+        rows.append(StoryRow(first.title, tuple(dict.fromkeys(s for it in members for s in it.label.services)),
+                             Counter(it.label.cause for it in members).most_common(1)[0][0],
+                             Counter(it.label.sentiment for it in members).most_common(1)[0][0],
+                             len(members), publishers, first.url, first.published))
     rows.sort(key=lambda r: (-len(r.publishers), -r.items, r.first_seen))
     return rows
 
 
-def _jst(when: datetime) -> str:
-    return when.astimezone(TOKYO).strftime("%m/%d %H:%M")
+def _causes(stories: list[StoryRow]) -> list[tuple[Cause, int]]:
+    counts = Counter(s.cause for s in stories)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], list(Cause).index(kv[0])))
 
 
-def _alert_line(a: AlertView) -> str:
-    state = "継続中" if a.status == "firing" else "解消"
-    return (f"{Service(a.service).display}: {_jst(a.started_at)}〜{_jst(a.last_seen_at + timedelta(hours=1))} "
-            f"ピーク {a.peak_count} 件/時（スコア {a.score:.1f}、{state}）")
+def _sentiment(inputs: DayInputs) -> list[tuple[Sentiment, int, float, float]]:
+    today = Counter({Sentiment(c.sentiment): c.items for c in inputs.sentiment if c.bucket == inputs.day})
+    week = Counter()
+    for c in inputs.sentiment:
+        if c.bucket != inputs.day:
+            week[Sentiment(c.sentiment)] += c.items
+    n, w = sum(today.values()), sum(week.values())
+    return [(s, today[s], round(today[s] / n, 3) if n else 0.0, round(week[s] / w, 3) if w else 0.0)
+            for s in Sentiment]
 
 
-def render_text(report: DailyReport) -> str:
-    lines = [report.title, "=" * 40, "",
-             f"収集 {report.collected} 件（関連 {report.relevant} 件、関連なし {report.irrelevant} 件）", "",
-             "■ アラート"]
-    lines += [f"- {_alert_line(a)}" for a in report.alerts] or ["- なし"]
-    lines += ["", "■ サービス別の言及（記事群数 / 記事数 / 媒体数、7日平均・28日平均）"]
-    lines += [f"- {r.service.display}: {r.stories} / {r.items} / {r.publishers}（7日平均 {r.avg7:.1f}、28日平均 {r.avg28:.1f}）"
-              for r in report.services] or ["- なし"]
-    lines += ["", "■ 原因（記事群数）"]
-    lines += [f"- {CAUSE_NAMES[c]}: {n}" for c, n in report.causes] or ["- なし"]
-    lines += ["", "■ 感情（記事数）", "- " + "、".join(f"{SENTIMENT_NAMES[s]} {n}" for s, n in report.sentiment)]
-    lines += ["", "■ 主な記事"]
-    for s in report.top_stories:
-        names = "・".join(sv.display for sv in s.services)
-        lines.append(f"- {s.title}（{names}／{CAUSE_NAMES[s.cause]}／{len(s.publishers)}媒体: {'、'.join(s.publishers)}）")
-        lines.append(f"  {s.url}")
-    if not report.top_stories:
-        lines.append("- なし")
-    lines += ["", "■ 計画メンテナンス"]
-    lines += [f"- {s.title}（{s.url}）" for s in report.maintenance] or ["- なし"]
-    lines += ["", "■ 検索トレンド（Google トレンド）"]
-    lines += [f"- {t.term}（{t.traffic_raw}）" for t in report.trends] or ["- なし"]
-    return "\n".join(lines) + "\n"
-
-
-_CELL = 'style="border:1px solid #ccc;padding:4px 8px;text-align:left"'
-
-
-def render_html(report: DailyReport) -> str:
-    """HTML with inline styles only (mail clients drop <style>); every feed-supplied string escaped."""
-    e = escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="ja"><head><meta charset="utf-8">',
-        f"<title>{e(report.title)}</title></head>",
-        '<body style="font-family:sans-serif;color:#222;max-width:760px">',
-        f'<h1 style="font-size:20px">{e(report.title)}</h1>',
-        f"<p>収集 {report.collected} 件（関連 {report.relevant} 件、関連なし {report.irrelevant} 件）</p>",
-        '<h2 style="font-size:16px">アラート</h2>',
-    ]
-    if report.alerts:
-        parts.append("<ul>" + "".join(f'<li style="color:#b00">{e(_alert_line(a))}</li>' for a in report.alerts) + "</ul>")
-    else:
-        parts.append("<p>なし</p>")
-    if report.chart_cid:
-        parts.append(f'<p><img src="cid:{e(report.chart_cid)}" alt="サービス別の言及の推移" width="720"></p>')
-    parts.append('<h2 style="font-size:16px">サービス別の言及</h2>')
-    parts.append(f'<table style="border-collapse:collapse"><tr><th {_CELL}>サービス</th><th {_CELL}>記事群</th>'
-                 f"<th {_CELL}>記事</th><th {_CELL}>媒体</th><th {_CELL}>7日平均</th><th {_CELL}>28日平均</th></tr>")
-    for r in report.services:
-        parts.append(f"<tr><td {_CELL}>{e(r.service.display)}</td><td {_CELL}>{r.stories}</td><td {_CELL}>{r.items}</td>"
-                     f"<td {_CELL}>{r.publishers}</td><td {_CELL}>{r.avg7:.1f}</td><td {_CELL}>{r.avg28:.1f}</td></tr>")
-    parts.append("</table>")
-    parts.append('<h2 style="font-size:16px">原因</h2><ul>')
-    parts += [f"<li>{e(CAUSE_NAMES[c])}: {n}</li>" for c, n in report.causes] or ["<li>なし</li>"]
-    parts.append('</ul><h2 style="font-size:16px">感情</h2><p>')
-    parts.append("、".join(f"{e(SENTIMENT_NAMES[s])} {n}" for s, n in report.sentiment))
-    parts.append('</p><h2 style="font-size:16px">主な記事</h2><ol>')
-    for s in report.top_stories:
-        names = "・".join(sv.display for sv in s.services)
-        parts.append(f'<li><a href="{e(s.url)}">{e(s.title)}</a><br><small>{e(names)}／{e(CAUSE_NAMES[s.cause])}／'
-                     f"{len(s.publishers)}媒体: {e('、'.join(s.publishers))}</small></li>")
-    if not report.top_stories:
-        parts.append("<li>なし</li>")
-    parts.append('</ol><h2 style="font-size:16px">計画メンテナンス</h2><ul>')
-    parts += [f'<li><a href="{e(s.url)}">{e(s.title)}</a></li>' for s in report.maintenance] or ["<li>なし</li>"]
-    parts.append('</ul><h2 style="font-size:16px">検索トレンド（Google トレンド）</h2><ul>')
-    parts += [f"<li>{e(t.term)}（{e(t.traffic_raw)}）</li>" for t in report.trends] or ["<li>なし</li>"]
-    parts.append("</ul></body></html>")
-    return "\n".join(parts) + "\n"
+def _source_rows(inputs: DayInputs) -> list[SourceRow]:
+    now = inputs.as_of
+    rows = []
+    for s in inputs.sources:
+        if s.status.startswith(("error", "offline")):
+            rows.append(SourceRow(s.name, "failing", s.status))
+        elif now and (s.last_success_at is None or now - s.last_success_at > SILENT_AFTER):
+            rows.append(SourceRow(s.name, "silent", "24時間以上取得できていません" if s.last_success_at else "まだ取得していません"))
+        elif s.status.startswith("stale") or (now and s.last_new_item_at and now - s.last_new_item_at > STALE_AFTER):
+            days = (now - s.last_new_item_at).days if now and s.last_new_item_at else None
+            rows.append(SourceRow(s.name, "stale", f"{days}日間新しい記事がありません" if days is not None else s.status))
+    return rows

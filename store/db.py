@@ -1,4 +1,4 @@
-"""Engine, PRAGMAs and sessions. The one place that knows the database URL."""
+"""Engine, connection setup and sessions. The one place that knows the database URL."""
 
 from __future__ import annotations
 
@@ -7,29 +7,41 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.tables import Base
+from store.dialect import dialect_for
+from store.migrations import migrate
+from store.views import create_views
 
 
 def open_engine(url: str) -> Engine:
-    """Open (and create, when missing) the store at ``url``; SQLite gets WAL, foreign keys, a busy timeout."""
+    """Open (and create, when missing) the store at ``url``: schema migrated to the latest revision,
+    search index and views in place."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    dialect = dialect_for(engine)
+    event.listen(engine, "connect", lambda conn, _record: dialect.on_connect(conn))
+    migrate(engine)
+    with engine.begin() as connection:
+        dialect.create_search_index(connection)
+        create_views(connection, engine.dialect.name)
     return engine
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def make_sessions(url: str) -> sessionmaker[Session]:
     """A session factory for the store; use ``with sessions.begin() as session:`` once per job."""
     return sessionmaker(open_engine(url), expire_on_commit=False)
+
+
+def backup_store(url: str, target: Path) -> None:
+    dialect_for(url).backup(url, target)
+
+
+def check_store(url: str) -> list[str]:
+    return dialect_for(url).check(open_engine(url))
+
+
+def upgrade_store(url: str) -> tuple[str | None, str]:
+    """Bring the schema up to date; returns (revision before, revision after)."""
+    from store.migrations import upgrade
+
+    return upgrade(url)

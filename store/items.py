@@ -1,31 +1,20 @@
-"""Queries on sources, items and stories. Functions take the session first and never commit."""
+"""Queries on items, stories and trend points. Functions take the session first and never commit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from store.records import Entry, ItemText, TrendEntry
-from store.tables import FetchLog, Item, Source, Story, TrendPoint
+from store.sources import SourceState, record_fetch, upsert_source  # noqa: F401 (older imports)
+from store.tables import Item, Story, TrendPoint
 
-
-@dataclass(frozen=True)
-class SourceState:
-    """What the fetcher needs to know about a source between fetches."""
-
-    id: int
-    name: str
-    url: str
-    kind: str
-    publisher: str | None
-    etag: str | None
-    last_modified: str | None
-    body_hash: str | None
-    failure_score: float
+CHUNK = 400  # values per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -50,95 +39,127 @@ class StoryCandidate:
     first_seen_at: datetime
 
 
-def upsert_source(session: Session, *, name: str, url: str, kind: str, publisher: str | None,
-                  interval_minutes: int) -> SourceState:
-    source = session.scalar(select(Source).where(Source.name == name))
-    if source is None:
-        source = Source(name=name, url=url, kind=kind, publisher=publisher, interval_minutes=interval_minutes)
-        session.add(source)
-        session.flush()
-    else:
-        if source.url != url:  # a new address: conditional-GET state belongs to the old one
-            source.etag = source.last_modified = source.body_hash = None
-        source.url, source.kind, source.publisher = url, kind, publisher
-        source.interval_minutes = interval_minutes
-    return _state(source)
+@dataclass
+class KnownKeys:
+    """Which of a batch's identities are already stored."""
+
+    urls: set[str] = field(default_factory=set)
+    title_keys: set[str] = field(default_factory=set)
+    guids: set[str] = field(default_factory=set)  # of the same source
 
 
-def _state(source: Source) -> SourceState:
-    return SourceState(source.id, source.name, source.url, source.kind, source.publisher,
-                       source.etag, source.last_modified, source.body_hash, source.failure_score)
+def _chunks(values: list) -> list[list]:
+    values = list(dict.fromkeys(values))
+    return [values[i:i + CHUNK] for i in range(0, len(values), CHUNK)]
 
 
-def record_fetch(session: Session, source_id: int, *, started_at: datetime, http_status: int | None,
-                 outcome: str, new_items: int = 0, error: str | None = None, duration_ms: int = 0,
-                 etag: str | None = None, last_modified: str | None = None,
-                 body_hash: str | None = None) -> None:
-    """Log one fetch and update the source's state (conditional-GET validators, health)."""
-    session.add(FetchLog(source_id=source_id, started_at=started_at, http_status=http_status,
-                         outcome=outcome, new_items=new_items, error=error, duration_ms=duration_ms))
-    source = session.get(Source, source_id)
-    if outcome == "failed":
-        source.failure_score += 1.0
-        source.status = f"error: {error}"
-        return
-    source.failure_score = 0.0
-    source.last_success_at = started_at
-    source.status = "ok" if outcome != "not_modified" else "not modified"
-    if etag is not None or last_modified is not None:
-        source.etag, source.last_modified = etag, last_modified
-    if body_hash is not None:
-        source.body_hash = body_hash
-    if new_items:
-        source.last_new_item_at = started_at
+def known_keys(session: Session, urls: list[str], title_keys: list[str], *, source_id: int | None = None,
+               guids: list[str] = ()) -> KnownKeys:
+    """The canonical URLs, title keys and (this source's) GUIDs among these that are already stored."""
+    known = KnownKeys()
+    guids = [g for g in guids if g] if source_id is not None else []
+    if session.get_bind().dialect.name == "sqlite":  # each list as one JSON parameter: one cached statement
+        run = session.connection().exec_driver_sql
+        known.urls.update(r[0] for r in run(_KNOWN_URLS, (json.dumps(urls),)))
+        known.title_keys.update(r[0] for r in run(_KNOWN_KEYS, (json.dumps(title_keys),)))
+        if guids:
+            known.guids.update(r[0] for r in run(_KNOWN_GUIDS, (source_id, json.dumps(guids))))
+        return known
+    for chunk in _chunks(urls):
+        known.urls.update(session.scalars(select(Item.canonical_url).where(Item.canonical_url.in_(chunk))))
+    for chunk in _chunks(title_keys):
+        known.title_keys.update(session.scalars(select(Item.title_key).where(Item.title_key.in_(chunk))))
+    for chunk in _chunks(guids):
+        known.guids.update(session.scalars(select(Item.guid).where(Item.source_id == source_id,
+                                                                   Item.guid.in_(chunk))))
+    return known
 
 
-def known_keys(session: Session, urls: list[str], title_keys: list[str]) -> set[str]:
-    """The canonical URLs and title keys among these that are already stored."""
-    found: set[str] = set()
-    if urls:
-        found.update(session.scalars(select(Item.canonical_url).where(Item.canonical_url.in_(urls))))
-    if title_keys:
-        found.update(session.scalars(select(Item.title_key).where(Item.title_key.in_(title_keys))))
-    return found
+_KNOWN_URLS = "SELECT canonical_url FROM items WHERE canonical_url IN (SELECT value FROM json_each(?))"
+_KNOWN_KEYS = "SELECT title_key FROM items WHERE title_key IN (SELECT value FROM json_each(?))"
+_KNOWN_GUIDS = "SELECT guid FROM items WHERE source_id = ? AND guid IN (SELECT value FROM json_each(?))"
 
 
-def recent_stories(session: Session, since: datetime) -> list[StoryCandidate]:
-    rows = session.execute(select(Story.id, Story.title, Story.first_seen_at)
-                           .where(Story.first_seen_at >= since))
-    return [StoryCandidate(*row) for row in rows]
+def recent_stories(session: Session, since: datetime, until: datetime | None = None) -> list[StoryCandidate]:
+    """Stories first seen at or after ``since`` (and before ``until``)."""
+    query = select(Story.id, Story.title, Story.first_seen_at).where(Story.first_seen_at >= since)
+    if until is not None:
+        query = query.where(Story.first_seen_at < until)
+    return [StoryCandidate(*row) for row in session.execute(query.order_by(Story.id))]
 
 
 def add_story(session: Session, title: str, first_seen_at: datetime) -> int:
-    story = Story(title=title, first_seen_at=first_seen_at)
-    session.add(story)
-    session.flush()
-    return story.id
+    return session.execute(insert(Story).values(title=title, first_seen_at=first_seen_at)).inserted_primary_key[0]
 
 
-def save_item(session: Session, source_id: int, item: NewItem, story_id: int, *, fetched_at: datetime) -> bool:
-    """Insert one item; a duplicate canonical URL or title key is ignored. True when inserted."""
-    e = item.entry
-    stmt = sqlite_insert(Item).values(
-        source_id=source_id, story_id=story_id, canonical_url=item.canonical_url, guid=e.guid,
-        title=e.title, summary=e.summary, publisher=item.publisher, title_key=item.title_key,
-        published_at=item.published, fetched_at=fetched_at, date_note=e.date_note,
-        social_count=e.social_count, gate=item.gate, gate_reason=item.gate_reason,
-    ).on_conflict_do_nothing()
-    inserted = session.execute(stmt).rowcount == 1
-    if inserted:
-        story = session.get(Story, story_id)
-        if item.published < story.first_seen_at:
-            story.first_seen_at = item.published
-    return inserted
+def add_stories(session: Session, stories: list[tuple[str, datetime]]) -> list[int]:
+    """Insert stories (title, first_seen_at) in one statement; their ids, in order."""
+    if not stories:
+        return []
+    stmt = insert(Story).returning(Story.id, sort_by_parameter_order=True)
+    rows = session.connection().execute(stmt, [{"title": t, "first_seen_at": w} for t, w in stories])
+    return [r[0] for r in rows]
+
+
+def save_items(session: Session, source_id: int, rows: list[tuple[NewItem, int]], *, fetched_at: datetime) -> int:
+    """Insert items with their story ids in one statement; duplicates (by URL, title key, GUID) are ignored.
+    Returns how many were inserted."""
+    if not rows:
+        return 0
+    values = [dict(source_id=source_id, story_id=story_id, canonical_url=i.canonical_url, guid=i.entry.guid,
+                   title=i.entry.title, summary=i.entry.summary, publisher=i.publisher, title_key=i.title_key,
+                   published_at=i.published, fetched_at=fetched_at, date_note=i.entry.date_note,
+                   social_count=i.entry.social_count, gate=i.gate, gate_reason=i.gate_reason) for i, story_id in rows]
+    if session.get_bind().dialect.name == "sqlite":  # the hot path of a backlog: plain executemany
+        fields = list(values[0])
+        sql = f"INSERT INTO items ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) ON CONFLICT DO NOTHING"
+        params = [tuple(_sqlite_value(v[f]) for f in fields) for v in values]
+        result = session.connection().exec_driver_sql(sql, params)
+    else:
+        result = session.connection().execute(sqlite_insert(Item).on_conflict_do_nothing(), values)
+    return max(result.rowcount, 0)
+
+
+def _sqlite_value(value):
+    """Datetimes as SQLAlchemy stores them in SQLite (naive UTC text, see store.tables.UTCDateTime)."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def move_stories_back(session: Session, times: dict[int, datetime]) -> None:
+    """An earlier item joined these stories: their first_seen_at becomes its time when earlier."""
+    if not times:
+        return
+    stmt = (update(Story).where(Story.id == bindparam("sid"), Story.first_seen_at > bindparam("when"))
+            .values(first_seen_at=bindparam("when")))
+    session.connection().execute(stmt, [{"sid": sid, "when": when} for sid, when in times.items()])
+
+
+def drop_empty_stories(session: Session, story_ids: list[int]) -> None:
+    """Remove stories of this batch that got no item (their items were stored meanwhile by another writer)."""
+    for chunk in _chunks(story_ids):
+        session.execute(delete(Story).where(Story.id.in_(chunk), ~exists().where(Item.story_id == Story.id)))
+
+
+def item_ids(session: Session, urls: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for chunk in _chunks(urls):
+        out.update(session.execute(select(Item.canonical_url, Item.id).where(Item.canonical_url.in_(chunk))).all())
+    return out
 
 
 def update_social_counts(session: Session, counts: dict[str, int]) -> None:
     """Refresh bookmark counts of already stored items (they grow after the first fetch)."""
-    for url, count in counts.items():
-        item = session.scalar(select(Item).where(Item.canonical_url == url))
-        if item is not None and (item.social_count or 0) < count:
-            item.social_count = count
+    changed = []
+    for chunk in _chunks(list(counts)):
+        for item_id, url, current in session.execute(select(Item.id, Item.canonical_url, Item.social_count)
+                                                     .where(Item.canonical_url.in_(chunk))):
+            if (current or 0) < counts[url]:
+                changed.append({"iid": item_id, "count": counts[url]})
+    if changed:
+        stmt = update(Item).where(Item.id == bindparam("iid")).values(social_count=bindparam("count"))
+        session.connection().execute(stmt, changed)
 
 
 def save_trends(session: Session, source_id: int, trends: list[TrendEntry], *, fetched_at: datetime) -> int:

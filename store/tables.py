@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -55,9 +56,13 @@ class Source(Base):
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)
     body_hash: Mapped[str | None] = mapped_column(String(64), comment="sha256 of the last body parsed")
-    failure_score: Mapped[float] = mapped_column(Float, default=0.0)
-    status: Mapped[str] = mapped_column(String(200), default="new", comment="ok | not modified | error: ...")
+    failure_score: Mapped[float] = mapped_column(Float, default=0.0,
+                                                 comment="weighted failures since the last success (temporary 1, soft 2, hard 4)")
+    status: Mapped[str] = mapped_column(String(200), default="new",
+                                        comment="ok | not modified | unchanged | error (kind): ... | offline: ...")
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
     last_success_at: Mapped[datetime | None] = mapped_column()
+    hold_until: Mapped[datetime | None] = mapped_column(comment="not fetched before this (backoff or Retry-After)")
     next_fetch_at: Mapped[datetime | None] = mapped_column()
     last_new_item_at: Mapped[datetime | None] = mapped_column()
 
@@ -71,9 +76,10 @@ class FetchLog(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     started_at: Mapped[datetime] = mapped_column()
     http_status: Mapped[int | None] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(30), comment="new | unchanged | not_modified | failed")
+    outcome: Mapped[str] = mapped_column(String(30), comment="new | unchanged | not_modified | failed | offline")
     new_items: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    failure_kind: Mapped[str | None] = mapped_column(String(20), comment="temporary | soft | hard when failed")
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -81,6 +87,7 @@ class Story(Base):
     """A cluster of items from any publishers that tell the same story."""
 
     __tablename__ = "stories"
+    __table_args__ = (Index("ix_stories_first_seen_at", "first_seen_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(Text, comment="title of the first item seen")
@@ -92,7 +99,7 @@ class Item(Base):
     """One collected article or post, unique per canonical URL."""
 
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_published_at", "published_at"),)
+    __table_args__ = (Index("ix_items_published_at", "published_at"), UniqueConstraint("source_id", "guid", name="uq_items_source_guid"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
@@ -110,6 +117,23 @@ class Item(Base):
     gate: Mapped[str] = mapped_column(String(10), default="pass", comment="pass | rejected (relevance gate)")
     gate_reason: Mapped[str | None] = mapped_column(Text)
     story: Mapped[Story] = relationship(back_populates="items")
+
+
+class Article(Base):
+    """The page of a relevant item, fetched and read: its own title, publisher, time and main text."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), unique=True)
+    url: Mapped[str] = mapped_column(Text, comment="the address that answered, after redirects")
+    status: Mapped[str] = mapped_column(String(20), comment="ok | failed | refused")
+    title: Mapped[str | None] = mapped_column(Text, comment="og:title, JSON-LD headline or <title>")
+    publisher: Mapped[str | None] = mapped_column(Text, comment="og:site_name or JSON-LD publisher")
+    published_at: Mapped[datetime | None] = mapped_column(comment="article:published_time, JSON-LD or <time>")
+    text: Mapped[str] = mapped_column(Text, default="", comment="main text")
+    error: Mapped[str | None] = mapped_column(Text)
+    fetched_at: Mapped[datetime] = mapped_column()
 
 
 class Classification(Base):
@@ -160,20 +184,28 @@ class TrendPoint(Base):
 
 
 class Alert(Base):
-    """One alert episode: a spike of trouble mentions about one service."""
+    """One alert: an episode of a signal above its baseline (or collection stopping), through its lifecycle."""
 
     __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_series_last_seen", "series", "last_seen_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
-    series: Mapped[str] = mapped_column(String(60), comment="the signal, e.g. trouble:portal")
-    service: Mapped[str] = mapped_column(String(30))
-    status: Mapped[str] = mapped_column(String(20), comment="firing | resolved")
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True, comment="series@first hour (UTC): one per episode")
+    series: Mapped[str] = mapped_column(String(60), comment="the signal, e.g. trouble:portal, or nodata")
+    service: Mapped[str] = mapped_column(String(30), comment="taxonomy service code (the group), or collection")
+    status: Mapped[str] = mapped_column(String(20), comment="pending | firing | resolved | inhibited | expired")
     started_at: Mapped[datetime] = mapped_column(comment="first hour above threshold")
     last_seen_at: Mapped[datetime] = mapped_column(comment="last hour above threshold")
-    resolved_at: Mapped[datetime | None] = mapped_column()
+    fired_at: Mapped[datetime | None] = mapped_column(comment="when it went from pending to firing")
+    resolved_at: Mapped[datetime | None] = mapped_column(comment="end of the last hour above threshold, once resolved")
     peak_count: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float, comment="-log10 of the tail probability at the peak")
+    flagged_hours: Mapped[int] = mapped_column(Integer, default=0, comment="hours above threshold outside maintenance")
+    notified_at: Mapped[datetime | None] = mapped_column(comment="last firing (or repeat) notification queued")
+    resolve_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    silenced: Mapped[bool] = mapped_column(Boolean, default=False, comment="a silence covered it at the last evaluation")
+    note: Mapped[str] = mapped_column(Text, default="", comment="why inhibited (the maintenance window), etc.")
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class SentDigest(Base):
@@ -187,6 +219,41 @@ class SentDigest(Base):
     recipient: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(Text)
     sent_at: Mapped[datetime] = mapped_column()
+
+
+class Silence(Base):
+    """A person's silence: no notifications for a service (or every service: '*') between two times."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service: Mapped[str] = mapped_column(String(30), comment="taxonomy service code, collection, or * for all")
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime] = mapped_column()
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class Notification(Base):
+    """The outbox: every notification (alert or digest) to one target, queued, retried and sent once."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("channel", "target", "key"), Index("ix_notifications_due", "status", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(Text, comment="what is notified, e.g. digest|2024-10-02 or the alert events")
+    channel: Mapped[str] = mapped_column(String(20), comment="email | webhook")
+    target: Mapped[str] = mapped_column(Text, comment="recipient address or webhook URL")
+    kind: Mapped[str] = mapped_column(String(20), comment="digest | firing | repeat | resolved")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[bytes] = mapped_column(LargeBinary, comment="the exact bytes sent: an RFC 5322 message or a JSON body")
+    status: Mapped[str] = mapped_column(String(20), default="pending", comment="pending | sending | sent | failed (refused for good)")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column()
+    next_attempt_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class MaintenanceWindow(Base):

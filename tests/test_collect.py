@@ -12,7 +12,7 @@ from collector.sources import SourceConfig
 from store.tables import FetchLog, Item, Source, Story
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
-POLICY = FetchPolicy(timeout_seconds=2, max_bytes=200_000)
+POLICY = FetchPolicy(timeout_seconds=2, max_bytes=200_000, host_interval_seconds=0, per_host_connections=8)
 
 
 def _count(sessions, model):

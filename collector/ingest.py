@@ -1,0 +1,124 @@
+"""Parsed entries -> the store: identity, dedup, story clustering, the relevance gate and maintenance notices.
+
+Everything here runs inside the caller's transaction (one per source), so a crash leaves no half-written item.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from collector import dedup
+from collector.gate import gate_reason
+from collector.maintenance import find_windows
+from collector.page import PageSnapshot
+from collector.policy import CollectPolicy
+from collector.sources import SourceConfig
+from collector.stories import StoryIndex
+from store import items as store_items
+from store.maintenance import save_window
+from store.records import Entry
+
+DEFAULT_POLICY = CollectPolicy()
+
+
+def prepare(source: SourceConfig, entry: Entry, *, now: datetime) -> store_items.NewItem:
+    """Identity, publisher, date and gate decision for one parsed entry."""
+    url = dedup.canonical_url(entry.url)
+    publisher = entry.publisher or source.publisher or (urlsplit(url).hostname or source.name)
+    reason = gate_reason(entry.title, entry.summary, entry.categories)
+    return store_items.NewItem(
+        entry=entry, canonical_url=url, publisher=publisher, title_key=dedup.title_key(publisher, entry.title),
+        published=entry.published or now, gate="rejected" if reason else "pass", gate_reason=reason,
+    )
+
+
+def save_entries(session: Session, source_id: int, source: SourceConfig, entries: list[Entry], *, now: datetime,
+                 stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY) -> int:
+    """Store the entries not seen before, each attached to a story cluster. Returns how many were new."""
+    prepared = [prepare(source, e, now=now) for e in entries]
+    social = {p.canonical_url: p.entry.social_count for p in prepared if p.entry.social_count is not None}
+    if social:
+        store_items.update_social_counts(session, social)
+    fresh = _fresh(session, source_id, prepared)
+    if not fresh:
+        return 0
+    index = stories if stories is not None else StoryIndex(hours=policy.story_hours,
+                                                           threshold=policy.story_similarity)
+    _load_stories(session, index, min(p.published for p in fresh) - index.window)
+    rows, created, earliest = _assign_stories(index, fresh)
+    new_stories = [(p.entry.title, p.published) for p in created.values()]
+    real = dict(zip(created, store_items.add_stories(session, new_stories)))  # provisional id -> stored id
+    index.rename(real)
+    rows = [(p, real.get(story_id, story_id)) for p, story_id in rows]
+    inserted = store_items.save_items(session, source_id, rows, fetched_at=now)
+    store_items.move_stories_back(session, earliest)
+    if inserted < len(rows):  # another writer stored some of them meanwhile
+        store_items.drop_empty_stories(session, list(real.values()))
+        index.clear()
+    save_notices(session, source, fresh, now=now)
+    return inserted
+
+
+def _assign_stories(index: StoryIndex, fresh: list[store_items.NewItem]):
+    """Each item's story: an indexed one it matches, or a new one under a provisional (negative) id."""
+    rows, created, earliest = [], {}, {}
+    for p, probe in zip(fresh, index.probes([p.entry.title for p in fresh])):
+        story_id = index.match(probe, p.published)
+        if story_id is None:
+            story_id = -1 - len(created)
+            index.add(story_id, probe, p.published)
+            created[story_id] = p
+        elif story_id > 0:
+            index.touch(story_id, p.published)
+            earliest[story_id] = min(earliest.get(story_id, p.published), p.published)
+        rows.append((p, story_id))
+    return rows, created, earliest
+
+
+def _fresh(session: Session, source_id: int, prepared: list[store_items.NewItem]) -> list[store_items.NewItem]:
+    """Entries whose URL, title key and GUID are all unseen (in the store and earlier in this batch), oldest first."""
+    known = store_items.known_keys(session, [p.canonical_url for p in prepared], [p.title_key for p in prepared],
+                                   source_id=source_id, guids=[p.entry.guid for p in prepared])
+    urls, keys, guids = known.urls, known.title_keys, known.guids
+    fresh = []
+    for p in sorted(prepared, key=lambda p: p.published):
+        if p.canonical_url in urls or p.title_key in keys or (p.entry.guid and p.entry.guid in guids):
+            continue
+        urls.add(p.canonical_url)
+        keys.add(p.title_key)
+        if p.entry.guid:
+            guids.add(p.entry.guid)
+        fresh.append(p)
+    return fresh
+
+
+def _load_stories(session: Session, index: StoryIndex, since: datetime) -> None:
+    if index.needs(since):
+        for c in store_items.recent_stories(session, since, index.loaded_since):
+            index.add(c.story_id, c.title, c.first_seen_at)
+        index.loaded_since = since
+
+
+def save_notices(session: Session, source: SourceConfig, items: list[store_items.NewItem], *, now: datetime) -> int:
+    """Maintenance windows announced in these new items. Returns how many windows were new."""
+    found = [(p, w) for p in items
+             for w in find_windows(p.entry.title, p.entry.summary, notice_time=p.published, url=p.canonical_url,
+                                   default_service=source.service)]
+    if not found:
+        return 0
+    ids = store_items.item_ids(session, [p.canonical_url for p, _ in found])
+    return sum(save_window(session, w, found_at=now, item_id=ids.get(p.canonical_url)) for p, w in found)
+
+
+def save_page(session: Session, source_id: int, source: SourceConfig, page: PageSnapshot, *, now: datetime,
+              stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY) -> int:
+    """A watched page that changed: its links as items, its notice blocks read for maintenance windows."""
+    new = save_entries(session, source_id, source, page.entries, now=now, stories=stories, policy=policy)
+    for block in page.blocks:
+        for window in find_windows(block, page.heading, notice_time=now, url=source.url,
+                                   default_service=source.service):
+            save_window(session, window, found_at=now)
+    return new

@@ -1,0 +1,28 @@
+"""How the collector treats sources over time: backoff, offline detection, staleness, article pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CollectPolicy:
+    backoff_minutes: float = 15.0  # a source waits this long per point of failure score before its next try
+    max_backoff_hours: float = 24.0  # ... but never longer than this: no source is disabled for good
+    offline_fraction: float = 0.8  # this share of hosts failing without an answer means the machine is offline
+    offline_min_hosts: int = 3  # ... when at least this many hosts were tried
+    stale_factor: float = 4.0  # stale: no new item for this many times the usual gap between items
+    stale_min_hours: float = 48.0  # ... and for at least this long
+    story_hours: float = 72.0  # items this close in time may join one story
+    story_similarity: float = 0.6  # how alike two titles must be (character bigrams) to be one story
+    article_pages: bool = True  # fetch the page of each relevant item for its text, date and publisher
+    articles_per_round: int = 30  # at most this many pages per round
+    article_max_age_hours: float = 72.0  # only for items published this recently
+
+    def __post_init__(self):
+        if not 0 < self.offline_fraction <= 1:
+            raise ValueError("offline_fraction must be in (0, 1]")
+        if not 0 < self.story_similarity <= 1:
+            raise ValueError("story_similarity must be in (0, 1]")
+        if min(self.backoff_minutes, self.max_backoff_hours, self.stale_factor, self.story_hours) < 0:
+            raise ValueError("durations and factors must not be negative")

@@ -1,0 +1,104 @@
+"""The daily report job: read the day's signals from the store, build, render, chart, write the
+archive files, and queue the digest email (one per recipient and day) when asked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from reports.charts import render_hourly_chart, render_mentions_chart
+from reports.daily import DailyReport, DayInputs, TrendRow, build_daily_report
+from reports.mail import Chart, SmtpSettings, build_digest, wire_bytes
+from reports.notices import TOKYO
+from reports.outbox import Channels, Delivery, deliver_due, queue
+from reports.rendering import render_html, render_text
+from store import alerts as store_alerts
+from store import health as store_health
+from store import items as store_items
+from store import maintenance as store_maintenance
+from store import signals as q
+from store.notifications import Outgoing
+
+HISTORY_DAYS = 28
+UPCOMING = timedelta(days=7)  # maintenance windows announced this far ahead are listed
+
+
+@dataclass
+class ReportFiles:
+    paths: dict[str, Path]
+    queued: int = 0
+    delivery: Delivery = field(default_factory=Delivery)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=TOKYO)
+    return start, start + timedelta(days=1)
+
+
+def read_day(session: Session, *, model_version: str, day: date, now: datetime) -> DayInputs:
+    """Everything the report for ``day`` (Tokyo) needs, aggregated in SQL."""
+    start, end = day_bounds(day)
+    collected, relevant = q.count_collected(session, model_version, start, end)
+    trends = [TrendRow(t.term, t.traffic_raw, tuple(x for x in t.services.split(",") if x))
+              for t in store_items.trend_points_between(session, start, end) if t.relevant]
+    return DayInputs(
+        day=day, collected=collected, relevant=relevant,
+        per_day=q.count_relevant(session, model_version, start - timedelta(days=HISTORY_DAYS), end),
+        causes=q.count_relevant(session, model_version, start, end, keys=("service", "cause")),
+        sentiment=q.count_relevant(session, model_version, start - timedelta(days=7), end, keys=("sentiment",)),
+        items=q.relevant_items(session, model_version, start, end),
+        hourly=q.trouble_series(session, model_version, start, end),
+        social=q.count_social(session, model_version, start, end),
+        trends=trends, alerts=store_alerts.alerts_between(session, start, end),
+        alert_days=[a.started_at.astimezone(TOKYO).date() for a in store_alerts.alerts_between(
+            session, start - timedelta(days=HISTORY_DAYS), end) if a.ever_fired],
+        windows=store_maintenance.windows_between(session, start, end + UPCOMING),
+        sources=store_health.source_health(session), as_of=now,
+    )
+
+
+def render_charts(report: DailyReport) -> list[Chart]:
+    trend = render_mentions_chart(report.per_day, start=report.day - timedelta(days=HISTORY_DAYS - 1), end=report.day,
+                                  title=f"サービス別の言及（記事群数／日）〜{report.day:%m/%d}、赤: アラートの日",
+                                  marks=report.alert_days)
+    spans = [(a.started_at, a.resolved_at or a.last_seen_at + timedelta(hours=1)) for a in report.alerts if a.ever_fired]
+    hourly = render_hourly_chart(report.hourly, day=report.day, marks=spans,
+                                 title=f"障害報告の記事群数（時間帯別） {report.day:%m/%d}")
+    return [Chart("trend", trend), Chart("hourly", hourly)]
+
+
+def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, day: date, out_dir: Path,
+                       smtp: SmtpSettings, send: bool = False, now: datetime) -> ReportFiles:
+    """Write report-<day>.txt/.html, chart-<day>.png, hourly-<day>.png and digest-<day>.eml; with ``send``,
+    queue the digest for each recipient (once per day and recipient, ever) and try to deliver it."""
+    with sessions.begin() as session:
+        report = build_daily_report(read_day(session, model_version=model_version, day=day, now=now))
+    charts = render_charts(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"text": out_dir / f"report-{day}.txt", "html": out_dir / f"report-{day}.html",
+             "chart": out_dir / f"chart-{day}.png", "hourly": out_dir / f"hourly-{day}.png",
+             "eml": out_dir / f"digest-{day}.eml"}
+    archive = build_digest(report, charts=charts, sender=smtp.sender, recipient=", ".join(smtp.recipients) or smtp.sender)
+    _write_atomic(paths["text"], render_text(report).encode())
+    _write_atomic(paths["html"], render_html(report, {"trend": paths["chart"].name, "hourly": paths["hourly"].name}).encode())
+    _write_atomic(paths["chart"], charts[0].png)
+    _write_atomic(paths["hourly"], charts[1].png)
+    _write_atomic(paths["eml"], archive.as_bytes())
+    files = ReportFiles(paths)
+    if send:
+        messages = [Outgoing(f"digest|{day}", "email", rcpt, "digest", str(archive["Subject"]),
+                             wire_bytes(build_digest(report, charts=charts, sender=smtp.sender, recipient=rcpt)))
+                    for rcpt in smtp.recipients]
+        with sessions.begin() as session:
+            files.queued = queue(session, messages, now=now)
+        files.delivery = deliver_due(sessions, Channels(smtp=smtp), now=now)
+    return files
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -1,0 +1,128 @@
+"""The daily report rendered as plain text and as HTML for mail clients (inline styles only, every
+feed-supplied string escaped). Pure: a ``DailyReport`` in, a string out."""
+
+from __future__ import annotations
+
+from html import escape
+
+from reports.daily import DailyReport, ServiceRow, StoryRow
+from reports.notices import TOKYO, alert_line, display_name, jst
+from store.maintenance import Window
+from store.records import CAUSE_NAMES, SENTIMENT_NAMES
+
+SOURCE_STATES = {"failing": "取得失敗", "silent": "応答なし", "stale": "更新停止の疑い"}
+CHARTS = {"trend": "サービス別の言及（28日間）", "hourly": "障害報告の時間帯別推移（当日）"}
+
+
+def _summary(r: DailyReport) -> str:
+    return f"収集 {r.collected} 件（関連 {r.relevant} 件、関連なし {r.irrelevant} 件）"
+
+
+def _service_line(row: ServiceRow) -> str:
+    ratio = f"、28日比 ×{row.ratio}" if row.ratio is not None else ""
+    cause = f"、主な原因 {CAUSE_NAMES[row.top_cause]}" if row.top_cause else ""
+    social = f"、はてブ {row.bookmarks}・投稿 {row.posts}" if row.bookmarks or row.posts else ""
+    return (f"{row.service.display}: {row.stories} / {row.items} / {row.publishers}"
+            f"（7日平均 {row.avg7:.1f}、28日平均 {row.avg28:.1f}{ratio}{cause}{social}）")
+
+
+def _story_meta(s: StoryRow) -> str:
+    names = "・".join(sv.display for sv in s.services)
+    return f"{names}／{CAUSE_NAMES[s.cause]}／{SENTIMENT_NAMES[s.sentiment]}／{len(s.publishers)}媒体・{s.items}記事"
+
+
+def _window_line(w: Window, r: DailyReport) -> str:
+    when = "予定" if w.starts_at.astimezone(TOKYO).date() > r.day else "当日"
+    return f"[{when}] {display_name(w.service)}: {jst(w.starts_at)}〜{jst(w.ends_at)} {w.title}"
+
+
+def render_text(r: DailyReport) -> str:
+    lines = [r.title, "=" * 40, "", _summary(r), "", "■ アラート"]
+    lines += [f"- {alert_line(a)}" for a in r.alerts] or ["- なし"]
+    lines += ["", "■ サービス別の言及（記事群数 / 記事数 / 媒体数）"]
+    lines += [f"- {_service_line(row)}" for row in r.services] or ["- なし"]
+    lines += ["", "■ 主な記事"]
+    for s in r.top_stories:
+        lines += [f"- {s.title}（{_story_meta(s)}）"] + [f"    {name}: {url}" for name, url in s.publishers]
+    if not r.top_stories:
+        lines.append("- なし")
+    lines += ["", "■ 原因（記事群数）"]
+    lines += [f"- {CAUSE_NAMES[c]}: {n}" for c, n in r.causes] or ["- なし"]
+    lines += ["", "■ 感情（記事数、当日の割合／過去7日の割合）"]
+    lines += [f"- {SENTIMENT_NAMES[s]}: {n}（{share:.0%}／{week:.0%}）" for s, n, share, week in r.sentiment]
+    lines += ["", "■ 計画メンテナンス"]
+    lines += [f"- {_window_line(w, r)}" for w in r.maintenance]
+    lines += [f"- 関連: {s.title}（{s.url}）" for s in r.notices]
+    if not r.maintenance and not r.notices:
+        lines.append("- なし")
+    lines += ["", "■ 検索トレンド（Google トレンド）"]
+    lines += [f"- {t.term}（{t.traffic_raw}）" for t in r.trends] or ["- なし"]
+    lines += ["", "■ 情報源の状態（作成時点）"]
+    lines += [f"- {s.name}: {SOURCE_STATES[s.state]}（{s.detail}）" for s in r.sources]
+    lines.append(f"- 正常: {r.sources_ok} 件" if r.sources or r.sources_ok else "- 情報源の記録なし")
+    return "\n".join(lines) + "\n"
+
+
+H2 = 'style="font-size:16px;margin:20px 0 6px;border-bottom:1px solid #ddd"'
+CELL = 'style="border:1px solid #ccc;padding:3px 6px;text-align:left"'
+NUM = 'style="border:1px solid #ccc;padding:3px 6px;text-align:right"'
+MUTED = 'style="color:#666;font-size:12px"'
+
+
+def _img(name: str, images: dict[str, str] | None) -> list[str]:
+    if not images or name not in images:
+        return []
+    return [f'<p><img src="{escape(images[name])}" alt="{escape(CHARTS[name])}" width="720" '
+            f'style="max-width:100%;height:auto"></p>']
+
+
+def _services_table(r: DailyReport) -> list[str]:
+    head = ["サービス", "記事群", "記事", "媒体", "7日平均", "28日平均", "28日比", "主な原因", "はてブ", "投稿"]
+    out = ['<table style="border-collapse:collapse;font-size:13px"><tr>'
+           + "".join(f"<th {CELL}>{h}</th>" for h in head) + "</tr>"]
+    for row in r.services:
+        cells = [f"<td {CELL}>{escape(row.service.display)}</td>"]
+        cells += [f"<td {NUM}>{v}</td>" for v in (row.stories, row.items, row.publishers, f"{row.avg7:.1f}",
+                                                  f"{row.avg28:.1f}", f"×{row.ratio}" if row.ratio is not None else "-")]
+        cells.append(f"<td {CELL}>{escape(CAUSE_NAMES[row.top_cause]) if row.top_cause else '-'}</td>")
+        cells += [f"<td {NUM}>{row.bookmarks}</td>", f"<td {NUM}>{row.posts}</td>"]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return out + ["</table>"] if r.services else ["<p>なし</p>"]
+
+
+def _story_html(s: StoryRow) -> str:
+    others = "、".join(f'<a href="{escape(url)}">{escape(name)}</a>' for name, url in s.publishers)
+    return (f'<li style="margin-bottom:6px"><a href="{escape(s.url)}">{escape(s.title)}</a><br>'
+            f"<span {MUTED}>{escape(_story_meta(s))}: {others}</span></li>")
+
+
+def _list(items: list[str]) -> list[str]:
+    return ["<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"] if items else ["<p>なし</p>"]
+
+
+def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
+    """HTML with inline styles only (mail clients drop <style>). ``images``: chart name -> src (cid: or a file)."""
+    e = escape
+    parts = ["<!DOCTYPE html>", '<html lang="ja"><head><meta charset="utf-8">', f"<title>{e(r.title)}</title></head>",
+             '<body style="font-family:sans-serif;color:#222;max-width:760px;margin:0 auto;padding:8px">',
+             f'<h1 style="font-size:20px">{e(r.title)}</h1>', f"<p>{e(_summary(r))}</p>", f"<h2 {H2}>アラート</h2>"]
+    colour = {"firing": "#b00", "resolved": "#b00", "inhibited": "#777"}
+    parts += (["<ul>" + "".join(f'<li style="color:{colour.get(a.status, "#222")}">{e(alert_line(a))}</li>'
+                                for a in r.alerts) + "</ul>"] if r.alerts else ["<p>なし</p>"])
+    parts += _img("trend", images)
+    parts += [f"<h2 {H2}>サービス別の言及</h2>"] + _services_table(r) + _img("hourly", images)
+    parts += [f"<h2 {H2}>主な記事</h2>"]
+    parts += ["<ol>" + "".join(_story_html(s) for s in r.top_stories) + "</ol>"] if r.top_stories else ["<p>なし</p>"]
+    parts += [f"<h2 {H2}>原因（記事群数）</h2>"] + _list([f"{e(CAUSE_NAMES[c])}: {n}" for c, n in r.causes])
+    parts += [f"<h2 {H2}>感情（当日の割合／過去7日の割合）</h2>"]
+    parts += _list([f"{e(SENTIMENT_NAMES[s])}: {n} 件（{share:.0%}／{week:.0%}）" for s, n, share, week in r.sentiment])
+    parts += [f"<h2 {H2}>計画メンテナンス</h2>"]
+    parts += _list([f'<a href="{e(w.url)}">{e(_window_line(w, r))}</a>' for w in r.maintenance]
+                   + [f'関連: <a href="{e(s.url)}">{e(s.title)}</a>' for s in r.notices])
+    parts += [f"<h2 {H2}>検索トレンド（Google トレンド）</h2>"] + _list([f"{e(t.term)}（{e(t.traffic_raw)}）" for t in r.trends])
+    parts += [f"<h2 {H2}>情報源の状態（作成時点）</h2>"]
+    parts += _list([f'<span style="color:#b60">{e(s.name)}: {e(SOURCE_STATES[s.state])}（{e(s.detail)}）</span>'
+                    for s in r.sources] + [f"正常: {r.sources_ok} 件"])
+    parts += [f"<p {MUTED}>mynawatch が収集・分類した記事から作成。記事群 = 同じ出来事を伝える記事のまとまり"
+              "（配信記事の転載は1つに数えます）。時刻は日本時間。</p>", "</body></html>"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,87 @@
+"""Webhook notifications in Alertmanager's JSON shape (version 4), so existing receivers work as they are."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import httpx
+
+from reports.notices import alert_summary
+from store.alerts import AlertView
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for an alert still firing
+USER_AGENT = "mynawatch/0.1 (alert webhook)"
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str
+    name: str = "webhook"
+    send_resolved: bool = True
+    timeout_seconds: float = 10.0
+
+    def __post_init__(self):
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook {self.name!r}: url {self.url!r} must start with http:// or https://")
+
+
+class WebhookFailed(Exception):
+    """The receiver did not accept the notification."""
+
+    def __init__(self, url: str, reason: str, *, permanent: bool = False):
+        super().__init__(f"{url}: {reason}")
+        self.url, self.reason, self.permanent = url, reason, permanent
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alert_labels(a: AlertView) -> dict[str, str]:
+    name = "MynaCollectionStopped" if a.series == "nodata" else "MynaTroubleSpike"
+    return {"alertname": name, "service": a.service, "series": a.series, "severity": "warning"}
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _alert(a: AlertView, status: str) -> dict:
+    labels = alert_labels(a)
+    ends = (a.resolved_at or a.last_seen_at) if status == "resolved" else None
+    return {
+        "status": status, "labels": labels,
+        "annotations": {"summary": alert_summary(a), "description": a.note, "dedup_key": a.dedup_key,
+                        "peak_count": str(a.peak_count), "score": f"{a.score:.1f}"},
+        "startsAt": _rfc3339(a.started_at), "endsAt": _rfc3339(ends) if ends else ZERO_TIME,
+        "generatorURL": "", "fingerprint": fingerprint(labels),
+    }
+
+
+def alertmanager_payload(service: str, alerts: list[tuple[AlertView, str]], *, receiver: str,
+                         external_url: str = "") -> dict:
+    """The body Alertmanager posts to a webhook for one group (the alerts of one service)."""
+    items = [_alert(a, status) for a, status in alerts]
+    common_labels = dict(set.intersection(*(set(i["labels"].items()) for i in items))) if items else {}
+    common_ann = dict(set.intersection(*(set(i["annotations"].items()) for i in items))) if items else {}
+    status = "firing" if any(s == "firing" for _, s in alerts) else "resolved"
+    return {
+        "version": "4", "groupKey": f'{{}}:{{service="{service}"}}', "truncatedAlerts": 0, "status": status,
+        "receiver": receiver, "groupLabels": {"service": service}, "commonLabels": common_labels,
+        "commonAnnotations": common_ann, "externalURL": external_url, "alerts": items,
+    }
+
+
+def post_webhook(url: str, body: bytes, *, timeout: float) -> None:
+    """POST the JSON body. Raises WebhookFailed (``permanent`` for a 4xx other than 408 and 429)."""
+    try:
+        response = httpx.post(url, content=body, timeout=timeout, follow_redirects=False, trust_env=False,
+                              headers={"Content-Type": "application/json", "User-Agent": USER_AGENT})
+    except httpx.HTTPError as exc:
+        raise WebhookFailed(url, f"{type(exc).__name__}: {exc}") from exc
+    if not 200 <= response.status_code < 300:
+        permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+        raise WebhookFailed(url, f"HTTP {response.status_code}", permanent=permanent)

@@ -1,0 +1,230 @@
+"""Everything database-specific, behind one small interface: connection setup, the Japanese search
+index, read-only connections, online backup and integrity checks.
+
+SQLite (the default) is implemented and tested here. The PostgreSQL class keeps the same interface
+for the scale-out path; the models, views and queries elsewhere are plain SQLAlchemy/SQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from store.views import CURRENT
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
+    from sudachipy import Dictionary, SplitMode
+
+    return Dictionary().create(SplitMode.A)
+
+
+_SKIP = {}
+
+
+def search_tokens(value: str | None) -> str:
+    """Text as space-separated Sudachi short units (split mode A), NFKC and lower case.
+
+    Short units make one- and two-character words (障害, 停止, 証) searchable inside compounds
+    (システム障害, マイナ保険証), which neither SQLite's default nor its trigram tokenizer can do.
+    """
+    if not value:
+        return ""
+    value = unicodedata.normalize("NFKC", value).lower()
+    out = []
+    tok = _tokenizer()
+    for start in range(0, len(value), 4000):
+        for m in tok.tokenize(value[start:start + 4000]):
+            pid = m.part_of_speech_id()
+            skip = _SKIP.get(pid)
+            if skip is None:
+                skip = _SKIP[pid] = m.part_of_speech()[0] in ("補助記号", "空白")
+            if not skip:
+                out.append(m.surface().replace('"', ""))
+    return " ".join(out)
+
+
+def phrase_query(query: str) -> str:
+    """A user's words as an FTS5 query: each whitespace-separated part a phrase of short units, all required."""
+    parts = [search_tokens(p) for p in query.split()]
+    phrases = [f'"{p}"' for p in parts if p]
+    if not phrases:
+        raise ValueError("the search has no words in it")
+    return " AND ".join(phrases)
+
+
+class ReadOnlyRefused(Exception):
+    """A statement tried to change the store through a read-only connection."""
+
+
+@dataclass(frozen=True)
+class SQLite:
+    name: str = "sqlite"
+
+    def on_connect(self, dbapi_connection) -> None:
+        dbapi_connection.create_function("ja_search_tokens", 1, search_tokens, deterministic=True)
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", "synchronous=NORMAL"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    def create_search_index(self, connection) -> None:
+        """An FTS5 index over Sudachi short units of items' titles and summaries, kept in sync by triggers."""
+        exists = connection.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'items_fts'")).first()
+        connection.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(title, body, "
+                                "tokenize = 'unicode61 remove_diacritics 0')"))
+        connection.execute(text("""
+            CREATE TRIGGER IF NOT EXISTS items_fts_insert AFTER INSERT ON items BEGIN
+              INSERT INTO items_fts(rowid, title, body)
+              VALUES (new.id, ja_search_tokens(new.title), ja_search_tokens(new.summary));
+            END"""))
+        connection.execute(text("""
+            CREATE TRIGGER IF NOT EXISTS items_fts_update AFTER UPDATE OF title, summary ON items BEGIN
+              DELETE FROM items_fts WHERE rowid = old.id;
+              INSERT INTO items_fts(rowid, title, body)
+              VALUES (new.id, ja_search_tokens(new.title), ja_search_tokens(new.summary));
+            END"""))
+        connection.execute(text("CREATE TRIGGER IF NOT EXISTS items_fts_delete AFTER DELETE ON items BEGIN "
+                                "DELETE FROM items_fts WHERE rowid = old.id; END"))
+        if not exists:  # a store from before the index: fill it once
+            connection.execute(text("""
+                INSERT INTO items_fts(rowid, title, body)
+                SELECT id, ja_search_tokens(title), ja_search_tokens(summary) FROM items"""))
+
+    def search(self, connection, fts_query: str, *, title_only: bool, exclude_title: bool, since, service,
+               limit: int) -> list:
+        """Item ids, snippets and dates of matches, newest first (FTS5 walks its index by rowid)."""
+        match = f"{{title}} : ({fts_query})" if title_only else fts_query
+        if exclude_title:
+            match = f"({fts_query}) NOT {{title}} : ({fts_query})"
+        sql = """
+            SELECT i.id, i.title, i.publisher, i.published_at, i.canonical_url,
+                   snippet(items_fts, 0, '[', ']', '…', 16), snippet(items_fts, 1, '[', ']', '…', 20)
+            FROM items_fts JOIN items i ON i.id = items_fts.rowid
+            WHERE items_fts MATCH :match"""
+        params = {"match": match, "limit": limit}
+        if since is not None:
+            sql += " AND i.published_at >= :since"
+            params["since"] = since.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if service is not None:
+            sql += f""" AND i.gate = 'pass' AND EXISTS (
+                SELECT 1 FROM classification_services s JOIN classifications c ON c.id = s.classification_id
+                WHERE s.classification_id = ({CURRENT}) AND s.service = :service AND c.relevant)"""
+            params["service"] = service
+        sql += " ORDER BY items_fts.rowid DESC LIMIT :limit"
+        return connection.execute(text(sql), params).all()
+
+    def connect_read_only(self, url: str):
+        path = _sqlite_path(url)
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such store")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_authorizer(_read_only_authorizer)
+        return conn
+
+    def backup(self, url: str, target: Path) -> None:
+        """A consistent online copy (SQLite's backup API), safe while the scheduler writes."""
+        source = sqlite3.connect(_sqlite_path(url))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            dest = sqlite3.connect(target)
+            with dest:
+                source.backup(dest)
+            dest.close()
+        finally:
+            source.close()
+
+    def check(self, engine: Engine) -> list[str]:
+        """Problems found by integrity, foreign-key and search-index checks (empty when healthy)."""
+        problems = []
+        with engine.connect() as c:
+            problems += [r[0] for r in c.execute(text("PRAGMA integrity_check")) if r[0] != "ok"]
+            problems += [f"foreign key: {r[0]} row {r[1]} -> {r[2]}" for r in c.execute(text("PRAGMA foreign_key_check"))]
+            try:
+                c.execute(text("INSERT INTO items_fts(items_fts, rank) VALUES ('integrity-check', 0)"))
+            except Exception as exc:  # the FTS5 check reports corruption as an error
+                problems.append(f"search index: {exc}")
+            indexed = c.execute(text("SELECT count(*) FROM items_fts")).scalar()
+            items = c.execute(text("SELECT count(*) FROM items")).scalar()
+            if indexed != items:
+                problems.append(f"search index holds {indexed} rows for {items} items")
+        return problems
+
+
+_WRITES = {
+    sqlite3.SQLITE_INSERT: "INSERT", sqlite3.SQLITE_UPDATE: "UPDATE", sqlite3.SQLITE_DELETE: "DELETE",
+    sqlite3.SQLITE_DROP_TABLE: "DROP", sqlite3.SQLITE_DROP_VIEW: "DROP", sqlite3.SQLITE_DROP_INDEX: "DROP",
+    sqlite3.SQLITE_DROP_TRIGGER: "DROP", sqlite3.SQLITE_CREATE_TABLE: "CREATE", sqlite3.SQLITE_CREATE_VIEW: "CREATE",
+    sqlite3.SQLITE_CREATE_INDEX: "CREATE", sqlite3.SQLITE_CREATE_TRIGGER: "CREATE", sqlite3.SQLITE_ALTER_TABLE: "ALTER",
+    sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETACH", sqlite3.SQLITE_PRAGMA: None,
+    sqlite3.SQLITE_TRANSACTION: None, sqlite3.SQLITE_CREATE_TEMP_TABLE: "CREATE",
+}
+_READ_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "foreign_key_list", "database_list",
+                 "table_list", "query_only", "user_version", "schema_version"}
+last_refused: list[str] = []
+
+
+def _read_only_authorizer(action, arg1, arg2, dbname, source):
+    if action not in _WRITES:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        if (arg1 or "").lower() in _READ_PRAGMAS and arg2 is None:
+            return sqlite3.SQLITE_OK
+        last_refused[:] = [f"PRAGMA {arg1}"]
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_TRANSACTION:
+        return sqlite3.SQLITE_OK
+    if dbname == "temp" and action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
+        return sqlite3.SQLITE_OK  # SQLite's own bookkeeping for some queries
+    last_refused[:] = [_WRITES[action]]
+    return sqlite3.SQLITE_DENY
+
+
+def _sqlite_path(url: str) -> str:
+    return make_url(url).database or ""
+
+
+@dataclass(frozen=True)
+class PostgreSQL:
+    """The same interface for PostgreSQL (search over a tsvector of the same short units)."""
+
+    name: str = "postgresql"
+
+    def on_connect(self, dbapi_connection) -> None:
+        pass
+
+    def create_search_index(self, connection) -> None:
+        raise NotImplementedError("Japanese search on PostgreSQL: planned (a tsvector of the same short units)")
+
+    def search(self, connection, fts_query: str, **kw) -> list:
+        raise NotImplementedError("Japanese search on PostgreSQL: planned (a tsvector of the same short units)")
+
+    def connect_read_only(self, url: str):
+        import psycopg  # noqa: F401  (optional: only PostgreSQL users install a driver)
+
+        conn = psycopg.connect(make_url(url).render_as_string(hide_password=False).replace("+psycopg", ""))
+        conn.execute("SET default_transaction_read_only = on")
+        return conn
+
+    def backup(self, url: str, target: Path) -> None:
+        raise NotImplementedError("use pg_dump for PostgreSQL backups")
+
+    def check(self, engine: Engine) -> list[str]:
+        return []
+
+
+def dialect_for(url_or_engine) -> SQLite | PostgreSQL:
+    name = url_or_engine.dialect.name if isinstance(url_or_engine, Engine) else make_url(url_or_engine).get_backend_name()
+    if name == "sqlite":
+        return SQLite()
+    if name in ("postgresql", "postgres"):
+        return PostgreSQL()
+    raise ValueError(f"unsupported database {name!r}: mynawatch runs on SQLite or PostgreSQL")

@@ -1,0 +1,64 @@
+"""Japanese full-text search over items (titles first, then bodies; newest first within each)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy.orm import Session
+
+from store.dialect import dialect_for, phrase_query
+
+_CJK_GAP = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef\]\[…]) (?=[\u3000-\u9fff\uff00-\uffef\[\]…])")
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    item_id: int
+    title: str
+    publisher: str
+    published: datetime
+    url: str
+    snippet: str  # with [matches] bracketed
+    in_title: bool
+
+
+def search_items(session: Session, query: str, *, service: str | None = None, since: datetime | None = None,
+                 limit: int = 20) -> list[SearchHit]:
+    """Items matching every word of ``query`` (each a phrase of short units). ValueError on an empty query."""
+    fts = phrase_query(query)
+    dialect = dialect_for(session.get_bind())
+    connection = session.connection()
+    hits = []
+    for in_title in (True, False):
+        rows = dialect.search(connection, fts, title_only=in_title, exclude_title=not in_title, since=since,
+                              service=service, limit=limit - len(hits))
+        hits += [_hit(row, in_title) for row in rows]
+        if len(hits) >= limit:
+            break
+    return hits
+
+
+def _hit(row, in_title: bool) -> SearchHit:
+    item_id, title, publisher, published, url, title_snip, body_snip = row
+    if isinstance(published, str):
+        published = datetime.fromisoformat(published)
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=timezone.utc)
+    return SearchHit(item_id, title, publisher, published, url, readable(title_snip if in_title else body_snip), in_title)
+
+
+def highlight(text: str, query: str) -> str:
+    """``text`` with each word of ``query`` bracketed where it occurs (NFKC, case-insensitive)."""
+    import unicodedata
+
+    out = unicodedata.normalize("NFKC", text)
+    for word in sorted(set(unicodedata.normalize("NFKC", query).split()), key=len, reverse=True):
+        out = re.sub(re.escape(word), lambda m: f"[{m.group(0)}]", out, flags=re.IGNORECASE)
+    return out
+
+
+def readable(snippet: str) -> str:
+    """Join the short units back together: no spaces between Japanese characters."""
+    return _CJK_GAP.sub("", snippet or "")

@@ -1,0 +1,199 @@
+"""Signals aggregated in SQL: counts per hour or Tokyo day of relevant items by service, cause and
+sentiment (items, distinct stories, distinct publishers), social buzz and Google Trends presence.
+
+Reports and alerts read these instead of loading every item, so a report over a store of a million
+items stays fast. Each item counts under its current label: a person's (``model_version = 'human'``)
+wins over the model's. Items the relevance gate rejected are never counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
+
+from store.labels import HUMAN
+from store.records import TROUBLE_CAUSES, Cause, Label, LabeledItem, Sentiment, Service
+from store.tables import Classification, ClassificationService, Item, Source, TrendPoint
+
+LOCAL_OFFSET = "+9 hours"  # Asia/Tokyo, no daylight saving time
+TROUBLE = sorted(str(c) for c in TROUBLE_CAUSES)
+
+
+@dataclass(frozen=True)
+class Count:
+    """Relevant items in one bucket (an hour in UTC, or a Tokyo day), for the keys asked for."""
+
+    bucket: datetime | date | None
+    service: str | None
+    cause: str | None
+    sentiment: str | None
+    items: int
+    stories: int
+    publishers: int
+
+
+@dataclass(frozen=True)
+class SocialCount:
+    """Social buzz about a service in one bucket: はてブ bookmarks of relevant pages, Mastodon posts."""
+
+    bucket: datetime | date
+    service: str
+    bookmarks: int
+    posts: int
+
+
+@dataclass(frozen=True)
+class TrendCount:
+    """Google Trends "trending now" presence of マイナ terms for a service in one bucket."""
+
+    bucket: datetime | date
+    service: str
+    terms: int
+    traffic: int
+
+
+def current_labels(model_version: str, since: datetime, until: datetime):
+    """Items published in [since, until) that passed the gate, with the id of their current classification."""
+    human, model = aliased(Classification), aliased(Classification)
+    return (select(Item.id.label("item_id"), Item.story_id, Item.publisher, Item.published_at, Item.source_id,
+                   Item.social_count, func.coalesce(human.id, model.id).label("cid"))
+            .outerjoin(human, and_(human.item_id == Item.id, human.model_version == HUMAN))
+            .outerjoin(model, and_(model.item_id == Item.id, model.model_version == model_version))
+            .where(Item.published_at >= since, Item.published_at < until, Item.gate == "pass")
+            .subquery("cur"))
+
+
+def bucket_of(column, by: str):
+    if by == "hour":
+        return func.strftime("%Y-%m-%d %H:00:00", column)
+    if by == "day":
+        return func.date(column, LOCAL_OFFSET)
+    raise ValueError(f"bucket {by!r}: hour or day")
+
+
+def parse_bucket(value: str | None, by: str) -> datetime | date | None:
+    if value is None:
+        return None
+    if by == "hour":
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return date.fromisoformat(value)
+
+
+def count_relevant(session: Session, model_version: str, since: datetime, until: datetime, *,
+                   by: str = "day", keys: tuple[str, ...] = ("service",), trouble: bool = False) -> list[Count]:
+    """Relevant items per bucket (``by``: hour or day) and per ``keys`` (service, cause, sentiment).
+
+    ``trouble`` keeps only trouble reports: a failure cause (not none, not maintenance) and a tone
+    that is not positive (recovery reports do not count).
+    """
+    cur = current_labels(model_version, since, until)
+    c = Classification
+    columns = {"service": ClassificationService.service, "cause": c.cause, "sentiment": c.sentiment}
+    group = [bucket_of(cur.c.published_at, by).label("bucket")] + [columns[k].label(k) for k in keys]
+    query = (select(*group, func.count(func.distinct(cur.c.item_id)), func.count(func.distinct(cur.c.story_id)),
+                    func.count(func.distinct(cur.c.publisher)))
+             .join(c, c.id == cur.c.cid).where(c.relevant.is_(True)))
+    if "service" in keys:
+        query = query.join(ClassificationService, ClassificationService.classification_id == c.id)
+    if trouble:
+        query = query.where(c.cause.in_(TROUBLE), c.sentiment != str(Sentiment.POSITIVE))
+    rows = session.execute(query.group_by(*group))
+    out = []
+    for row in rows:
+        named = dict(zip(keys, row[1:1 + len(keys)]))
+        out.append(Count(parse_bucket(row[0], by), named.get("service"), named.get("cause"), named.get("sentiment"),
+                         *row[1 + len(keys):]))
+    return out
+
+
+def trouble_series(session: Session, model_version: str, since: datetime, until: datetime) -> dict[str, dict[datetime, int]]:
+    """Per service, hour (UTC) -> distinct stories of trouble reports: the signal alerts watch."""
+    series: dict[str, dict[datetime, int]] = {}
+    for n in count_relevant(session, model_version, since, until, by="hour", keys=("service",), trouble=True):
+        series.setdefault(n.service, {})[n.bucket] = n.stories
+    return series
+
+
+SIGNALS = ("trouble", "stories", "items", "publishers", "bookmarks", "posts", "trends")
+
+
+def hourly_signal(session: Session, model_version: str, since: datetime, until: datetime,
+                  signal: str = "trouble") -> dict[str, dict[datetime, int]]:
+    """One signal per service and hour (UTC): trouble (the alert signal: distinct stories of trouble
+    reports), stories / items / publishers of relevant items, bookmarks / posts (social), trends."""
+    if signal == "trouble":
+        return trouble_series(session, model_version, since, until)
+    out: dict[str, dict[datetime, int]] = {}
+    if signal in ("stories", "items", "publishers"):
+        rows = [(c.service, c.bucket, getattr(c, signal)) for c in count_relevant(session, model_version, since, until, by="hour")]
+    elif signal in ("bookmarks", "posts"):
+        rows = [(c.service, c.bucket, getattr(c, signal)) for c in count_social(session, model_version, since, until, by="hour")]
+    elif signal == "trends":
+        rows = [(c.service, c.bucket, c.terms) for c in count_trends(session, since, until, by="hour")]
+    else:
+        raise ValueError(f"signal {signal!r}: one of {', '.join(SIGNALS)}")
+    for service, hour, n in rows:
+        out.setdefault(service, {})[hour] = n
+    return out
+
+
+def count_social(session: Session, model_version: str, since: datetime, until: datetime, *,
+                 by: str = "day") -> list[SocialCount]:
+    """はてブ bookmarks and Mastodon posts about each service (relevant items only)."""
+    cur = current_labels(model_version, since, until)
+    c, s = Classification, ClassificationService
+    bucket = bucket_of(cur.c.published_at, by).label("bucket")
+    is_post = func.sum(func.iif(Source.kind == "mastodon", 1, 0))
+    bookmarks = func.sum(func.iif(Source.kind == "hatena", func.coalesce(cur.c.social_count, 0), 0))
+    rows = session.execute(select(bucket, s.service, bookmarks, is_post)
+                           .join(c, c.id == cur.c.cid).join(s, s.classification_id == c.id)
+                           .join(Source, Source.id == cur.c.source_id)
+                           .where(c.relevant.is_(True), Source.kind.in_(["hatena", "mastodon"]))
+                           .group_by(bucket, s.service))
+    return [SocialCount(parse_bucket(b, by), svc, int(bm or 0), int(p or 0)) for b, svc, bm, p in rows]
+
+
+def count_trends(session: Session, since: datetime, until: datetime, *, by: str = "day") -> list[TrendCount]:
+    """Trending マイナ terms per service: how many terms and their summed approximate traffic."""
+    bucket = bucket_of(TrendPoint.published_at, by).label("bucket")
+    rows = session.execute(select(bucket, TrendPoint.services, func.count(), func.sum(func.coalesce(TrendPoint.traffic, 0)))
+                           .where(TrendPoint.published_at >= since, TrendPoint.published_at < until,
+                                  TrendPoint.relevant.is_(True))
+                           .group_by(bucket, TrendPoint.services))
+    totals: dict[tuple, list[int]] = {}
+    for b, services, n, traffic in rows:
+        for svc in [x for x in (services or "").split(",") if x] or ["general"]:
+            acc = totals.setdefault((parse_bucket(b, by), svc), [0, 0])
+            acc[0], acc[1] = acc[0] + n, acc[1] + int(traffic or 0)
+    return [TrendCount(b, svc, n, t) for (b, svc), (n, t) in sorted(totals.items())]
+
+
+def count_collected(session: Session, model_version: str, since: datetime, until: datetime) -> tuple[int, int]:
+    """(items collected in [since, until), of which relevant under their current label)."""
+    total = session.scalar(select(func.count(Item.id)).where(Item.published_at >= since, Item.published_at < until))
+    cur = current_labels(model_version, since, until)
+    relevant = session.scalar(select(func.count()).select_from(cur).join(Classification, Classification.id == cur.c.cid)
+                              .where(Classification.relevant.is_(True)))
+    return int(total or 0), int(relevant or 0)
+
+
+def relevant_items(session: Session, model_version: str, since: datetime, until: datetime) -> list[LabeledItem]:
+    """Relevant items published in [since, until) with their current label (for the top stories of a day)."""
+    cur = current_labels(model_version, since, until)
+    c, s = Classification, ClassificationService
+    rows = session.execute(
+        select(cur.c.item_id, cur.c.story_id, Item.title, Item.canonical_url, cur.c.publisher, cur.c.published_at,
+               c.cause, c.sentiment, func.group_concat(s.service))
+        .join(Item, Item.id == cur.c.item_id).join(c, c.id == cur.c.cid).join(s, s.classification_id == c.id)
+        .where(c.relevant.is_(True)).group_by(cur.c.item_id).order_by(cur.c.published_at, cur.c.item_id))
+    return [LabeledItem(i, story, title, url, publisher, published,
+                        Label(True, tuple(Service(x) for x in sorted(services.split(","))), Cause(cause), Sentiment(sentiment)))
+            for i, story, title, url, publisher, published, cause, sentiment, services in rows]
+
+
+def first_item_at(session: Session) -> datetime | None:
+    """When the store's history begins (the earliest item): spike detection warms up from there."""
+    return session.scalar(select(func.min(Item.published_at)))

@@ -1,0 +1,79 @@
+"""Views for analysts: stable names and columns across versions (tests/test_views.py pins them).
+
+Days are Asia/Tokyo calendar days (`day` = 'YYYY-MM-DD'); times stay UTC. The current label of an
+item is a person's correction when there is one, else the newest model label; items the relevance
+gate set aside count as irrelevant.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+VIEWS: dict[str, str] = {
+    "item_labels_current": """
+        SELECT i.id AS item_id, CASE WHEN i.gate = 'pass' THEN c.relevant ELSE 0 END AS relevant, c.cause,
+               c.sentiment, c.confidence, c.model_version,
+               CASE WHEN c.model_version = 'human' THEN 'human' ELSE 'model' END AS labeled_by,
+               c.id AS classification_id
+        FROM items i
+        JOIN classifications c ON c.id = ({current})""",
+    "item_labels_current_services": """
+        SELECT l.item_id, s.service
+        FROM item_labels_current l JOIN classification_services s ON s.classification_id = l.classification_id
+        WHERE l.relevant""",
+    "items_labeled": """
+        SELECT i.id AS item_id, i.published_at, {day} AS day, i.publisher, i.title, i.canonical_url AS url,
+               i.story_id, src.name AS source, i.gate,
+               COALESCE(l.relevant, 0) AS relevant,
+               (SELECT {group_concat} FROM item_labels_current_services s WHERE s.item_id = i.id) AS services,
+               COALESCE(l.cause, 'none') AS cause, l.sentiment, l.labeled_by, l.confidence
+        FROM items i JOIN sources src ON src.id = i.source_id
+        LEFT JOIN item_labels_current l ON l.item_id = i.id""",
+    "daily_service_counts": """
+        SELECT {day} AS day, s.service, count(*) AS items, count(DISTINCT i.story_id) AS stories,
+               count(DISTINCT i.publisher) AS publishers
+        FROM items i JOIN item_labels_current_services s ON s.item_id = i.id
+        GROUP BY 1, 2""",
+    "daily_cause_counts": """
+        SELECT {day} AS day, l.cause, count(*) AS items, count(DISTINCT i.story_id) AS stories
+        FROM items i JOIN item_labels_current l ON l.item_id = i.id
+        WHERE l.relevant
+        GROUP BY 1, 2""",
+    "daily_sentiment_counts": """
+        SELECT {day} AS day, l.sentiment, count(*) AS items, count(DISTINCT i.story_id) AS stories
+        FROM items i JOIN item_labels_current l ON l.item_id = i.id
+        WHERE l.relevant
+        GROUP BY 1, 2""",
+    "stories_with_publishers": """
+        SELECT st.id AS story_id, st.title, st.first_seen_at, count(i.id) AS items,
+               count(DISTINCT i.publisher) AS publishers,
+               min(i.published_at) AS first_published_at, max(i.published_at) AS last_published_at
+        FROM stories st JOIN items i ON i.story_id = st.id
+        GROUP BY st.id, st.title, st.first_seen_at""",
+    "story_publishers": """
+        SELECT i.story_id, i.publisher, min(i.published_at) AS first_published_at, count(*) AS items
+        FROM items i GROUP BY i.story_id, i.publisher""",
+}
+
+# The current classification of item i: a person's, else the newest. A correlated subquery (not a
+# window over the whole table) so a filter on the outer query is applied first on large stores.
+CURRENT = """SELECT c2.id FROM classifications c2 WHERE c2.item_id = i.id
+             ORDER BY CASE WHEN c2.model_version = 'human' THEN 0 ELSE 1 END, c2.created_at DESC, c2.id DESC
+             LIMIT 1"""
+SQLITE = {"day": "date(i.published_at, '+9 hours')", "group_concat": "group_concat(s.service, ',')",
+          "current": CURRENT}
+POSTGRESQL = {"day": "to_char(i.published_at + interval '9 hours', 'YYYY-MM-DD')",
+              "group_concat": "string_agg(s.service, ',')", "current": CURRENT}
+
+
+def drop_views(connection) -> None:
+    for name in reversed(list(VIEWS)):
+        connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
+
+
+def create_views(connection, dialect_name: str) -> None:
+    """(Re)create every view; views hold no data, so replacing them never loses any."""
+    words = SQLITE if dialect_name == "sqlite" else POSTGRESQL
+    drop_views(connection)
+    for name, body in VIEWS.items():
+        connection.execute(text(f"CREATE VIEW {name} AS {body.format(**words)}"))
