@@ -26,7 +26,7 @@ def _tokenizer():
     return Dictionary().create(SplitMode.A)
 
 
-_SKIP = {}
+_SKIP: dict[int, bool] = {}  # part-of-speech id -> punctuation or space
 
 
 def search_tokens(value: str | None) -> str:

@@ -154,14 +154,3 @@ class LabeledItem:
     publisher: str
     published: datetime
     label: Label
-
-
-@dataclass(frozen=True)
-class Episode:
-    """A detected spike: consecutive hours of one series above its baseline."""
-
-    series: str
-    start: datetime
-    end: datetime  # the last hour flagged (inclusive start of that hour)
-    peak_count: int
-    score: float
