@@ -48,6 +48,19 @@ class Route:
         self.hits = 0
 
 
+def send(handler, status: int, body: bytes, headers: dict) -> None:
+    """Answer one request with a status, headers and a body (a client that hung up is fine)."""
+    handler.send_response(status)
+    for k, v in headers.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    try:
+        handler.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 class LoopbackServer:
     def __init__(self):
         self.routes: dict[str, Route] = {}
@@ -73,15 +86,7 @@ class LoopbackServer:
                 body = route.body(self) if callable(route.body) else route.body
                 if body is None:
                     return
-                self.send_response(route.status)
-                for k, v in route.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                send(self, route.status, body, route.headers)
 
             def log_message(self, *args):
                 pass

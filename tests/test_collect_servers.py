@@ -23,7 +23,7 @@ from collector.policy import CollectPolicy
 from collector.sources import SourceConfig
 from store.sources import source_rows
 from store.tables import Item, Source
-from tests.conftest import Route
+from tests.conftest import Route, send
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = sorted((FIXTURES / "feeds" / "servers").glob("*.json"))
@@ -39,37 +39,25 @@ def _misbehave(serve: dict, counter: dict):
     def answer(handler):
         counter["n"] += 1
         if counter["n"] <= serve.get("first_ok", 0):
-            return _send(handler, 200, body, {})
+            return send(handler, 200, body, {})
         if serve.get("delay"):
             time.sleep(serve["delay"])
         if serve.get("always_304"):
-            return _send(handler, 304, b"", {"ETag": '"x"'})
+            return send(handler, 304, b"", {"ETag": '"x"'})
         if serve.get("redirect_loop"):
-            return _send(handler, 302, b"", {"Location": handler.path})
+            return send(handler, 302, b"", {"Location": handler.path})
         if "generate_bytes" in serve:
             return _generate(handler, serve)
         headers = dict(serve.get("headers", {}))
         if serve.get("etag") == "honest":
             if handler.headers.get("If-None-Match") == '"v1"':
-                return _send(handler, 304, b"", {"ETag": '"v1"'})
+                return send(handler, 304, b"", {"ETag": '"v1"'})
             headers["ETag"] = '"v1"'
         elif serve.get("etag") == "random":
             headers["ETag"] = f'"{uuid.uuid4().hex}"'
-        return _send(handler, serve.get("status", 200), body, headers)
+        return send(handler, serve.get("status", 200), body, headers)
 
     return answer
-
-
-def _send(handler, status, body, headers):
-    handler.send_response(status)
-    for k, v in headers.items():
-        handler.send_header(k, v)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    try:
-        handler.wfile.write(body)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
 
 
 def _generate(handler, serve):
