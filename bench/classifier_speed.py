@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -46,10 +47,21 @@ def rate(fn, items) -> float:
     return len(items) / (time.perf_counter() - started)
 
 
+def rates(runs: dict, rounds: int) -> dict[str, float]:
+    """Median items/s of each (function, inputs), measured in interleaved rounds so that load on a
+    shared machine hits them alike (single runs differ by a third from one minute to the next)."""
+    seen = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (fn, items) in runs.items():
+            seen[name].append(rate(fn, items))
+    return {name: statistics.median(values) for name, values in seen.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--articles", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is printed")
     parser.add_argument("--retag", type=int, default=0, help="also re-tag this many items in a real SQLite store")
     args = parser.parse_args()
     model = load_or_train()
@@ -60,11 +72,12 @@ def main() -> None:
     print(f"model {model.version}; one process, one core")
     for name, items in (("headline (~80 chars)", heads), ("article (~2000 chars)", articles)):
         joined = [t + "\n" + x for t, x in items]
-        raw = rate(lambda xs: [sudachi.tokenize(x) for x in xs], joined)
-        spacy_rate = rate(lambda xs: list(nlp().pipe(xs, batch_size=64)), joined)
-        whole = rate(model.predict, items)
+        got = rates({"raw": (lambda xs: [sudachi.tokenize(x) for x in xs], joined),
+                     "spacy": (lambda xs: list(nlp().pipe(xs, batch_size=64)), joined),
+                     "tag": (model.predict, items)}, args.rounds)
+        raw, whole = got["raw"], got["tag"]
         print(f"{name:22}  tag path {whole:8.0f}/s   raw SudachiPy {raw:8.0f}/s   spaCy blank('ja') pipe "
-              f"{spacy_rate:8.0f}/s   tag/raw {whole / raw:.2f}")
+              f"{got['spacy']:8.0f}/s   tag/raw {whole / raw:.2f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {peak:.0f} MiB")
     if args.retag:

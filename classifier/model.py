@@ -58,7 +58,7 @@ def _word_features(doc: Doc) -> list[str]:
 
 
 def _char_text(doc: Doc) -> str:
-    return f"{doc.title} {doc.title} {doc.body[:CHAR_WINDOW]}"  # the title counted twice: it weighs more
+    return f"{doc.title} {doc.body[:CHAR_WINDOW]}"  # n-grams of the title (and the space) count twice: it weighs more
 
 
 @dataclass
@@ -77,7 +77,8 @@ class Classifier:
 
     def matrix(self, docs: list[Doc]):
         return hstack([self.words.transform([_word_features(d) for d in docs]),
-                       self.chars.transform([_char_text(d) for d in docs])]).tocsr()
+                       self.chars.transform([_char_text(d) for d in docs], [len(d.title) + 1 for d in docs])],
+                      format="csr")
 
     def predict(self, items: list[tuple[str, str]]) -> list[Label]:
         """Labels for (title, text) pairs."""
@@ -88,19 +89,19 @@ class Classifier:
 
     def predict_docs(self, docs: list[Doc]) -> list[Label]:
         X = self.matrix(docs)
-        p_rel = self.relevance.predict_proba(X)[:, 1]
-        p_svc = {s: m.predict_proba(X)[:, 1] for s, m in self.services.items()}
-        p_cause = self.cause.predict_proba(X)
-        p_sent = self.sentiment.predict_proba(X)
-        labels = []
-        for i in range(len(docs)):
-            labels.append(self._label(i, p_rel[i], {s: p[i] for s, p in p_svc.items()}, p_cause[i], p_sent[i]))
-        return labels
+        # Plain Python floats from here on: per-item work on NumPy scalars costs more than the models.
+        p_rel = self.relevance.predict_proba(X)[:, 1].tolist()
+        names = list(self.services)
+        p_svc = np.column_stack([self.services[s].predict_proba(X)[:, 1] for s in names]).tolist()
+        p_cause = self.cause.predict_proba(X).tolist()
+        p_sent = self.sentiment.predict_proba(X).tolist()
+        causes, sentiments = self.cause.classes_.tolist(), self.sentiment.classes_.tolist()
+        return [self._label(p_rel[i], dict(zip(names, p_svc[i])), dict(zip(causes, p_cause[i])),
+                            dict(zip(sentiments, p_sent[i]))) for i in range(len(docs))]
 
-    def _label(self, i, p_rel, p_svc, p_cause, p_sent) -> Label:
-        relevant = bool(p_rel >= 0.5)
-        cause_probs = dict(zip(self.cause.classes_, p_cause))
-        sent_probs = dict(zip(self.sentiment.classes_, p_sent))
+    def _label(self, p_rel: float, p_svc: dict[str, float], cause_probs: dict[str, float],
+               sent_probs: dict[str, float]) -> Label:
+        relevant = p_rel >= 0.5
         sentiment = _SENTIMENTS[max(sent_probs, key=sent_probs.get)]
         services: tuple[Service, ...] = ()
         cause = Cause.NONE
@@ -111,13 +112,13 @@ class Classifier:
             services = tuple(_SERVICES[s] for s in sorted(chosen, key=lambda s: -p_svc[s]))
             cause = _CAUSES[max(cause_probs, key=cause_probs.get)]
         confidences = {
-            "relevant": float(max(p_rel, 1 - p_rel)),
-            "cause": float(max(cause_probs.values())) if relevant else float(max(p_rel, 1 - p_rel)),
-            "sentiment": float(max(sent_probs.values())),
+            "relevant": max(p_rel, 1 - p_rel),
+            "cause": max(cause_probs.values()) if relevant else max(p_rel, 1 - p_rel),
+            "sentiment": max(sent_probs.values()),
         }
         scores = {
-            "relevant": {"p": round(float(p_rel), 4), "confidence": round(confidences["relevant"], 4)},
-            "services": {s: round(float(p), 4) for s, p in sorted(p_svc.items(), key=lambda kv: -kv[1])[:3]},
+            "relevant": {"p": round(p_rel, 4), "confidence": round(confidences["relevant"], 4)},
+            "services": {s: round(p, 4) for s, p in sorted(p_svc.items(), key=lambda kv: -kv[1])[:3]},
             "cause": {"label": str(cause), "confidence": round(confidences["cause"], 4)},
             "sentiment": {"label": str(sentiment), "confidence": round(confidences["sentiment"], 4)},
             "low_confidence": sorted(axis for axis, c in confidences.items() if c < CONFIDENCE_FLOOR),
@@ -135,6 +136,7 @@ class Hyper:
     c_cause: float = 8.0
     c_sentiment: float = 8.0
     char_range: tuple[int, int] = (1, 3)
+    service_threshold: float = 0.5
 
 
 def _lr(seed: int, c: float) -> LogisticRegression:
@@ -159,7 +161,7 @@ def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hype
         y = np.array([service in examples[i].label.services for i in rel_idx])
         if y.any() and not y.all():
             model.services[str(service)] = _lr(seed, hyper.c_services).fit(Xr, y)
-            model.service_thresholds[str(service)] = 0.5
+            model.service_thresholds[str(service)] = hyper.service_threshold
     model.cause = _lr(seed, hyper.c_cause).fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
     model.sentiment = _lr(seed, hyper.c_sentiment).fit(X, [str(e.label.sentiment) for e in examples])
     model.info = {"examples": len(examples), "seed": seed}

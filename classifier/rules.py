@@ -65,14 +65,20 @@ def rule_vocabulary() -> frozenset[str]:
 
 
 def _masked(words: list[str]) -> list[str]:
-    # Tokens outside the rules' vocabulary become one placeholder: the Doc stays cheap to build and
+    # Tokens outside the rules' vocabulary cannot take part in a match: each run of them becomes one
+    # placeholder, so the Doc stays short (an article's thousand tokens shrink to a few dozen) and
     # spaCy's vocabulary does not grow with every new word a long-running process sees.
-    vocab = rule_vocabulary()
-    return [w if w in vocab else OTHER for w in words]
+    vocab, out = rule_vocabulary(), []
+    for w in words:
+        if w in vocab:
+            out.append(w)
+        elif not out or out[-1] is not OTHER:
+            out.append(OTHER)
+    return out
 
 
 SEPARATOR = "\u241e"  # a token no phrase contains: keeps matches from spanning title and body
-OTHER = "\u2026"  # stands for any token no phrase contains
+OTHER = "\u2026"  # stands for a run of tokens no phrase contains
 
 
 def rule_hits(words: list[str]) -> list[str]:
@@ -87,6 +93,7 @@ def rule_hits_pair(title: list[str], body: list[str]) -> list[str]:
     """Rule ids prefixed T: (matched in the title) or B: (in the body), from one matcher pass."""
     if not title and not body:
         return []
-    doc = make_doc([*_masked(title), SEPARATOR, *_masked(body)])
-    strings, cut = doc.vocab.strings, len(title)
+    head = _masked(title)
+    doc = make_doc([*head, SEPARATOR, *_masked(body)])
+    strings, cut = doc.vocab.strings, len(head)
     return [("T:" if start < cut else "B:") + strings[match_id] for match_id, start, _end in matcher()(doc)]

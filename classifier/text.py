@@ -7,6 +7,7 @@ import unicodedata
 from functools import lru_cache
 
 import spacy
+import sudachipy
 from spacy.tokens import Doc
 
 _SPACE = re.compile(r"\s+")
@@ -33,31 +34,35 @@ def _sudachi():
     return nlp().tokenizer.tokenizer
 
 
-_SKIP_POS: dict[int, bool] = {}  # part-of-speech id -> punctuation or space (looked up once per id)
+@lru_cache(maxsize=1)
+def _skipped_pos() -> frozenset[int]:
+    """Part-of-speech ids of punctuation and spaces (補助記号, 空白), read once from the dictionary."""
+    dictionary, skipped, pid = sudachipy.Dictionary(), set(), 0
+    try:
+        while (pos := dictionary.pos_of(pid)) is not None:
+            if pos[0] in ("補助記号", "空白"):
+                skipped.add(pid)
+            pid += 1
+    finally:
+        dictionary.close()
+    return frozenset(skipped)
+
+
 _PIECE = 4000  # Sudachi refuses inputs over ~49,000 bytes: long texts are cut into pieces well below that
 
 
 def tokens(text: str) -> list[str]:
     """Normalized Sudachi forms of ``text`` (already normalized), punctuation and spaces dropped."""
-    return tokens_pair(text, "")[0]
+    sudachi, skipped = _sudachi(), _skipped_pos()
+    return [m.normalized_form()
+            for start in range(0, len(text), _PIECE)
+            for m in sudachi.tokenize(text[start:start + _PIECE])
+            if m.part_of_speech_id() not in skipped]
 
 
 def tokens_pair(title: str, body: str) -> tuple[list[str], list[str]]:
-    """Tokens of a title and a body in one Sudachi pass (the title's tokens end at the first newline)."""
-    sudachi, skip_pos = _sudachi(), _SKIP_POS
-    text = f"{title}\n{body}" if body else title
-    cut = len(title)
-    head, tail = [], []
-    for start in range(0, len(text), _PIECE):
-        for m in sudachi.tokenize(text[start:start + _PIECE]):
-            pid = m.part_of_speech_id()
-            skip = skip_pos.get(pid)
-            if skip is None:
-                skip = skip_pos[pid] = m.part_of_speech()[0] in ("補助記号", "空白")
-            if skip:
-                continue
-            (head if start + m.begin() < cut else tail).append(m.normalized_form())
-    return head, tail
+    """Tokens of a title and of a body (two Sudachi calls: no per-token bookkeeping of where the title ends)."""
+    return tokens(title), tokens(body) if body else []
 
 
 def make_doc(words: list[str]) -> Doc:

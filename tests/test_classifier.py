@@ -47,8 +47,9 @@ def test_irrelevant_items_get_no_services_and_no_cause(model):
 
 
 def test_a_low_probability_axis_is_reported_not_hidden(model):
-    lab = model._label(0, 0.52, {"portal": 0.9}, np.full(len(model.cause.classes_), 1 / len(model.cause.classes_)),
-                       np.array([0.34, 0.33, 0.33]))
+    causes, sentiments = model.cause.classes_.tolist(), model.sentiment.classes_.tolist()
+    lab = model._label(0.52, {"portal": 0.9}, dict.fromkeys(causes, 1 / len(causes)),
+                       dict(zip(sentiments, [0.34, 0.33, 0.33])))
     assert {"relevant", "cause", "sentiment"} <= set(lab.scores["low_confidence"])
     assert CONFIDENCE_FLOOR > 0.5
 
