@@ -78,13 +78,15 @@ def cmd_classify(args) -> int:
     from classifier.jobs import tag_items, tag_trends
     from mynawatch.models import current_model
     from store.db import make_sessions
+    from store.search import index_pending
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
     model = current_model(sessions)
     n = tag_items(sessions, model, now=_now(), everything=args.all, progress=_progress if sys.stderr.isatty() else None)
     t = tag_trends(sessions, model)
-    print(f"tagged {n} items and {t} trend terms with model {model.version}")
+    indexed = index_pending(sessions)
+    print(f"tagged {n} items and {t} trend terms with model {model.version}; {indexed} items added to the search index")
     return 0
 
 
@@ -382,7 +384,7 @@ def cmd_label(args) -> int:
 
 def cmd_search(args) -> int:
     from store.db import make_sessions
-    from store.search import highlight, search_items
+    from store.search import highlight, index_pending, search_items
 
     settings = _settings(args)
     try:
@@ -390,6 +392,7 @@ def cmd_search(args) -> int:
     except ValueError:
         raise UserError(f"--since {args.since!r}: expected YYYY-MM-DD") from None
     sessions = make_sessions(settings.database_url)
+    index_pending(sessions)  # items collected since the last classify run
     with sessions.begin() as session:
         try:
             hits = search_items(session, args.query, service=args.service, since=since, limit=args.limit)
@@ -419,12 +422,14 @@ def cmd_sql(args) -> int:
 
 
 def cmd_db(args) -> int:
-    from store.db import backup_store, check_store, upgrade_store
+    from store.db import backup_store, check_store, make_sessions, upgrade_store
+    from store.search import index_pending, pending_count
 
     settings = _settings(args)
     if args.action == "upgrade":
         before, after = upgrade_store(settings.database_url)
-        print(f"schema {before or 'new'} -> {after}")
+        print(f"schema {before or 'new'} -> {after}; {index_pending(make_sessions(settings.database_url))} items "
+              "added to the search index")
     elif args.action == "backup":
         target = Path(args.path)
         if target.exists() and not args.force:
@@ -435,6 +440,9 @@ def cmd_db(args) -> int:
         problems = check_store(settings.database_url)
         for p in problems:
             print(p)
+        with make_sessions(settings.database_url).begin() as session:
+            if waiting := pending_count(session):
+                print(f"search index: {waiting} new items not indexed yet (the next classify run or search adds them)")
         print("ok" if not problems else f"{len(problems)} problem(s)")
         return 0 if not problems else 1
     return 0

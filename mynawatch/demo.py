@@ -26,6 +26,7 @@ from store import items as store_items
 from store import signals as store_signals
 from store.db import make_sessions
 from store.records import Service
+from store.search import index_pending
 
 SAMPLE = Path(__file__).parent / "sample"
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -86,6 +87,7 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
             end_of_day = start + timedelta(days=day_index + 1)
             tag_items(sessions, model, now=end_of_day)
             tag_trends(sessions, model)
+            index_pending(sessions)
             for event in evaluate_alerts(sessions, model_version=model.version, now=end_of_day, params=params):
                 alerts_log.write(format_event(event) + "\n")
                 if event.kind == "firing":

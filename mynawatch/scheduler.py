@@ -26,6 +26,7 @@ from reports.archive import write_daily_report
 from reports.jobs import deliver_notifications, evaluate_alerts, format_event
 from reports.outbox import Channels
 from store.db import make_sessions
+from store.search import index_pending
 
 log = logging.getLogger(__name__)
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -116,7 +117,8 @@ def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
     def classify():
         n = tag_items(sessions, model.get(), now=_now())
         tag_trends(sessions, model.get())
-        log.info("classified %d items", n)
+        indexed = index_pending(sessions)
+        log.info("classified %d items; %d added to the search index", n, indexed)
 
     channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from store.dialect import dialect_for, phrase_query
 
@@ -24,9 +24,27 @@ class SearchHit:
     in_title: bool
 
 
+def index_pending(sessions: sessionmaker[Session], *, batch: int = 2000) -> int:
+    """Put every item not yet in the search index into it, ``batch`` items per transaction (so the
+    collectors never wait long for the write lock); how many were indexed."""
+    done = 0
+    while True:
+        with sessions.begin() as session:
+            n = dialect_for(session.get_bind()).index_pending(session.connection(), batch)
+        done += n
+        if n < batch:
+            return done
+
+
+def pending_count(session: Session) -> int:
+    """Items that ``index_pending`` has not indexed yet (search does not find them until it has)."""
+    return dialect_for(session.get_bind()).pending_count(session.connection())
+
+
 def search_items(session: Session, query: str, *, service: str | None = None, since: datetime | None = None,
                  limit: int = 20) -> list[SearchHit]:
-    """Items matching every word of ``query`` (each a phrase of short units). ValueError on an empty query."""
+    """Items matching every word of ``query`` (each a phrase of short units) among the indexed ones
+    (run ``index_pending`` first for the newest). ValueError on an empty query."""
     fts = phrase_query(query)
     dialect = dialect_for(session.get_bind())
     connection = session.connection()

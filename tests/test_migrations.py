@@ -9,9 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from store.db import open_engine
+from store.db import make_sessions, open_engine
 from store.dialect import SQLite
 from store.migrations import head, migrate
+from store.search import index_pending
 from store.tables import Base
 
 T = "2024-10-02 00:00:00.000000"
@@ -54,6 +55,7 @@ def test_the_first_schema_upgrades_to_the_latest_and_keeps_every_row(tmp_path):
     engine.dispose()
     _fill_first_schema(path)
     open_engine(f"sqlite:///{path}")  # upgrades on open
+    assert index_pending(make_sessions(f"sqlite:///{path}")) == 2  # the search index is filled in a batch step
     c = sqlite3.connect(path)
     assert c.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head()
     counts = {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]

@@ -13,7 +13,7 @@ from mynawatch.cli import main
 from store import items as store_items
 from store import labels as store_labels
 from store.records import Cause, Entry, Label, Sentiment, Service
-from store.search import search_items
+from store.search import index_pending, pending_count, search_items
 from store.sql import ReadOnlyError, run_read_only
 
 T0 = datetime(2024, 10, 1, 23, 30, tzinfo=timezone.utc)  # 2024-10-02 08:30 in Tokyo
@@ -60,7 +60,40 @@ def store(tmp_path, sessions):
         ids = sorted(i.item_id for i in store_items.items_to_classify(s, "m-test", everything=True))
         gate_rejected = {r.item_id for r in store_labels.labeled_items(s, "none", T0, T0.replace(hour=23))}
         store_labels.save_labels(s, "m-test", dict(zip(sorted(ids), LABELS[:len(ids)])), now=T0)
+    assert index_pending(sessions) == len(ENTRIES)
     return tmp_path / "store.sqlite", sessions
+
+
+def test_new_items_wait_for_the_batch_index_which_then_follows_edits_and_deletes(sessions):
+    def add(n: int, title: str) -> None:
+        with sessions.begin() as s:
+            source = SourceConfig(f"b{n}", f"http://127.0.0.1/b{n}", publisher=f"紙{n}")
+            state = store_items.upsert_source(s, name=source.name, url=source.url, kind="feed", publisher=source.publisher,
+                                              interval_minutes=60)
+            save_entries(s, state.id, source, [Entry(url=f"https://b.example/{n}", title=title, summary="",
+                                                     published=T0)], now=T0)
+
+    def found(query: str) -> list[int]:
+        with sessions.begin() as s:
+            return [h.item_id for h in search_items(s, query)]
+
+    add(1, "マイナポータルで障害")
+    assert found("障害") == []  # collected, not indexed yet
+    with sessions.begin() as s:
+        assert pending_count(s) == 1
+    assert index_pending(sessions) == 1
+    (item,) = found("障害")
+    with sessions.begin() as s:
+        s.connection().exec_driver_sql("UPDATE items SET title = 'マイナポータルが復旧' WHERE id = ?", (item,))
+    assert found("障害") == [] and found("復旧") == [item]  # an indexed item follows its edits at once
+    for n, title in enumerate(["コンビニ交付が停止", "コンビニ交付を再開", "コンビニ交付の停止を延長"], 2):
+        add(n, title)
+    assert index_pending(sessions, batch=2) == 3  # several batches, each its own transaction
+    assert len(found("コンビニ交付")) == 3
+    with sessions.begin() as s:
+        s.connection().exec_driver_sql("DELETE FROM items WHERE id = ?", (item,))
+        assert pending_count(s) == 0
+    assert found("復旧") == []
 
 
 def test_views_keep_their_columns(store):
