@@ -1,4 +1,5 @@
-"""Parsed entries -> the store: identity, dedup, story clustering, the relevance gate and maintenance notices.
+"""Parsed entries -> the store: identity, publisher names, dedup, story clustering, the relevance gate and
+maintenance notices.
 
 Everything here runs inside the caller's transaction (one per source), so a crash leaves no half-written item.
 """
@@ -15,6 +16,7 @@ from collector.gate import gate_reason
 from collector.maintenance import find_windows
 from collector.page import PageSnapshot
 from collector.policy import CollectPolicy
+from collector.publishers import learn_names, name_items
 from collector.sources import SourceConfig
 from collector.stories import StoryIndex
 from store import items as store_items
@@ -25,7 +27,8 @@ DEFAULT_POLICY = CollectPolicy()
 
 
 def prepare(source: SourceConfig, entry: Entry, *, now: datetime) -> store_items.NewItem:
-    """Identity, publisher, date and gate decision for one parsed entry."""
+    """Identity, publisher, date and gate decision for one parsed entry. Without a publisher of its own the item
+    is under its host name here (``name_items`` gives it the host's learned name); the title key keeps that."""
     url = dedup.canonical_url(entry.url)
     publisher = entry.publisher or source.publisher or (urlsplit(url).hostname or source.name)
     reason = gate_reason(entry.title, entry.summary, entry.categories)
@@ -38,11 +41,12 @@ def prepare(source: SourceConfig, entry: Entry, *, now: datetime) -> store_items
 def save_entries(session: Session, source_id: int, source: SourceConfig, entries: list[Entry], *, now: datetime,
                  stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY) -> int:
     """Store the entries not seen before, each attached to a story cluster. Returns how many were new."""
+    learn_names(session, source, entries, now=now)
     prepared = [prepare(source, e, now=now) for e in entries]
     social = {p.canonical_url: p.entry.social_count for p in prepared if p.entry.social_count is not None}
     if social:
         store_items.update_social_counts(session, social)
-    fresh = _fresh(session, source_id, prepared)
+    fresh = name_items(session, source, _fresh(session, source_id, prepared))
     if not fresh:
         return 0
     index = stories if stories is not None else StoryIndex(hours=policy.story_hours,

@@ -97,10 +97,10 @@ def _entry(e, *, kind: str, now: datetime) -> Entry | None:
         return None
     summary = plain_text(e.get("summary") or "")
     title = plain_text(e.get("title") or "")
-    publisher = None
+    publisher = publisher_url = None
     source = e.get("source") or {}
-    if source.get("title"):  # Google News: "見出し - 媒体名" with <source>媒体名</source>
-        publisher = source["title"].strip()
+    if source.get("title"):  # Google News: "見出し - 媒体名" with <source url="https://媒体">媒体名</source>
+        publisher, publisher_url = source["title"].strip(), source.get("href") or None
         suffix = f" - {publisher}"
         if title.endswith(suffix):
             title = title[: -len(suffix)].rstrip()
@@ -116,7 +116,8 @@ def _entry(e, *, kind: str, now: datetime) -> Entry | None:
     count = e.get("hatena_bookmarkcount")
     return Entry(
         url=url, title=title, summary=summary, guid=guid, published=published, publisher=publisher,
-        date_note=note, social_count=int(count) if count and str(count).strip().isdigit() else None,
+        publisher_url=publisher_url, date_note=note,
+        social_count=int(count) if count and str(count).strip().isdigit() else None,
         categories=tuple(t.get("term", "") for t in e.get("tags", []) if t.get("term")),
     )
 

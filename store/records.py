@@ -98,6 +98,7 @@ class Entry:
     guid: str | None = None
     published: datetime | None = None  # aware, UTC
     publisher: str | None = None
+    publisher_url: str | None = None  # Google News <source url="...">: the outlet's own address
     date_note: str | None = None  # "missing", "clamped future date" ... when the feed's date was not used as is
     social_count: int | None = None  # はてなブックマーク bookmark count
     categories: tuple[str, ...] = ()

@@ -119,6 +119,17 @@ class Item(Base):
     story: Mapped[Story] = relationship(back_populates="items")
 
 
+class PublisherHost(Base):
+    """An outlet's name for its host, learned from the feeds: items without a publisher of their own take it."""
+
+    __tablename__ = "publisher_hosts"
+
+    host: Mapped[str] = mapped_column(String(253), primary_key=True, comment="lower case, without a leading www.")
+    publisher: Mapped[str] = mapped_column(String(200))
+    learned_from: Mapped[str] = mapped_column(String(30), comment="google_news (its <source url>) | source (a configured outlet feed)")
+    updated_at: Mapped[datetime] = mapped_column()
+
+
 class Article(Base):
     """The page of a relevant item, fetched and read: its own title, publisher, time and main text."""
 

@@ -35,7 +35,7 @@ def test_feed_fixture(expect_path):
         got = {
             "title": entry.title, "url": entry.url, "guid": entry.guid, "summary": entry.summary,
             "published": entry.published.isoformat() if entry.published else None, "date_note": entry.date_note,
-            "publisher": item.publisher, "social_count": entry.social_count, "categories": list(entry.categories),
+            "publisher": item.publisher, "publisher_url": entry.publisher_url, "social_count": entry.social_count, "categories": list(entry.categories),
             "canonical_url": item.canonical_url, "gate": item.gate,
         }
         for key, value in want.items():
