@@ -59,18 +59,28 @@ def matcher() -> PhraseMatcher:
 
 
 @lru_cache(maxsize=1)
-def rule_vocabulary() -> frozenset[str]:
-    """Every token that occurs in some phrase. Other tokens cannot take part in a match."""
-    return frozenset(t for phrases in RULES.values() for p in phrases for t in tokens(normalize(p)))
+def _phrase_shapes() -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """The one-token phrases, and every pair of tokens that follow each other inside a longer phrase."""
+    singles, pairs = set(), set()
+    for phrases in RULES.values():
+        for phrase in phrases:
+            words = tokens(normalize(phrase))
+            if len(words) == 1:
+                singles.add(words[0])
+            pairs.update(zip(words, words[1:]))
+    return frozenset(singles), frozenset(pairs)
 
 
 def _masked(words: list[str]) -> list[str]:
-    # Tokens outside the rules' vocabulary cannot take part in a match: each run of them becomes one
-    # placeholder, so the Doc stays short (an article's thousand tokens shrink to a few dozen) and
+    # A token can take part in a match only if it is a one-token phrase or forms a phrase's token pair
+    # with a neighbour. Every other token becomes a placeholder, one per run, so the Doc stays short
+    # (an article's thousand tokens shrink to a few dozen: の and が alone would keep hundreds) and
     # spaCy's vocabulary does not grow with every new word a long-running process sees.
-    vocab, out = rule_vocabulary(), []
-    for w in words:
-        if w in vocab:
+    singles, pairs = _phrase_shapes()
+    linked = [(a, b) in pairs for a, b in zip(words, words[1:])]
+    out: list[str] = []
+    for i, w in enumerate(words):
+        if w in singles or (i and linked[i - 1]) or (i < len(linked) and linked[i]):
             out.append(w)
         elif not out or out[-1] is not OTHER:
             out.append(OTHER)

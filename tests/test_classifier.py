@@ -91,3 +91,26 @@ def test_the_cache_key_follows_the_training_data_and_a_damaged_cache_is_rebuilt(
     again = load_or_train()
     assert again.version == model.version
     assert pickle.loads(path.read_bytes()).version == model.version
+
+
+def test_fast_nfkc_equals_unicodedata_on_the_corpus_and_on_tricky_mixtures():
+    import random
+    import unicodedata
+
+    from classifier.text import nfkc
+
+    texts = [e.title + "\n" + e.text for e in load_corpus()]
+    rng = random.Random(1)
+    pool = "ｶﾞｷﾞﾊﾟかが\u3099\u309a\u309b゛ｰ－（）１２ＡＢｃ①㍿ﾞﾟe\u0301 \u3000漢字カタカナ、。!?a\u302a\u3036ゟヿ\uf900\uac00\u1161"
+    texts += ["".join(rng.choice(pool) for _ in range(rng.randint(1, 12))) for _ in range(20000)]
+    assert [t for t in texts if nfkc(t) != unicodedata.normalize("NFKC", t)] == []
+
+
+def test_masking_tokens_that_cannot_match_loses_no_rule_hit():
+    from classifier.rules import matcher, rule_hits
+    from classifier.text import make_doc, normalize, tokens
+
+    for e in load_corpus()[::7]:
+        words = tokens(normalize(f"{e.title} {e.text}"))
+        doc = make_doc(words)  # every token, as spaCy would see the text
+        assert sorted(rule_hits(words)) == sorted(doc.vocab.strings[m] for m, _s, _e in matcher()(doc)), e.id
