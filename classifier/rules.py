@@ -91,14 +91,6 @@ SEPARATOR = "\u241e"  # a token no phrase contains: keeps matches from spanning 
 OTHER = "\u2026"  # stands for a run of tokens no phrase contains
 
 
-def rule_hits(words: list[str]) -> list[str]:
-    """The rule ids that fire on a token list (each id once per match)."""
-    if not words:
-        return []
-    doc = make_doc(_masked(words))
-    return [doc.vocab.strings[match_id] for match_id, _start, _end in matcher()(doc)]
-
-
 def rule_hits_pair(title: list[str], body: list[str]) -> list[str]:
     """Rule ids prefixed T: (matched in the title) or B: (in the body), from one matcher pass."""
     if not title and not body:

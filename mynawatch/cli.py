@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="also fetch sources that are backing off after failures")
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("classify", help="tag stored items the current model has not tagged yet")
+    p = sub.add_parser("classify", help="tag stored items the current model has not tagged yet; add new items to the search index")
     p.add_argument("--all", action="store_true", help="re-tag every item (after a model change)")
     p.set_defaults(func=cmd_classify)
 
@@ -586,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("path", help="where to write the copy")
     d.add_argument("--force", action="store_true", help="replace an existing file")
     d.set_defaults(func=cmd_db)
-    dsub.add_parser("check", help="integrity, foreign-key and search-index checks").set_defaults(func=cmd_db)
+    dsub.add_parser("check", help="integrity, foreign-key and search-index checks; items waiting for the search index").set_defaults(func=cmd_db)
 
     p = sub.add_parser("sources", help="list each source's health: status, last success, failures, newest item, "
                                       "stale and backing-off flags")
