@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from classifier.corpus import load_corpus  # noqa: E402
 from classifier.evaluate import HEADLINES, evaluate  # noqa: E402
-from classifier.model import Hyper, analyze, train  # noqa: E402
+from classifier.model import Hyper, analyze_all, train  # noqa: E402
 
 
 def fold_of(story: str, folds: int) -> int:
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     examples = [e for e in load_corpus() if e.split != "test"]
     started = time.perf_counter()
-    docs = [analyze(e.title, e.text) for e in examples]
+    docs = analyze_all([(e.title, e.text) for e in examples])
     print(f"{len(examples)} train+dev items, analyzed in {time.perf_counter() - started:.1f} s; {args.folds} folds by story")
     for c, threshold in [(c, t) for c in args.c for t in args.threshold]:
         hyper = Hyper(c, c, c, c, tuple(args.char_range), threshold)

@@ -5,6 +5,7 @@ Each rule fires a feature such as ``svc:portal`` or ``cause:load``; the models l
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from functools import lru_cache
 
 from spacy.matcher import PhraseMatcher
@@ -59,8 +60,9 @@ def matcher() -> PhraseMatcher:
 
 
 @lru_cache(maxsize=1)
-def _phrase_shapes() -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
-    """The one-token phrases, and every pair of tokens that follow each other inside a longer phrase."""
+def _phrase_shapes() -> tuple[frozenset[str], frozenset[tuple[str, str]], frozenset[str]]:
+    """The one-token phrases, every pair of tokens that follow each other inside a longer phrase, and
+    every token that takes part in any phrase."""
     singles, pairs = set(), set()
     for phrases in RULES.values():
         for phrase in phrases:
@@ -68,22 +70,26 @@ def _phrase_shapes() -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
             if len(words) == 1:
                 singles.add(words[0])
             pairs.update(zip(words, words[1:]))
-    return frozenset(singles), frozenset(pairs)
+    return frozenset(singles), frozenset(pairs), frozenset(singles.union(*pairs))
 
 
 def _masked(words: list[str]) -> list[str]:
     # A token can take part in a match only if it is a one-token phrase or forms a phrase's token pair
-    # with a neighbour. Every other token becomes a placeholder, one per run, so the Doc stays short
-    # (an article's thousand tokens shrink to a few dozen: の and が alone would keep hundreds) and
-    # spaCy's vocabulary does not grow with every new word a long-running process sees.
-    singles, pairs = _phrase_shapes()
-    linked = [(a, b) in pairs for a, b in zip(words, words[1:])]
+    # with a neighbour. Only those are kept, with a placeholder wherever tokens were left out between
+    # them, so the Doc stays short (an article's thousand tokens shrink to a few dozen: の and が alone
+    # would keep hundreds) and spaCy's vocabulary does not grow with every new word a long-running
+    # process sees. A headline's few candidates are found by one set lookup per token.
+    singles, pairs, anywhere = _phrase_shapes()
+    last = len(words) - 1
     out: list[str] = []
-    for i, w in enumerate(words):
-        if w in singles or (i and linked[i - 1]) or (i < len(linked) and linked[i]):
+    previous = -1
+    for i in [i for i, w in enumerate(words) if w in anywhere]:
+        w = words[i]
+        if w in singles or (i and (words[i - 1], w) in pairs) or (i < last and (w, words[i + 1]) in pairs):
+            if i != previous + 1:
+                out.append(OTHER)
             out.append(w)
-        elif not out or out[-1] is not OTHER:
-            out.append(OTHER)
+            previous = i
     return out
 
 
@@ -92,10 +98,29 @@ OTHER = "\u2026"  # stands for a run of tokens no phrase contains
 
 
 def rule_hits_pair(title: list[str], body: list[str]) -> list[str]:
-    """Rule ids prefixed T: (matched in the title) or B: (in the body), from one matcher pass."""
-    if not title and not body:
-        return []
-    head = _masked(title)
-    doc = make_doc([*head, SEPARATOR, *_masked(body)])
-    strings, cut = doc.vocab.strings, len(head)
-    return [("T:" if start < cut else "B:") + strings[match_id] for match_id, start, _end in matcher()(doc)]
+    """Rule ids prefixed T: (matched in the title) or B: (in the body)."""
+    return rule_hits_batch([(title, body)])[0]
+
+
+def rule_hits_batch(items: list[tuple[list[str], list[str]]]) -> list[list[str]]:
+    """``rule_hits_pair`` of many (title tokens, body tokens) at once: one Doc and one matcher pass for
+    the whole batch (a Doc and a matcher call per headline cost more than the matching itself)."""
+    words: list[str] = []
+    cuts = []  # per item: where its title starts, where its body starts
+    for title, body in items:
+        start = len(words)
+        words += _masked(title)
+        cuts.append((start, len(words) + 1))
+        words.append(SEPARATOR)
+        words += _masked(body)
+        words.append(SEPARATOR)
+    hits: list[list[str]] = [[] for _ in items]
+    if len(words) == 2 * len(items):  # no token of any phrase: nothing can match
+        return hits
+    doc = make_doc(words)
+    strings = doc.vocab.strings
+    starts = [start for start, _ in cuts]
+    for match_id, start, _end in matcher()(doc):
+        item = bisect_right(starts, start) - 1
+        hits[item].append(("T:" if start < cuts[item][1] else "B:") + strings[match_id])
+    return hits

@@ -3,9 +3,9 @@
 Both fit with scikit-learn's ``TfidfVectorizer`` (vocabulary, document frequencies, idf) and
 transform to exactly what it would give (sublinear tf, idf, l2 norm), only faster:
 ``CharNgrams`` encodes each n-gram of up to three characters as one 64-bit integer (21 bits per
-code point) and finds it in the sorted vocabulary with NumPy instead of building a Python string
-per n-gram; ``Features`` looks ready-made feature strings up in one dict pass; ``tfidf_matrix``
-sums repeated (row, column) pairs with two linear-time radix sorts instead of a sort per row.
+code point) and ``TokenNgrams`` each token and token pair as integers, and both find them in a
+NumPy hash table (``IntTable``) instead of building a Python string per feature; ``tfidf_matrix``
+sums repeated (row, column) pairs by sorting one integer per occurrence instead of a sort per row.
 ``CharNgrams`` can also count the n-grams that start in a text's head (a title) more than once,
 which equals repeating the head in the text without the cost of scanning it twice.
 """
@@ -19,13 +19,56 @@ from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 BITS = 21  # every Unicode code point fits in 21 bits, so a trigram fits in 63
+NUL = 0x110000  # what U+0000 is encoded as (above every code point), so that no n-gram's code is 0
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the slot is the top bits of key x this
 
 
-def _code(gram: str) -> int:
-    value = 0
-    for ch in gram:
-        value = (value << BITS) | ord(ch)
-    return value
+class IntTable:
+    """An open-addressing hash table from non-zero 64-bit integer keys to int64 values, built and
+    read in bulk with NumPy (linear probing; at most half full)."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray):
+        keys = np.asarray(keys, dtype=np.uint64)
+        if len(keys) and not keys.all():
+            raise ValueError("0 marks an empty slot and cannot be a key")
+        bits = max(4, int(2 * len(keys)).bit_length())
+        self._shift, self._mask = np.uint64(64 - bits), np.uint64((1 << bits) - 1)
+        self._keys = np.zeros(1 << bits, dtype=np.uint64)
+        self._values = np.full(1 << bits, -1, dtype=np.int64)
+        slot, pending = self._slots(keys), np.arange(len(keys))
+        while len(pending):  # each key claims its slot; of keys that collide one wins, the others move on
+            s = slot[pending]
+            free = self._keys[s] == 0
+            self._keys[s[free]] = keys[pending[free]]
+            won = self._keys[s] == keys[pending]
+            self._values[s[won]] = np.asarray(values)[pending[won]]
+            pending = pending[~won]
+            slot[pending] = (s[~won] + np.uint64(1)) & self._mask
+
+    def _slots(self, keys: np.ndarray) -> np.ndarray:
+        return (keys * _GOLDEN) >> self._shift
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        """The value of each key, -1 where a key is absent."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        slot = self._slots(keys)
+        found = self._keys[slot]
+        out = self._values[slot]  # right where the first probe found the key or an empty slot (-1)
+        pending = np.flatnonzero((found != keys) & (found != 0))  # the rest probe on: most end at once
+        while len(pending):
+            slot[pending] = (slot[pending] + np.uint64(1)) & self._mask
+            s = slot[pending]
+            found = self._keys[s]
+            hit = found == keys[pending]
+            out[pending] = np.where(hit, self._values[s], -1)
+            pending = pending[~hit & (found != 0)]  # an empty slot ends the search: absent
+        return out
+
+
+def _codes(text: str) -> np.ndarray:
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    codes[codes == 0] = NUL
+    return codes
 
 
 class CharNgrams:
@@ -39,11 +82,11 @@ class CharNgrams:
                              min_df=self.min_df, max_features=self.max_features).fit(texts)
         self.idf_ = sk.idf_
         self.names_ = sk.get_feature_names_out()
-        self.tables_ = {}
-        for n in range(self.ngram_range[0], self.ngram_range[1] + 1):
-            pairs = sorted((_code(g), i) for i, g in enumerate(self.names_) if len(g) == n)
-            self.tables_[n] = (np.array([c for c, _ in pairs], dtype=np.uint64),
-                               np.array([i for _, i in pairs], dtype=np.int64))
+        keys = [0] * len(self.names_)
+        for i, gram in enumerate(self.names_):
+            for code in _codes(gram).tolist():
+                keys[i] = (keys[i] << BITS) | code
+        self.table_ = IntTable(np.array(keys, dtype=np.uint64), np.arange(len(keys)))
         return self
 
     def get_feature_names_out(self):
@@ -52,75 +95,115 @@ class CharNgrams:
     def transform(self, texts: list[str], heads: list[int] | None = None, head_weight: float = 2.0) -> csr_matrix:
         """TF-IDF rows for ``texts``; n-grams starting in the first ``heads[i]`` characters of text i
         count ``head_weight`` times."""
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        codes = _codes("".join(texts))
         doc = np.repeat(np.arange(len(texts)), lengths)
-        weight = None
-        if heads is not None:
-            offset = np.arange(len(codes)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            weight = np.where(offset < np.repeat(np.asarray(heads, dtype=np.int64), lengths), head_weight, 1.0)
-        rows, cols, weights = [], [], []
-        for n, (table, ids) in self.tables_.items():
-            if len(codes) < n or not len(table):
-                continue
-            m = len(codes) - n + 1
-            same_doc = doc[:m] == doc[n - 1:]
-            value = codes[:m].copy()
-            for k in range(1, n):
-                value = (value << np.uint64(BITS)) | codes[k:k + m]
-            pos = np.searchsorted(table, value)
-            pos[pos == len(table)] = 0
-            hit = np.flatnonzero(same_doc & (table[pos] == value))
-            rows.append(doc[hit])
-            cols.append(ids[pos[hit]])
-            if weight is not None:
-                weights.append(weight[hit])
-        r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-        w = np.concatenate(weights) if weights else None
-        return tfidf_matrix(r, c, len(texts), self.idf_, w)
+        keys, starts, value = [], [], codes
+        lo, hi = self.ngram_range
+        for n in range(1, hi + 1):
+            if n > 1:  # the n-gram at i is the (n-1)-gram at i and the character at i + n - 1
+                value = (value[:-1] << np.uint64(BITS)) | codes[n - 1:]
+            if n >= lo:
+                inside = np.flatnonzero(doc[:len(value)] == doc[n - 1:])
+                keys.append(value[inside])
+                starts.append(inside)
+        at = np.concatenate(starts)
+        cols = self.table_.get(np.concatenate(keys))
+        hit = np.flatnonzero(cols >= 0)
+        at, cols = at[hit], cols[hit]
+        heavy = None
+        if heads is not None:  # the n-gram starts in its text's head
+            heavy = at - (np.cumsum(lengths) - lengths)[doc[at]] < np.asarray(heads, dtype=np.int64)[doc[at]]
+        return tfidf_matrix(doc[at], cols, len(texts), self.idf_, heavy, head_weight)
 
 
-class Features:
-    """TF-IDF over lists of feature strings (tokens, bigrams, rule ids), unknown features ignored."""
+def token_features(title: list[str], body: list[str], rules: list[str]) -> list[str]:
+    """What ``TokenNgrams`` counts, as strings: tokens and token bigrams of the title (t:) and the body
+    (b:), and each rule that fired (r:), once with where it fired (T:/B:) and once without."""
+    out = []
+    for prefix, words in (("t:", title), ("b:", body)):
+        unigrams = [prefix + w for w in words]
+        out += unigrams
+        out += [u + "_" + w for u, w in zip(unigrams, words[1:])]  # "t:a" + "_" + "b" = "t:a_b"
+    out += ["r:" + r for r in rules]
+    out += ["r:" + r[2:] for r in rules]
+    return out
 
-    def fit(self, docs: list[list[str]]) -> "Features":
-        sk = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, min_df=1).fit(docs)
-        self.vocabulary_, self.idf_ = sk.vocabulary_, sk.idf_
+
+class TokenNgrams:
+    """TF-IDF over ``token_features`` of (title tokens, body tokens, rule ids), unknown features ignored.
+
+    Fits on the feature strings; transforms without building them: each token is looked up once in a
+    dict of the tokens seen in training, and unigrams and bigrams are found from token ids."""
+
+    def fit(self, docs: list[tuple[list[str], list[str], list[str]]]) -> "TokenNgrams":
+        sk = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, min_df=1).fit(
+            [token_features(*d) for d in docs])
+        vocab, self.idf_ = sk.vocabulary_, sk.idf_
+        self.names_ = np.empty(len(vocab), dtype=object)
+        for name, i in vocab.items():
+            self.names_[i] = name
+        words = sorted({w for t, b, _ in docs for w in chain(t, b)})
+        self.token_ids_ = {w: i for i, w in enumerate(words)}
+        self.unigrams_ = np.array([[vocab.get("t:" + w, -1), vocab.get("b:" + w, -1)] for w in words],
+                                  dtype=np.int64).reshape(-1, 2)
+        pairs = {}
+        for t, b, _ in docs:
+            for part, seq in enumerate((t, b)):
+                for x, y in zip(seq, seq[1:]):
+                    key = self._pair_key(part, self.token_ids_[x], self.token_ids_[y])
+                    pairs[key] = vocab["tb"[part] + ":" + x + "_" + y]
+        self.pairs_ = IntTable(np.fromiter(pairs, dtype=np.uint64, count=len(pairs)),
+                               np.fromiter(pairs.values(), dtype=np.int64, count=len(pairs)))
+        self.rules_ = {name[2:]: i for name, i in vocab.items() if name.startswith("r:")}
         return self
 
-    def get_feature_names_out(self):
-        names = np.empty(len(self.vocabulary_), dtype=object)
-        for name, i in self.vocabulary_.items():
-            names[i] = name
-        return names
+    def _pair_key(self, part, first, second):
+        n = len(self.token_ids_)
+        return (part * n + first) * n + second + 1  # + 1: never 0, the table's empty mark
 
-    def transform(self, docs: list[list[str]]) -> csr_matrix:
-        missing = len(self.idf_)  # what an unknown feature maps to, dropped below
-        lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-        cols = np.fromiter(map(self.vocabulary_.get, chain.from_iterable(docs), repeat(missing)),
-                           dtype=np.int64, count=int(lengths.sum()))
-        rows = np.repeat(np.arange(len(docs)), lengths)
-        known = cols != missing
-        return tfidf_matrix(rows[known], cols[known], len(docs), self.idf_)
+    def get_feature_names_out(self):
+        return self.names_
+
+    def transform(self, docs: list[tuple[list[str], list[str], list[str]]]) -> csr_matrix:
+        parts = [seq for t, b, _ in docs for seq in (t, b)]
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        ids = np.fromiter(map(self.token_ids_.get, chain.from_iterable(parts), repeat(-1)),
+                          dtype=np.int64, count=int(lengths.sum()))
+        segment = np.repeat(np.arange(len(parts)), lengths)
+        part = segment & 1
+        known = np.flatnonzero(ids >= 0)
+        uni = self.unigrams_[ids[known], part[known]]
+        rows, cols = [segment[known] >> 1], [uni]
+        pair = np.flatnonzero((segment[:-1] == segment[1:]) & (ids[:-1] >= 0) & (ids[1:] >= 0))
+        if len(pair):
+            keys = self._pair_key(part[pair].astype(np.uint64), ids[pair].astype(np.uint64),
+                                  ids[pair + 1].astype(np.uint64))
+            rows.append(segment[pair] >> 1)
+            cols.append(self.pairs_.get(keys))
+        get = self.rules_.get
+        rule_rows, rule_cols = [], []
+        for i, (_, _, rules) in enumerate(docs):
+            for r in rules:
+                for name in (r, r[2:]):
+                    if (col := get(name)) is not None:
+                        rule_rows.append(i)
+                        rule_cols.append(col)
+        rows.append(np.array(rule_rows, dtype=np.int64))
+        cols.append(np.array(rule_cols, dtype=np.int64))
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        ok = c >= 0
+        return tfidf_matrix(r[ok], c[ok], len(docs), self.idf_)
 
 
 def _identity(x):
     return x
-
-
 def tfidf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarray,
-                 weights: np.ndarray | None = None) -> csr_matrix:
+                 heavy: np.ndarray | None = None, heavy_weight: float = 2.0) -> csr_matrix:
     """Counts at (row, col) -> sublinear tf x idf, each row l2-normalized (TfidfVectorizer's defaults).
 
-    ``weights`` (default 1 each) is what each (row, col) occurrence adds to that cell's count."""
-    if weights is None:
-        weights = np.ones(len(rows))
-    if not len(rows) or n_docs > 1 << 16 or len(idf) > 1 << 32:
-        X = csr_matrix((weights, (rows, cols)), shape=(n_docs, len(idf)))
-        X.sum_duplicates()
-    else:
-        X = _summed(rows, cols, weights, n_docs, len(idf))
+    Each (row, col) occurrence adds 1 to that cell's count, or ``heavy_weight`` where ``heavy`` is true."""
+    X = _counted(rows, cols, n_docs, len(idf), heavy, heavy_weight)
     X.data = (np.log(X.data) + 1.0) * idf[X.indices]
     per_row = np.diff(X.indptr)
     norms = np.sqrt(np.bincount(np.repeat(np.arange(n_docs), per_row), weights=X.data ** 2, minlength=n_docs))
@@ -129,20 +212,28 @@ def tfidf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarra
     return X
 
 
-def _summed(rows, cols, weights, n_docs: int, n_cols: int) -> csr_matrix:
-    # NumPy sorts 16-bit keys stably by radix (linear time): by column (low, then high 16 bits), then
-    # by row, gives row-major order with columns ascending in each row; equal neighbours are then
-    # summed in one pass.
-    order = np.argsort((cols & 0xFFFF).astype(np.uint16), kind="stable")
-    if n_cols > 1 << 16:
-        order = order[np.argsort((cols[order] >> 16).astype(np.uint16), kind="stable")]
-    order = order[np.argsort(rows[order].astype(np.uint16), kind="stable")]
-    r, c, w = rows[order], cols[order], weights[order]
-    first = np.empty(len(r), dtype=bool)
+def _counted(rows, cols, n_docs: int, n_cols: int, heavy, heavy_weight: float) -> csr_matrix:
+    # Each occurrence becomes one integer: its cell (row x n_cols + col) and, in the lowest bit, whether
+    # it is heavy. Sorting the integers puts the cells in row-major order and a cell's occurrences side
+    # by side, so one pass counts them. 32-bit keys (a batch of 2,000 items x 1,000,000 columns) take
+    # NumPy's fastest sort; wider ones are sorted as 64-bit.
+    if not len(rows):
+        return csr_matrix((n_docs, n_cols))
+    dtype = np.uint32 if n_docs * n_cols < 1 << 31 else np.uint64
+    key = rows.astype(dtype) * dtype(n_cols) + cols.astype(dtype)
+    key <<= dtype(1)
+    if heavy is not None:
+        key |= heavy.astype(dtype)
+    key.sort()
+    cell = key >> dtype(1)
+    first = np.empty(len(key), dtype=bool)
     first[0] = True
-    first[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
+    np.not_equal(cell[1:], cell[:-1], out=first[1:])
     starts = np.flatnonzero(first)
-    data = np.add.reduceat(w, starts)
+    counts = np.diff(starts, append=len(key)).astype(np.float64)
+    if heavy is not None:
+        counts += (heavy_weight - 1.0) * np.add.reduceat(key & dtype(1), starts)
+    cell = cell[starts]
     indptr = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(np.bincount(r[starts], minlength=n_docs), out=indptr[1:])
-    return csr_matrix((data, c[starts], indptr), shape=(n_docs, n_cols))
+    np.cumsum(np.bincount(cell // dtype(n_cols), minlength=n_docs), out=indptr[1:])
+    return csr_matrix((counts, (cell % dtype(n_cols)).astype(np.int64), indptr), shape=(n_docs, n_cols))

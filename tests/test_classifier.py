@@ -11,7 +11,7 @@ import pytest
 from classifier.corpus import load_corpus
 from classifier.evaluate import evaluate, read_floors, render_evaluation
 from classifier.jobs import human_label, tag_items
-from classifier.model import CONFIDENCE_FLOOR, explain, load_or_train, model_key, train
+from classifier.model import CONFIDENCE_FLOOR, analyze_all, explain, load_or_train, model_key, train
 from collector.jobs import save_entries
 from collector.sources import SourceConfig
 from store import items as store_items
@@ -47,11 +47,23 @@ def test_irrelevant_items_get_no_services_and_no_cause(model):
 
 
 def test_a_low_probability_axis_is_reported_not_hidden(model):
-    causes, sentiments = model.cause.classes_.tolist(), model.sentiment.classes_.tolist()
-    lab = model._label(0.52, {"portal": 0.9}, dict.fromkeys(causes, 1 / len(causes)),
-                       dict(zip(sentiments, [0.34, 0.33, 0.33])))
+    n_causes, n_services = len(model.cause.classes_), len(model.services)
+    (lab,) = model.labels(np.array([[0.48, 0.52]]), np.full((1, n_services), 0.1),
+                          np.full((1, n_causes), 1 / n_causes), np.array([[0.34, 0.33, 0.33]]))
     assert {"relevant", "cause", "sentiment"} <= set(lab.scores["low_confidence"])
+    assert len(lab.services) == 1  # relevant, so about one service at least: the likeliest
     assert CONFIDENCE_FLOOR > 0.5
+
+
+def test_one_product_scores_every_axis_as_each_model_would(model):
+    test = [e for e in load_corpus() if e.split == "test"][:300]
+    X = model.matrix(analyze_all([(e.title, e.text) for e in test]))
+    scores = X @ model.linear.weights + model.linear.bias
+    expected = [model.relevance.predict_proba(X),
+                np.column_stack([m.predict_proba(X)[:, 1] for m in model.services.values()]),
+                model.cause.predict_proba(X), model.sentiment.predict_proba(X)]
+    for axis, probabilities in enumerate(expected):
+        assert np.allclose(model.linear.probabilities(scores, axis), probabilities, rtol=0, atol=1e-12)
 
 
 def test_explain_names_the_rules_and_features_that_drove_the_label(model):
@@ -114,3 +126,17 @@ def test_masking_tokens_that_cannot_match_loses_no_rule_hit():
         words = tokens(normalize(f"{e.title} {e.text}"))
         doc = make_doc(words)  # every token, as spaCy would see the text
         assert sorted(r.removeprefix("T:") for r in rule_hits_pair(words, [])) == sorted(doc.vocab.strings[m] for m, _s, _e in matcher()(doc)), e.id
+
+
+def test_rules_of_a_batch_are_each_items_own():
+    from classifier.rules import rule_hits_batch, rule_hits_pair
+    from classifier.text import normalize, tokens
+
+    items = [(tokens(normalize(e.title)), tokens(normalize(e.text))) for e in load_corpus()[::11]]
+    words = tokens(normalize("マイナ保険証"))
+    items += [([], []), (words, []), ([], words)]
+    batch = rule_hits_batch(items)
+    assert [sorted(hits) for hits in batch] == [sorted(rule_hits_pair(t, b)) for t, b in items]
+    assert batch[-3] == [] and "T:svc:health_insurance" in batch[-2] and "B:svc:health_insurance" in batch[-1]
+    assert [h[2:] for h in batch[-2]] == [h[2:] for h in batch[-1]]
+    assert sum(map(len, batch)) > len(items)  # the corpus sample fires rules

@@ -1,10 +1,11 @@
 """The fast TF-IDF transforms give what scikit-learn's TfidfVectorizer gives."""
 
 import numpy as np
+import pytest
 from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from classifier.vectors import CharNgrams, Features, tfidf_matrix
+from classifier.vectors import CharNgrams, IntTable, TokenNgrams, tfidf_matrix, token_features
 
 TEXTS = [
     "マイナポータルにつながらない。アクセスが集中しているとみられる",
@@ -13,6 +14,7 @@ TEXTS = [
     "",
     "ｍｙｎａ 𠮷野家 絵文字😀も数える",
     "障害者手帳の更新手続き",
+    "制御文字\x00も\x00\x00一文字",
 ]
 
 
@@ -34,21 +36,39 @@ def test_a_weighted_head_counts_like_a_repeated_head():
     assert np.allclose(weighted.toarray(), repeated.toarray())
 
 
-def test_feature_lists_match_scikit_learn():
-    docs = [["t:障害", "t:障害", "b:復旧"], ["r:svc:portal"], [], ["unknown-feature", "b:復旧"]]
-    sk = TfidfVectorizer(analyzer=lambda x: x, sublinear_tf=True).fit(docs[:3])
-    ours = Features().fit(docs[:3])
-    assert np.allclose(ours.transform(docs).toarray(), sk.transform(docs).toarray())
+def test_token_ngrams_match_scikit_learn_on_their_feature_strings():
+    fit = [(["マイナ保険証", "で", "障害"], ["復旧", "し", "た"], ["T:svc:health_insurance", "B:pos:recovery"]),
+           (["障害", "障害", "発生"], [], ["T:trouble", "T:trouble"]),
+           ([], ["マイナポータル", "に", "障害"], ["B:svc:portal"]),
+           ([], [], [])]
+    seen = [(["障害", "発生", "未知語", "障害"], ["マイナ保険証", "で", "障害"], ["B:svc:health_insurance", "T:unseen"]),
+            (["未知語"], ["未知語", "復旧"], []), ([], [], [])]
+    sk = TfidfVectorizer(analyzer=lambda x: x, sublinear_tf=True).fit([token_features(*d) for d in fit])
+    ours = TokenNgrams().fit(fit)
+    expected = sk.transform([token_features(*d) for d in fit + seen]).toarray()
+    assert np.allclose(ours.transform(fit + seen).toarray(), expected)
+    assert list(ours.get_feature_names_out()) == list(sk.get_feature_names_out())
 
 
-def test_summing_repeated_cells_agrees_with_scipy_on_wide_matrices():
+def test_the_hash_table_finds_every_key_and_no_other():
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(1, 1 << 62, 50_000, dtype=np.uint64))
+    table = IntTable(keys, np.arange(len(keys)))
+    assert np.array_equal(table.get(keys), np.arange(len(keys)))
+    absent = np.setdiff1d(rng.integers(1, 1 << 62, 50_000, dtype=np.uint64), keys)
+    assert (table.get(absent) == -1).all()
+    assert (table.get(keys[:100] + np.uint64(1 << 62)) == -1).all()
+
+
+@pytest.mark.parametrize("n_docs, n_cols", [(300, 200_000), (3_000, 1_000_000)])  # 32- and 64-bit sort keys
+def test_summing_repeated_cells_agrees_with_scipy(n_docs, n_cols):
     rng = np.random.default_rng(5)
-    n_docs, n_cols = 300, 200_000  # wider than 16 bits: columns are sorted in two passes
     rows = rng.integers(0, n_docs, 20_000)
     cols = rng.integers(0, 40, 20_000) * 4_999  # few distinct columns, so cells repeat
     idf = rng.uniform(1, 3, n_cols)
-    weights = rng.choice([1.0, 2.0], 20_000)
-    ours = tfidf_matrix(rows, cols, n_docs, idf, weights)
+    heavy = rng.choice([False, True], 20_000)
+    weights = np.where(heavy, 2.5, 1.0)
+    ours = tfidf_matrix(rows, cols, n_docs, idf, heavy, 2.5)
     counts = csr_matrix((weights, (rows, cols)), shape=(n_docs, n_cols))
     counts.sum_duplicates()
     counts.data = (np.log(counts.data) + 1) * idf[counts.indices]
