@@ -10,6 +10,7 @@ import pickle
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import sklearn
@@ -33,8 +34,7 @@ _CAUSES = {str(c): c for c in Cause}
 _SENTIMENTS = {str(s): s for s in Sentiment}
 
 
-@dataclass(frozen=True)
-class Doc:
+class Doc(NamedTuple):
     """An item as the models see it: normalized text, tokens and rule hits for title and body."""
 
     title: str

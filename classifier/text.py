@@ -76,6 +76,8 @@ _PIECE = 4000  # Sudachi refuses inputs over ~49,000 bytes: long texts are cut i
 def tokens(text: str) -> list[str]:
     """Normalized Sudachi forms of ``text`` (already normalized), punctuation and spaces dropped."""
     sudachi, skipped = _sudachi(), _skipped_pos()
+    if len(text) <= _PIECE:
+        return [m.normalized_form() for m in sudachi.tokenize(text) if m.part_of_speech_id() not in skipped]
     return [m.normalized_form()
             for start in range(0, len(text), _PIECE)
             for m in sudachi.tokenize(text[start:start + _PIECE])

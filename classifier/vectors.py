@@ -113,7 +113,8 @@ class CharNgrams:
         at, cols = at[hit], cols[hit]
         heavy = None
         if heads is not None:  # the n-gram starts in its text's head
-            heavy = at - (np.cumsum(lengths) - lengths)[doc[at]] < np.asarray(heads, dtype=np.int64)[doc[at]]
+            in_head = np.arange(len(codes)) - np.repeat(np.cumsum(lengths) - lengths, lengths) < np.repeat(heads, lengths)
+            heavy = in_head[at]
         return tfidf_matrix(doc[at], cols, len(texts), self.idf_, heavy, head_weight)
 
 
