@@ -214,15 +214,16 @@ def tfidf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarra
 
 
 def _counted(rows, cols, n_docs: int, n_cols: int, heavy, heavy_weight: float) -> csr_matrix:
-    # Each occurrence becomes one integer: its cell (row x n_cols + col) and, in the lowest bit, whether
-    # it is heavy. Sorting the integers puts the cells in row-major order and a cell's occurrences side
-    # by side, so one pass counts them. 32-bit keys (a batch of 2,000 items x 1,000,000 columns) take
-    # NumPy's fastest sort; wider ones are sorted as 64-bit.
+    # Each occurrence becomes one integer: its row, its column and, in the lowest bit, whether it is
+    # heavy. Sorting the integers puts the cells in row-major order and a cell's occurrences side by
+    # side, so one pass counts them. 32-bit keys (2,000 items x 500,000 columns fit) take NumPy's
+    # fastest sort; wider ones are sorted as 64-bit.
     if not len(rows):
         return csr_matrix((n_docs, n_cols))
-    dtype = np.uint32 if n_docs * n_cols < 1 << 31 else np.uint64
-    key = rows.astype(dtype) * dtype(n_cols) + cols.astype(dtype)
-    key <<= dtype(1)
+    col_bits = max(n_cols - 1, 1).bit_length()
+    dtype = np.uint32 if n_docs << (col_bits + 1) <= 1 << 32 else np.uint64
+    key = rows.astype(dtype) << dtype(col_bits + 1)
+    key |= cols.astype(dtype) << dtype(1)
     if heavy is not None:
         key |= heavy.astype(dtype)
     key.sort()
@@ -236,5 +237,6 @@ def _counted(rows, cols, n_docs: int, n_cols: int, heavy, heavy_weight: float) -
         counts += (heavy_weight - 1.0) * np.add.reduceat(key & dtype(1), starts)
     cell = cell[starts]
     indptr = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cell // dtype(n_cols), minlength=n_docs), out=indptr[1:])
-    return csr_matrix((counts, (cell % dtype(n_cols)).astype(np.int64), indptr), shape=(n_docs, n_cols))
+    np.cumsum(np.bincount(cell >> dtype(col_bits), minlength=n_docs), out=indptr[1:])
+    indices = (cell & dtype((1 << col_bits) - 1)).astype(np.int64)
+    return csr_matrix((counts, indices, indptr), shape=(n_docs, n_cols))
