@@ -43,7 +43,7 @@ def main() -> None:
         for k in range(args.folds):
             fit = [i for i, e in enumerate(examples) if fold_of(e.story, args.folds) != k]
             held = [i for i, e in enumerate(examples) if fold_of(e.story, args.folds) == k]
-            model = train([examples[i] for i in fit], docs=[docs[i] for i in fit], hyper=hyper)
+            model = train([examples[i] for i in fit], docs=[docs[i] for i in fit], hyper=hyper, calibrate=False)
             ev = evaluate([examples[i] for i in held], model.predict_docs([docs[i] for i in held]))
             for h, v in ev.headline.items():
                 scores[h].append(v)

@@ -30,7 +30,7 @@ class AxisReport:
     per_class: dict[str, ClassScores]
     macro_f1: float
     confusion: list[list[int]] | None  # rows gold, columns predicted (single-label axes)
-    ece: float  # expected calibration error of the top probability
+    ece: float  # expected calibration error of the top probability (services: of each stated probability)
     micro_f1: float | None = None
 
 
@@ -84,6 +84,20 @@ def expected_calibration_error(confidence: list[float], correct: list[bool], bin
     return round(float(total / len(conf)), 4)
 
 
+def _service_reliability(gold: list[Example], predicted: list[Label]) -> tuple[list[float], list[bool]]:
+    """Each probability an item predicted relevant states for a service (its likeliest three), and whether
+    the gold label lists that service: calibrated probabilities come true as often as they say."""
+    probabilities, outcomes = [], []
+    for g, p in zip(gold, predicted):
+        if not p.relevant:  # service probabilities are given relevance
+            continue
+        listed = {str(s) for s in g.label.services}
+        for service, probability in p.scores.get("services", {}).items():
+            probabilities.append(float(probability))
+            outcomes.append(service in listed)
+    return probabilities, outcomes
+
+
 def evaluate(gold: list[Example], predicted: list[Label]) -> Evaluation:
     ev = Evaluation(len(gold))
     conf = lambda lab, axis: float(lab.scores.get(axis, {}).get("confidence", 1.0))  # noqa: E731
@@ -100,10 +114,9 @@ def evaluate(gold: list[Example], predicted: list[Label]) -> Evaluation:
         fn = sum(s in g.label.services and s not in p.services for g, p in zip(gold, predicted))
         per[str(s)] = ClassScores(*_prf(tp, fp, fn), support=tp + fn)
         tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
-    exact = [set(g.label.services) == set(p.services) for g, p in zip(gold, predicted)]
     ev.axes["services"] = AxisReport(
         "services", [str(s) for s in Service], per, round(float(np.mean([c.f1 for c in per.values() if c.support])), 4),
-        None, expected_calibration_error([conf(p, "relevant") for p in predicted], exact),
+        None, expected_calibration_error(*_service_reliability(gold, predicted)),
         micro_f1=round(_prf(tp_all, fp_all, fn_all)[2], 4))
     return ev
 

@@ -18,7 +18,8 @@ import spacy
 import sudachipy
 from sklearn.linear_model import LogisticRegression
 from scipy.sparse import hstack
-from scipy.special import expit, softmax
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logsumexp, softmax
 
 from classifier.vectors import CharNgrams, TokenNgrams
 from classifier.corpus import Example, corpus_digest, load_corpus
@@ -139,21 +140,25 @@ class Classifier:
 class Linear:
     """The fitted logistic regressions of the four axes side by side: one sparse-by-dense product scores
     every axis (one pass over the features instead of one per model), then each axis' probabilities are
-    computed as scikit-learn's ``predict_proba`` computes them (sigmoid for binary, softmax otherwise)."""
+    computed as scikit-learn's ``predict_proba`` computes them (sigmoid for binary, softmax otherwise)
+    from the scores divided by the axis' temperature (calibration)."""
 
     weights: np.ndarray  # features x scores
     bias: np.ndarray
     axes: tuple[tuple[int, int, str], ...]  # per axis: its first score, its end, how scores become probabilities
 
     @classmethod
-    def of(cls, relevance, services: list, cause, sentiment) -> "Linear":
+    def of(cls, relevance, services: list, cause, sentiment,
+           temperatures: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> "Linear":
+        """Side by side, each axis' coefficients and intercepts divided by its temperature."""
         axes, coefs, biases, start = [], [], [], 0
-        for models, many in (([relevance], False), (services, True), ([cause], False), ([sentiment], False)):
-            coef = np.vstack([m.coef_ for m in models])
+        groups = (([relevance], False), (services, True), ([cause], False), ([sentiment], False))
+        for (models, many), t in zip(groups, temperatures):
+            coef = np.vstack([m.coef_ for m in models]) / t
             kind = "sigmoids" if many else "sigmoid" if len(coef) == 1 else "softmax"
             axes.append((start, start + len(coef), kind))
             coefs.append(coef)
-            biases += [m.intercept_ for m in models]
+            biases += [m.intercept_ / t for m in models]
             start += len(coef)
         return cls(np.ascontiguousarray(np.vstack(coefs).T), np.concatenate(biases), tuple(axes))
 
@@ -184,8 +189,12 @@ def _lr(seed: int, c: float) -> LogisticRegression:
 
 
 def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hyper: Hyper = Hyper(),
-          docs: list[Doc] | None = None) -> Classifier:
-    """Fit every axis on ``examples`` (deterministic for a given seed)."""
+          docs: list[Doc] | None = None, calibrate: bool = True) -> Classifier:
+    """Fit every axis on ``examples`` (deterministic for a given seed).
+
+    With ``calibrate``, the same models are first fitted without the dev split's stories, and the
+    temperature that makes each axis' probabilities honest on those stories is learned (see
+    ``temperatures``); the final models, fitted on everything, score with those temperatures."""
     docs = docs or analyze_all([(e.title, e.text) for e in examples])
     words = TokenNgrams()
     chars = CharNgrams(ngram_range=hyper.char_range, min_df=2, max_features=60000)
@@ -193,22 +202,79 @@ def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hype
     chars.fit([_char_text(d) for d in docs])
     model = Classifier(version, words, chars, None, {}, {}, None, None)
     X = model.matrix(docs)
+    temps = (1.0, 1.0, 1.0, 1.0)
+    held = np.array([e.split == "dev" for e in examples])
+    if calibrate and held.any() and not held.all():
+        fit = np.flatnonzero(~held)
+        trial = _fit_axes(X[fit], [examples[i] for i in fit], seed, hyper)
+        kept = np.flatnonzero(held)
+        temps = temperatures(trial, X[kept], [examples[i] for i in kept])
+    model.relevance, model.services, model.cause, model.sentiment = _fit_axes(X, examples, seed, hyper)
+    # one threshold for all: tuning each service's on out-of-fold predictions lost 0.005 services
+    # micro-F1 in bench/classifier_cv.py (0.918 against 0.923)
+    model.service_thresholds = dict.fromkeys(model.services, hyper.service_threshold)
+    model.linear = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment, temps)
+    model.info = {"examples": len(examples), "seed": seed, "temperatures": temps}
+    return model
+
+
+def _fit_axes(X, examples: list[Example], seed: int, hyper: Hyper):
+    """Relevance, per-service, cause and sentiment models (services and cause learn from relevant items)."""
     y_rel = np.array([e.label.relevant for e in examples])
-    model.relevance = _lr(seed, hyper.c_relevance).fit(X, y_rel)
+    relevance = _lr(seed, hyper.c_relevance).fit(X, y_rel)
     rel_idx = np.flatnonzero(y_rel)
     Xr = X[rel_idx]
+    services = {}
     for service in Service:
         y = np.array([service in examples[i].label.services for i in rel_idx])
         if y.any() and not y.all():
-            model.services[str(service)] = _lr(seed, hyper.c_services).fit(Xr, y)
-            # per service; one value for all: tuning each on out-of-fold predictions lost 0.005
-            # services micro-F1 in bench/classifier_cv.py (0.918 against 0.923)
-            model.service_thresholds[str(service)] = hyper.service_threshold
-    model.cause = _lr(seed, hyper.c_cause).fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
-    model.sentiment = _lr(seed, hyper.c_sentiment).fit(X, [str(e.label.sentiment) for e in examples])
-    model.linear = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment)
-    model.info = {"examples": len(examples), "seed": seed}
-    return model
+            services[str(service)] = _lr(seed, hyper.c_services).fit(Xr, y)
+    cause = _lr(seed, hyper.c_cause).fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
+    sentiment = _lr(seed, hyper.c_sentiment).fit(X, [str(e.label.sentiment) for e in examples])
+    return relevance, services, cause, sentiment
+
+
+def temperatures(axes, X, examples: list[Example]) -> tuple[float, float, float, float]:
+    """Per axis, the T that minimizes the log loss of probabilities computed from scores / T on held-out
+    ``examples`` (temperature scaling: T > 1 tempers overconfident scores, T < 1 sharpens timid ones;
+    which label wins never changes)."""
+    relevance, services, cause, sentiment = axes
+    relevant = [i for i, e in enumerate(examples) if e.label.relevant]
+    names = list(services)
+    sig = [(relevance.decision_function(X), np.array([e.label.relevant for e in examples]))]
+    if relevant and names:
+        z = np.column_stack([services[s].decision_function(X[relevant]) for s in names])
+        y = np.array([[s in map(str, examples[i].label.services) for s in names] for i in relevant])
+        sig.append((z.ravel(), y.ravel()))
+    else:
+        sig.append(None)
+    soft = [(cause, relevant), (sentiment, list(range(len(examples))))]
+    out = [_binary_temperature(*sig[0]), _binary_temperature(*sig[1]) if sig[1] else 1.0]
+    for clf, rows in soft:
+        classes = list(clf.classes_)
+        gold = [str(examples[i].label.cause if clf is cause else examples[i].label.sentiment) for i in rows]
+        keep = [k for k, g in enumerate(gold) if g in classes]
+        if not keep or len(classes) < 3:
+            out.append(1.0)
+            continue
+        z = clf.decision_function(X[[rows[k] for k in keep]])
+        out.append(_softmax_temperature(z, np.array([classes.index(gold[k]) for k in keep])))
+    return tuple(out)
+
+
+def _binary_temperature(z: np.ndarray, y: np.ndarray) -> float:
+    sign = np.where(y, 1.0, -1.0)
+    return _best_temperature(lambda t: float(np.mean(np.logaddexp(0.0, -sign * z / t))))
+
+
+def _softmax_temperature(z: np.ndarray, y: np.ndarray) -> float:
+    picked = z[np.arange(len(y)), y]
+    return _best_temperature(lambda t: float(np.mean(logsumexp(z / t, axis=1) - picked / t)))
+
+
+def _best_temperature(loss) -> float:
+    found = minimize_scalar(lambda log_t: loss(np.exp(log_t)), bounds=(-3.0, 3.0), method="bounded")
+    return round(float(np.exp(found.x)), 4)
 
 
 def cache_dir() -> Path:

@@ -11,7 +11,8 @@ import pytest
 from classifier.corpus import load_corpus
 from classifier.evaluate import evaluate, read_floors, render_evaluation
 from classifier.jobs import human_label, tag_items
-from classifier.model import CONFIDENCE_FLOOR, analyze_all, explain, load_or_train, model_key, train
+from classifier.model import (CONFIDENCE_FLOOR, Linear, _binary_temperature, _softmax_temperature, analyze_all,
+                              explain, load_or_train, model_key, train)
 from collector.jobs import save_entries
 from collector.sources import SourceConfig
 from store import items as store_items
@@ -55,15 +56,30 @@ def test_a_low_probability_axis_is_reported_not_hidden(model):
     assert CONFIDENCE_FLOOR > 0.5
 
 
-def test_one_product_scores_every_axis_as_each_model_would(model):
+def test_one_product_scores_every_axis_as_each_model_would_at_its_temperature(model):
     test = [e for e in load_corpus() if e.split == "test"][:300]
     X = model.matrix(analyze_all([(e.title, e.text) for e in test]))
-    scores = X @ model.linear.weights + model.linear.bias
+    plain = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment)
+    scores = X @ plain.weights + plain.bias
     expected = [model.relevance.predict_proba(X),
                 np.column_stack([m.predict_proba(X)[:, 1] for m in model.services.values()]),
                 model.cause.predict_proba(X), model.sentiment.predict_proba(X)]
     for axis, probabilities in enumerate(expected):
-        assert np.allclose(model.linear.probabilities(scores, axis), probabilities, rtol=0, atol=1e-12)
+        assert np.allclose(plain.probabilities(scores, axis), probabilities, rtol=0, atol=1e-12)
+    widths = [end - start for start, end, _kind in plain.axes]
+    temperatures = np.repeat(model.info["temperatures"], widths)
+    assert np.allclose(X @ model.linear.weights + model.linear.bias, scores / temperatures)
+
+
+def test_temperature_scaling_finds_the_temperature_that_made_the_outcomes():
+    rng = np.random.default_rng(11)
+    z = rng.normal(0, 4, 20_000)
+    y = rng.random(20_000) < 1 / (1 + np.exp(-z / 2.5))  # outcomes as likely as scores / 2.5 say
+    assert _binary_temperature(z, y) == pytest.approx(2.5, rel=0.08)
+    logits = rng.normal(0, 3, (20_000, 4))
+    p = np.exp(logits * 2) / np.exp(logits * 2).sum(axis=1, keepdims=True)  # sharper than the scores
+    picked = np.array([rng.choice(4, p=row) for row in p])
+    assert _softmax_temperature(logits, picked) == pytest.approx(0.5, rel=0.08)
 
 
 def test_explain_names_the_rules_and_features_that_drove_the_label(model):
