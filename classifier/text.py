@@ -12,6 +12,7 @@ from spacy.tokens import Doc
 
 _SPACE = re.compile(r"\s+")
 _URL = re.compile(r"https?://\S+")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone half of a pair (JSON input may hold one): no character
 
 
 # Characters NFKC leaves alone and that never combine with a neighbour: printable ASCII, kana, the
@@ -37,8 +38,8 @@ def nfkc(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """NFKC, URLs removed, whitespace collapsed, ASCII lower-cased."""
-    text = nfkc(text or "")
+    """NFKC, URLs removed, whitespace collapsed, ASCII lower-cased, lone surrogates replaced by U+FFFD."""
+    text = nfkc(_SURROGATE.sub("\ufffd", text or ""))
     text = _URL.sub(" ", text)
     text = _SPACE.sub(" ", text).strip()
     return text.lower()

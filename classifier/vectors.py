@@ -20,6 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 BITS = 21  # every Unicode code point fits in 21 bits, so a trigram fits in 63
 NUL = 0x110000  # what U+0000 is encoded as (above every code point), so that no n-gram's code is 0
+END = 0x110001  # the end of a text: in no n-gram of the vocabulary
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the slot is the top bits of key x this
 
 
@@ -66,7 +67,8 @@ class IntTable:
 
 
 def _codes(text: str) -> np.ndarray:
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # surrogatepass: a lone surrogate (JSON input may hold one) is a code like any other, as for scikit-learn
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
     codes[codes == 0] = NUL
     return codes
 
@@ -96,26 +98,29 @@ class CharNgrams:
         """TF-IDF rows for ``texts``; n-grams starting in the first ``heads[i]`` characters of text i
         count ``head_weight`` times."""
         lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-        codes = _codes("".join(texts))
-        doc = np.repeat(np.arange(len(texts)), lengths)
-        keys, starts, value = [], [], codes
+        # One array of every text's codes, each text followed by END: an n-gram that spans two texts
+        # holds END, which no vocabulary n-gram does, so it is simply not found.
+        ends = np.cumsum(lengths + 1)
+        codes = np.full(int(ends[-1]) if len(ends) else 0, END, dtype=np.uint64)
+        inside = np.ones(len(codes), dtype=bool)
+        inside[ends - 1] = False
+        codes[inside] = _codes("".join(texts))
         lo, hi = self.ngram_range
+        at, cols, value = [], [], codes
         for n in range(1, hi + 1):
             if n > 1:  # the n-gram at i is the (n-1)-gram at i and the character at i + n - 1
                 value = (value[:-1] << np.uint64(BITS)) | codes[n - 1:]
             if n >= lo:
-                inside = np.flatnonzero(doc[:len(value)] == doc[n - 1:])
-                keys.append(value[inside])
-                starts.append(inside)
-        at = np.concatenate(starts)
-        cols = self.table_.get(np.concatenate(keys))
-        hit = np.flatnonzero(cols >= 0)
-        at, cols = at[hit], cols[hit]
+                found = self.table_.get(value)
+                hit = np.flatnonzero(found >= 0)
+                at.append(hit)
+                cols.append(found[hit])
+        at = np.concatenate(at)
+        doc = np.repeat(np.arange(len(texts)), lengths + 1)[at]
         heavy = None
         if heads is not None:  # the n-gram starts in its text's head
-            in_head = np.arange(len(codes)) - np.repeat(np.cumsum(lengths) - lengths, lengths) < np.repeat(heads, lengths)
-            heavy = in_head[at]
-        return tfidf_matrix(doc[at], cols, len(texts), self.idf_, heavy, head_weight)
+            heavy = at - (ends - lengths - 1)[doc] < np.asarray(heads, dtype=np.int64)[doc]
+        return tfidf_matrix(doc, np.concatenate(cols), len(texts), self.idf_, heavy, head_weight)
 
 
 def token_features(title: list[str], body: list[str], rules: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from datetime import datetime, timezone
 
@@ -45,6 +46,13 @@ def test_irrelevant_items_get_no_services_and_no_cause(model):
     labels = model.predict([("日銀がマイナス金利を解除、17年ぶりの利上げ", ""), ("障害者雇用率が過去最高に", "厚労省の集計")])
     for lab in labels:
         assert not lab.relevant and lab.services == () and lab.cause == Cause.NONE
+
+
+def test_a_lone_surrogate_from_json_input_is_tagged_not_fatal(model):
+    title = json.loads('"マイナポータルに\\ud800障害"')  # valid JSON, not valid Unicode
+    label, plain = model.predict([(title, ""), ("マイナポータルに障害", "")])
+    assert label.relevant and "portal" in [str(s) for s in label.services]
+    assert label.as_json()["services"] == plain.as_json()["services"]
 
 
 def test_a_low_probability_axis_is_reported_not_hidden(model):
