@@ -49,10 +49,12 @@ def rate(fn, items) -> float:
 
 def rates(runs: dict, rounds: int) -> dict[str, float]:
     """Median items/s of each (function, inputs), measured in interleaved rounds so that load on a
-    shared machine hits them alike (single runs differ by a third from one minute to the next)."""
+    shared machine hits them alike (single runs differ by a third from one minute to the next); every
+    other round runs them in reverse order, so that none always runs right after the same other."""
     seen = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, (fn, items) in runs.items():
+    for round_ in range(rounds):
+        for name in (list(runs) if round_ % 2 == 0 else list(runs)[::-1]):
+            fn, items = runs[name]
             seen[name].append(rate(fn, items))
     return {name: statistics.median(values) for name, values in seen.items()}
 
@@ -73,8 +75,10 @@ def main() -> None:
     for name, items in (("headline (~80 chars)", heads), ("article (~2000 chars)", articles)):
         joined = [t + "\n" + x for t, x in items]
         got = rates({"raw": (lambda xs: [sudachi.tokenize(x) for x in xs], joined),
-                     "spacy": (lambda xs: list(nlp().pipe(xs, batch_size=64)), joined),
                      "tag": (model.predict, items)}, args.rounds)
+        # spaCy's pass in rounds of its own: it grows the shared vocabulary and churns the heap, and
+        # whichever of the two compared paths ran right after it was slowed by a tenth or more
+        got |= rates({"spacy": (lambda xs: list(nlp().pipe(xs, batch_size=64)), joined)}, args.rounds)
         raw, whole = got["raw"], got["tag"]
         print(f"{name:22}  tag path {whole:8.0f}/s   raw SudachiPy {raw:8.0f}/s   spaCy blank('ja') pipe "
               f"{got['spacy']:8.0f}/s   tag/raw {whole / raw:.2f}")

@@ -85,9 +85,20 @@ def tokens(text: str) -> list[str]:
             if m.part_of_speech_id() not in skipped]
 
 
-def tokens_pair(title: str, body: str) -> tuple[list[str], list[str]]:
-    """Tokens of a title and of a body (two Sudachi calls: no per-token bookkeeping of where the title ends)."""
-    return tokens(title), tokens(body) if body else []
+def tokens_pairs(pairs: list[tuple[str, str]]) -> list[tuple[list[str], list[str]]]:
+    """``tokens`` of each title and each body (two Sudachi calls an item: no per-token bookkeeping of
+    where the title ends), the tokenizer looked up once for the batch."""
+    tokenize, skipped = _sudachi().tokenize, _skipped_pos()
+    out = []
+    for pair in pairs:
+        done = []
+        for text in pair:
+            if not text or len(text) > _PIECE:
+                done.append(tokens(text) if text else [])
+            else:
+                done.append([m.normalized_form() for m in tokenize(text) if m.part_of_speech_id() not in skipped])
+        out.append((done[0], done[1]))
+    return out
 
 
 def make_doc(words: list[str]) -> Doc:
