@@ -25,7 +25,7 @@ from scipy.special import expit, logsumexp, softmax
 from classifier.vectors import CharNgrams, TokenNgrams
 from classifier.corpus import Example, corpus_digest, load_corpus
 from classifier.rules import rule_hits_batch
-from classifier.text import normalize, tokens_pairs
+from classifier.text import normalize, split_hashtags, tokens_pairs
 from store.records import Cause, Label, Sentiment, Service
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,17 @@ _SENTIMENTS = {str(s): s for s in Sentiment}
 
 
 class Doc(NamedTuple):
-    """An item as the models see it: normalized text, tokens and rule hits for title and body."""
+    """An item as the models see it: normalized title and body (what the character n-grams read, hashtags
+    included), the tokens of their prose and rule hits, and the tokens of the hashtags, kept apart
+    (rules matched in them are prefixed H:): a post about コンビニ交付 tagged # マイナンバーカード does
+    not name the card the way its prose would."""
 
     title: str
     body: str
     title_tokens: list[str]
     body_tokens: list[str]
     rules: list[str]
+    tags: list[str] = []
 
 
 def analyze(title: str, text: str) -> Doc:
@@ -52,14 +56,28 @@ def analyze(title: str, text: str) -> Doc:
 
 def analyze_all(items: list[tuple[str, str]]) -> list[Doc]:
     """Docs of (title, text) pairs; the rules run over the whole batch at once."""
-    texts = [(normalize(title), normalize(text)) for title, text in items]
-    tokens = tokens_pairs(texts)
-    return [Doc(title, body, tt, bt, rules)
-            for (title, body), (tt, bt), rules in zip(texts, tokens, rule_hits_batch(tokens))]
+    texts, prose, tag_texts = [], [], {}
+    for i, (title, text) in enumerate(items):
+        title, text = normalize(title), normalize(text)
+        texts.append((title, text))
+        (title, title_tags), (body, body_tags) = split_hashtags(title), split_hashtags(text)
+        prose.append((title, body))
+        if title_tags or body_tags:  # a Mastodon post's title is its start: the same tags twice count once
+            tag_texts[i] = " ".join(dict.fromkeys(title_tags + body_tags))
+    tokens = tokens_pairs(prose)
+    tags: list[list[str]] = [[] for _ in items]
+    tag_rules: list[list[str]] = [[] for _ in items]
+    if tag_texts:
+        tagged = [t for t, _ in tokens_pairs([(text, "") for text in tag_texts.values()])]
+        for i, words, hits in zip(tag_texts, tagged, rule_hits_batch([(t, []) for t in tagged])):
+            tags[i], tag_rules[i] = words, ["H:" + r[2:] for r in hits]
+    return [Doc(title, body, tt, bt, rules + extra, tag_tokens)
+            for (title, body), (tt, bt), rules, extra, tag_tokens
+            in zip(texts, tokens, rule_hits_batch(tokens), tag_rules, tags)]
 
 
-def _token_parts(doc: Doc) -> tuple[list[str], list[str], list[str]]:
-    return doc.title_tokens, doc.body_tokens, doc.rules
+def _token_parts(doc: Doc) -> tuple[list[str], list[str], list[str], list[str]]:
+    return doc.title_tokens, doc.body_tokens, doc.rules, doc.tags
 
 
 def _char_text(doc: Doc) -> str:
@@ -357,6 +375,7 @@ def explain(model: Classifier, title: str, text: str, *, top: int = 8) -> dict:
         return classes.index(value) if len(classes) > 2 else None
 
     out = {"label": label.as_json(), "rules": sorted(set(doc.rules)), "tokens": doc.title_tokens + doc.body_tokens,
+           "hashtags": doc.tags,
            "drivers": {"relevant": drivers(model.relevance)}}
     for service in label.services:
         out["drivers"][f"service:{service}"] = drivers(model.services[str(service)])

@@ -12,6 +12,7 @@ from spacy.tokens import Doc
 
 _SPACE = re.compile(r"\s+")
 _URL = re.compile(r"https?://\S+")
+_HASHTAG = re.compile(r"(?:^|(?<=\s))#\s?([^\s#]+)")  # "# タグ" (Mastodon's markup as text) or "#タグ", not C#
 _SURROGATE = re.compile("[\ud800-\udfff]")  # a lone half of a pair (JSON input may hold one): no character
 
 
@@ -43,6 +44,14 @@ def normalize(text: str) -> str:
     text = _URL.sub(" ", text)
     text = _SPACE.sub(" ", text).strip()
     return text.lower()
+
+
+def split_hashtags(text: str) -> tuple[str, list[str]]:
+    """The prose of a normalized text and its hashtags, apart: a tag is a habit of the poster (posts
+    about コンビニ交付 carry # マイナンバーカード), not a service the post names."""
+    if "#" not in text:
+        return text, []
+    return _SPACE.sub(" ", _HASHTAG.sub(" ", text)).strip(), _HASHTAG.findall(text)
 
 
 @lru_cache(maxsize=1)

@@ -123,38 +123,43 @@ class CharNgrams:
         return tfidf_matrix(doc, np.concatenate(cols), len(texts), self.idf_, heavy, head_weight)
 
 
-def token_features(title: list[str], body: list[str], rules: list[str]) -> list[str]:
+def token_features(title: list[str], body: list[str], rules: list[str], tags: list[str] = ()) -> list[str]:
     """What ``TokenNgrams`` counts, as strings: tokens and token bigrams of the title (t:) and the body
-    (b:), and each rule that fired (r:), once with where it fired (T:/B:) and once without."""
+    (b:), tokens of the hashtags (h:), and each rule that fired (r:), once with where it fired
+    (T:/B:/H:) and once without."""
     out = []
     for prefix, words in (("t:", title), ("b:", body)):
         unigrams = [prefix + w for w in words]
         out += unigrams
         out += [u + "_" + w for u, w in zip(unigrams, words[1:])]  # "t:a" + "_" + "b" = "t:a_b"
+    out += ["h:" + w for w in tags]
     out += ["r:" + r for r in rules]
     out += ["r:" + r[2:] for r in rules]
     return out
 
 
 class TokenNgrams:
-    """TF-IDF over ``token_features`` of (title tokens, body tokens, rule ids), unknown features ignored.
+    """TF-IDF over ``token_features`` of (title tokens, body tokens, rule ids, hashtag tokens), unknown
+    features ignored.
 
     Fits on the feature strings; transforms without building them: each token is looked up once in a
     dict of the tokens seen in training, and unigrams and bigrams are found from token ids."""
 
-    def fit(self, docs: list[tuple[list[str], list[str], list[str]]]) -> "TokenNgrams":
+    PARTS = ("t:", "b:", "h:")  # bigrams only in the first two: a hashtag list is no sentence
+
+    def fit(self, docs: list[tuple[list[str], list[str], list[str], list[str]]]) -> "TokenNgrams":
         sk = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, min_df=1).fit(
             [token_features(*d) for d in docs])
         vocab, self.idf_ = sk.vocabulary_, sk.idf_
         self.names_ = np.empty(len(vocab), dtype=object)
         for name, i in vocab.items():
             self.names_[i] = name
-        words = sorted({w for t, b, _ in docs for w in chain(t, b)})
+        words = sorted({w for t, b, _, h in docs for w in chain(t, b, h)})
         self.token_ids_ = {w: i for i, w in enumerate(words)}
-        self.unigrams_ = np.array([[vocab.get("t:" + w, -1), vocab.get("b:" + w, -1)] for w in words],
-                                  dtype=np.int64).reshape(-1, 2)
+        self.unigrams_ = np.array([[vocab.get(p + w, -1) for p in self.PARTS] for w in words],
+                                  dtype=np.int64).reshape(-1, len(self.PARTS))
         pairs = {}
-        for t, b, _ in docs:
+        for t, b, _, _ in docs:
             for part, seq in enumerate((t, b)):
                 for x, y in zip(seq, seq[1:]):
                     key = self._pair_key(part, self.token_ids_[x], self.token_ids_[y])
@@ -171,25 +176,26 @@ class TokenNgrams:
     def get_feature_names_out(self):
         return self.names_
 
-    def transform(self, docs: list[tuple[list[str], list[str], list[str]]]) -> csr_matrix:
-        parts = [seq for t, b, _ in docs for seq in (t, b)]
+    def transform(self, docs: list[tuple[list[str], list[str], list[str], list[str]]]) -> csr_matrix:
+        k = len(self.PARTS)
+        parts = [seq for t, b, _, h in docs for seq in (t, b, h)]
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         ids = np.fromiter(map(self.token_ids_.get, chain.from_iterable(parts), repeat(-1)),
                           dtype=np.int64, count=int(lengths.sum()))
         segment = np.repeat(np.arange(len(parts)), lengths)
-        part = segment & 1
+        part = segment % k
         known = np.flatnonzero(ids >= 0)
         uni = self.unigrams_[ids[known], part[known]]
-        rows, cols = [segment[known] >> 1], [uni]
-        pair = np.flatnonzero((segment[:-1] == segment[1:]) & (ids[:-1] >= 0) & (ids[1:] >= 0))
+        rows, cols = [segment[known] // k], [uni]
+        pair = np.flatnonzero((segment[:-1] == segment[1:]) & (part[:-1] < 2) & (ids[:-1] >= 0) & (ids[1:] >= 0))
         if len(pair):
             keys = self._pair_key(part[pair].astype(np.uint64), ids[pair].astype(np.uint64),
                                   ids[pair + 1].astype(np.uint64))
-            rows.append(segment[pair] >> 1)
+            rows.append(segment[pair] // k)
             cols.append(self.pairs_.get(keys))
         get = self.rules_.get
         rule_rows, rule_cols = [], []
-        for i, (_, _, rules) in enumerate(docs):
+        for i, (_, _, rules, _) in enumerate(docs):
             for r in rules:
                 for name in (r, r[2:]):
                     if (col := get(name)) is not None:

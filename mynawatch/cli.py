@@ -359,6 +359,8 @@ def cmd_classifier_explain(args) -> int:
         print(f"below the confidence floor: {', '.join(lab['scores']['low_confidence'])}")
     print(f"rules fired: {', '.join(out['rules']) or '-'}")
     print(f"tokens: {' '.join(out['tokens'])}")
+    if out["hashtags"]:
+        print(f"hashtag tokens (apart from the prose): {' '.join(out['hashtags'])}")
     for axis, pairs in out["drivers"].items():
         print(f"{axis}: " + ", ".join(f"{name} {value:+.2f}" for name, value in pairs))
     return 0

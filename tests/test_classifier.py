@@ -164,3 +164,16 @@ def test_rules_of_a_batch_are_each_items_own():
     assert batch[-3] == [] and "T:svc:health_insurance" in batch[-2] and "B:svc:health_insurance" in batch[-1]
     assert [h[2:] for h in batch[-2]] == [h[2:] for h in batch[-1]]
     assert sum(map(len, batch)) > len(items)  # the corpus sample fires rules
+
+
+def test_hashtags_are_kept_apart_from_the_prose():
+    from classifier.text import split_hashtags
+
+    prose, tags = split_hashtags("祝日なのに使えない… # コンビニ交付 #マイナンバーカード c#の話")
+    assert prose == "祝日なのに使えない… c#の話" and tags == ["コンビニ交付", "マイナンバーカード"]
+    assert split_hashtags("タグなし") == ("タグなし", [])
+    post = "今日もつながらない # マイナポータル # マイナンバーカード"
+    (doc,) = analyze_all([(post[:80], post)])  # a Mastodon post: its start stands in for a title
+    assert "ポータル" not in doc.title_tokens + doc.body_tokens and "ポータル" in doc.tags
+    assert {"H:svc:portal", "H:svc:card"} <= set(doc.rules) and not any(r[2:] == "svc:card" for r in doc.rules
+                                                                         if not r.startswith("H:"))

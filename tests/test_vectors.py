@@ -38,17 +38,19 @@ def test_a_weighted_head_counts_like_a_repeated_head():
 
 
 def test_token_ngrams_match_scikit_learn_on_their_feature_strings():
-    fit = [(["マイナ保険証", "で", "障害"], ["復旧", "し", "た"], ["T:svc:health_insurance", "B:pos:recovery"]),
-           (["障害", "障害", "発生"], [], ["T:trouble", "T:trouble"]),
-           ([], ["マイナポータル", "に", "障害"], ["B:svc:portal"]),
-           ([], [], [])]
-    seen = [(["障害", "発生", "未知語", "障害"], ["マイナ保険証", "で", "障害"], ["B:svc:health_insurance", "T:unseen"]),
-            (["未知語"], ["未知語", "復旧"], []), ([], [], [])]
+    fit = [(["マイナ保険証", "で", "障害"], ["復旧", "し", "た"], ["T:svc:health_insurance", "B:pos:recovery"], []),
+           (["障害", "障害", "発生"], [], ["T:trouble", "T:trouble", "H:svc:card"], ["マイナンバーカード", "障害"]),
+           ([], ["マイナポータル", "に", "障害"], ["B:svc:portal"], ["マイナポータル"]),
+           ([], [], [], [])]
+    seen = [(["障害", "発生", "未知語", "障害"], ["マイナ保険証", "で", "障害"], ["B:svc:health_insurance", "T:unseen"],
+             ["障害", "未知語"]),
+            (["未知語"], ["未知語", "復旧"], ["H:svc:card"], ["マイナポータル", "マイナポータル"]), ([], [], [], [])]
     sk = TfidfVectorizer(analyzer=lambda x: x, sublinear_tf=True).fit([token_features(*d) for d in fit])
     ours = TokenNgrams().fit(fit)
     expected = sk.transform([token_features(*d) for d in fit + seen]).toarray()
     assert np.allclose(ours.transform(fit + seen).toarray(), expected)
     assert list(ours.get_feature_names_out()) == list(sk.get_feature_names_out())
+    assert {"h:マイナポータル", "r:H:svc:card", "r:svc:card"} <= set(sk.vocabulary_)
 
 
 def test_the_hash_table_finds_every_key_and_no_other():
