@@ -47,7 +47,7 @@ class Doc(NamedTuple):
     title_tokens: list[str]
     body_tokens: list[str]
     rules: list[str]
-    tags: list[str] = []
+    tags: list[str] | tuple = ()
 
 
 def analyze(title: str, text: str) -> Doc:
@@ -65,15 +65,13 @@ def analyze_all(items: list[tuple[str, str]]) -> list[Doc]:
         if title_tags or body_tags:  # a Mastodon post's title is its start: the same tags twice count once
             tag_texts[i] = " ".join(dict.fromkeys(title_tags + body_tags))
     tokens = tokens_pairs(prose)
-    tags: list[list[str]] = [[] for _ in items]
-    tag_rules: list[list[str]] = [[] for _ in items]
+    docs = [Doc(title, body, tt, bt, rules, ())
+            for (title, body), (tt, bt), rules in zip(texts, tokens, rule_hits_batch(tokens))]
     if tag_texts:
         tagged = [t for t, _ in tokens_pairs([(text, "") for text in tag_texts.values()])]
         for i, words, hits in zip(tag_texts, tagged, rule_hits_batch([(t, []) for t in tagged])):
-            tags[i], tag_rules[i] = words, ["H:" + r[2:] for r in hits]
-    return [Doc(title, body, tt, bt, rules + extra, tag_tokens)
-            for (title, body), (tt, bt), rules, extra, tag_tokens
-            in zip(texts, tokens, rule_hits_batch(tokens), tag_rules, tags)]
+            docs[i] = docs[i]._replace(rules=docs[i].rules + ["H:" + r[2:] for r in hits], tags=words)
+    return docs
 
 
 def _token_parts(doc: Doc) -> tuple[list[str], list[str], list[str], list[str]]:
