@@ -227,8 +227,8 @@ def tfidf_matrix(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarra
 def _counted(rows, cols, n_docs: int, n_cols: int, heavy, heavy_weight: float) -> csr_matrix:
     # Each occurrence becomes one integer: its row, its column and, in the lowest bit, whether it is
     # heavy. Sorting the integers puts the cells in row-major order and a cell's occurrences side by
-    # side, so one pass counts them. 32-bit keys (2,000 items x 500,000 columns fit) take NumPy's
-    # fastest sort; wider ones are sorted as 64-bit.
+    # side, so a few linear passes count them. 32-bit keys (2,000 items x 500,000 columns fit) sort
+    # fastest; wider ones are sorted as 64-bit.
     if not len(rows):
         return csr_matrix((n_docs, n_cols))
     col_bits = max(n_cols - 1, 1).bit_length()
@@ -237,16 +237,24 @@ def _counted(rows, cols, n_docs: int, n_cols: int, heavy, heavy_weight: float) -
     key |= cols.astype(dtype) << dtype(1)
     if heavy is not None:
         key |= heavy.astype(dtype)
-    key.sort()
-    cell = key >> dtype(1)
+    key.sort(kind="stable")  # timsort: the occurrences arrive as runs already in row order
+    # Runs of equal keys; a cell is one run, or two (its light then its heavy occurrences).
     first = np.empty(len(key), dtype=bool)
     first[0] = True
-    np.not_equal(cell[1:], cell[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    counts = np.diff(starts, append=len(key)).astype(np.float64)
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    runs = np.flatnonzero(first)
+    counts = np.diff(runs, append=len(key)).astype(np.float64)
+    run_key = key[runs]
     if heavy is not None:
-        counts += (heavy_weight - 1.0) * np.add.reduceat(key & dtype(1), starts)
-    cell = cell[starts]
+        counts[(run_key & dtype(1)).astype(bool)] *= heavy_weight
+    cell = run_key >> dtype(1)
+    second = np.zeros(len(runs), dtype=bool)  # the heavy run of a cell that has a light one too
+    np.equal(cell[1:], cell[:-1], out=second[1:])
+    if second.any():
+        at = np.flatnonzero(second)
+        counts[at - 1] += counts[at]
+        keep = ~second
+        counts, cell = counts[keep], cell[keep]
     indptr = np.zeros(n_docs + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell >> dtype(col_bits), minlength=n_docs), out=indptr[1:])
     indices = (cell & dtype((1 << col_bits) - 1)).astype(np.int64)
