@@ -258,25 +258,22 @@ def temperatures(axes, X, examples: list[Example]) -> tuple[float, float, float,
     which label wins never changes)."""
     relevance, services, cause, sentiment = axes
     relevant = [i for i, e in enumerate(examples) if e.label.relevant]
-    names = list(services)
-    sig = [(relevance.decision_function(X), np.array([e.label.relevant for e in examples]))]
-    if relevant and names:
-        z = np.column_stack([services[s].decision_function(X[relevant]) for s in names])
-        y = np.array([[s in map(str, examples[i].label.services) for s in names] for i in relevant])
-        sig.append((z.ravel(), y.ravel()))
+    out = [_binary_temperature(relevance.decision_function(X), np.array([e.label.relevant for e in examples]))]
+    if relevant and services:  # one T for all services: their binary decisions pooled
+        z = np.column_stack([m.decision_function(X[relevant]) for m in services.values()])
+        y = np.array([[s in map(str, examples[i].label.services) for s in services] for i in relevant])
+        out.append(_binary_temperature(z.ravel(), y.ravel()))
     else:
-        sig.append(None)
-    soft = [(cause, relevant), (sentiment, list(range(len(examples))))]
-    out = [_binary_temperature(*sig[0]), _binary_temperature(*sig[1]) if sig[1] else 1.0]
-    for clf, rows in soft:
+        out.append(1.0)
+    for clf, rows, gold in ((cause, relevant, lambda e: str(e.label.cause)),
+                            (sentiment, range(len(examples)), lambda e: str(e.label.sentiment))):
         classes = list(clf.classes_)
-        gold = [str(examples[i].label.cause if clf is cause else examples[i].label.sentiment) for i in rows]
-        keep = [k for k, g in enumerate(gold) if g in classes]
-        if not keep or len(classes) < 3:
+        known = [(i, classes.index(gold(examples[i]))) for i in rows if gold(examples[i]) in classes]
+        if len(classes) < 3 or not known:
             out.append(1.0)
             continue
-        z = clf.decision_function(X[[rows[k] for k in keep]])
-        out.append(_softmax_temperature(z, np.array([classes.index(gold[k]) for k in keep])))
+        at, y = zip(*known)
+        out.append(_softmax_temperature(clf.decision_function(X[list(at)]), np.array(y)))
     return tuple(out)
 
 

@@ -97,14 +97,10 @@ SEPARATOR = "\u241e"  # a token no phrase contains: keeps matches from spanning 
 OTHER = "\u2026"  # stands for a run of tokens no phrase contains
 
 
-def rule_hits_pair(title: list[str], body: list[str]) -> list[str]:
-    """Rule ids prefixed T: (matched in the title) or B: (in the body)."""
-    return rule_hits_batch([(title, body)])[0]
-
-
 def rule_hits_batch(items: list[tuple[list[str], list[str]]]) -> list[list[str]]:
-    """``rule_hits_pair`` of many (title tokens, body tokens) at once: one Doc and one matcher pass for
-    the whole batch (a Doc and a matcher call per headline cost more than the matching itself)."""
+    """Per (title tokens, body tokens), the rule ids prefixed T: (matched in the title) or B: (in the
+    body). One Doc and one matcher pass for the whole batch: a Doc and a matcher call per headline
+    cost more than the matching itself."""
     words: list[str] = []
     cuts = []  # per item: where its title starts, where its body starts
     for title, body in items:

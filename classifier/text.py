@@ -86,8 +86,6 @@ _PIECE = 4000  # Sudachi refuses inputs over ~49,000 bytes: long texts are cut i
 def tokens(text: str) -> list[str]:
     """Normalized Sudachi forms of ``text`` (already normalized), punctuation and spaces dropped."""
     sudachi, skipped = _sudachi(), _skipped_pos()
-    if len(text) <= _PIECE:
-        return [m.normalized_form() for m in sudachi.tokenize(text) if m.part_of_speech_id() not in skipped]
     return [m.normalized_form()
             for start in range(0, len(text), _PIECE)
             for m in sudachi.tokenize(text[start:start + _PIECE])
@@ -98,16 +96,13 @@ def tokens_pairs(pairs: list[tuple[str, str]]) -> list[tuple[list[str], list[str
     """``tokens`` of each title and each body (two Sudachi calls an item: no per-token bookkeeping of
     where the title ends), the tokenizer looked up once for the batch."""
     tokenize, skipped = _sudachi().tokenize, _skipped_pos()
-    out = []
-    for pair in pairs:
-        done = []
-        for text in pair:
-            if not text or len(text) > _PIECE:
-                done.append(tokens(text) if text else [])
-            else:
-                done.append([m.normalized_form() for m in tokenize(text) if m.part_of_speech_id() not in skipped])
-        out.append((done[0], done[1]))
-    return out
+
+    def one(text: str) -> list[str]:
+        if len(text) > _PIECE:
+            return tokens(text)
+        return [m.normalized_form() for m in tokenize(text) if m.part_of_speech_id() not in skipped]
+
+    return [(one(title), one(body)) for title, body in pairs]
 
 
 def make_doc(words: list[str]) -> Doc:

@@ -143,24 +143,25 @@ def test_fast_nfkc_equals_unicodedata_on_the_corpus_and_on_tricky_mixtures():
 
 
 def test_masking_tokens_that_cannot_match_loses_no_rule_hit():
-    from classifier.rules import matcher, rule_hits_pair
+    from classifier.rules import matcher, rule_hits_batch
     from classifier.text import make_doc, normalize, tokens
 
     for e in load_corpus()[::7]:
         words = tokens(normalize(f"{e.title} {e.text}"))
         doc = make_doc(words)  # every token, as spaCy would see the text
-        assert sorted(r.removeprefix("T:") for r in rule_hits_pair(words, [])) == sorted(doc.vocab.strings[m] for m, _s, _e in matcher()(doc)), e.id
+        (hits,) = rule_hits_batch([(words, [])])
+        assert sorted(r.removeprefix("T:") for r in hits) == sorted(doc.vocab.strings[m] for m, _s, _e in matcher()(doc)), e.id
 
 
 def test_rules_of_a_batch_are_each_items_own():
-    from classifier.rules import rule_hits_batch, rule_hits_pair
+    from classifier.rules import rule_hits_batch
     from classifier.text import normalize, tokens
 
     items = [(tokens(normalize(e.title)), tokens(normalize(e.text))) for e in load_corpus()[::11]]
     words = tokens(normalize("マイナ保険証"))
     items += [([], []), (words, []), ([], words)]
     batch = rule_hits_batch(items)
-    assert [sorted(hits) for hits in batch] == [sorted(rule_hits_pair(t, b)) for t, b in items]
+    assert [sorted(hits) for hits in batch] == [sorted(rule_hits_batch([item])[0]) for item in items]
     assert batch[-3] == [] and "T:svc:health_insurance" in batch[-2] and "B:svc:health_insurance" in batch[-1]
     assert [h[2:] for h in batch[-2]] == [h[2:] for h in batch[-1]]
     assert sum(map(len, batch)) > len(items)  # the corpus sample fires rules
