@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classifier", help="train, evaluate or explain the classifier")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    c = csub.add_parser("train", help="train (or load the cached) model: corpus + the store's human labels")
+    c = csub.add_parser("train", help="train (or load the cached) model: corpus + the store's human labels; probabilities calibrated on the dev stories")
     c.add_argument("--force", action="store_true", help="retrain even when a cached model matches")
     c.set_defaults(func=cmd_classifier_train)
     c = csub.add_parser("evaluate", help="per-axis precision, recall, F1, confusion and calibration")
