@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 # C0 controls but tab and newline, DEL, C1 controls, and the Unicode format characters that reorder or
 # hide text (bidi embeddings, overrides and isolates, the line/paragraph separators, BOM, interlinear marks).
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ufeff\ufff9-\ufffb]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"[\r\n\t\v\f\x85\u2028\u2029]+")
 
 
@@ -22,7 +23,7 @@ def clean_text(text: str | None, *, keep_newlines: bool = True) -> str:
     if not text:
         return ""
     if not text.isascii():
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _has_surrogate(text) else text
+        text = _SURROGATE.sub("\ufffd", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not keep_newlines:
         text = _LINE_BREAKS.sub(" ", text)
@@ -33,10 +34,6 @@ def one_line(text: str | None) -> str:
     """``clean_text`` on one line: every line break or tab becomes a space (for headers, names, titles in
     text bodies, where a newline could start a line that looks like a header)."""
     return clean_text(text, keep_newlines=False)
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def web_link(url: str | None) -> str | None:
