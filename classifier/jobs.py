@@ -1,10 +1,8 @@
-"""Classification jobs: tag stored items, tag a batch file."""
+"""Classification jobs: tag stored items (the batch file format is in ``classifier/batch.py``)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import IO, Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,47 +27,6 @@ def tag_items(sessions: sessionmaker[Session], model: Classifier, *, now: dateti
         if progress:
             progress(min(start + BATCH, len(todo)), len(todo))
     return len(todo)
-
-
-def tag_lines(model: Classifier, lines: Iterable[str], out: IO[str], *, chunk: int = 256) -> tuple[int, int]:
-    """The taxonomy's batch format: one JSON object per input line in, one per line out, same order.
-
-    A line that is not an input object gets ``{"id": ..., "error": "..."}`` in its place, so the output
-    still lines up with the input. Returns (lines tagged, lines refused).
-    """
-    pending: list[tuple[object, str, str] | tuple[object, str]] = []
-    tagged = refused = 0
-
-    def flush():
-        good = [p for p in pending if len(p) == 3]
-        labels = iter(model.predict([(t, x) for _i, t, x in good]))
-        for p in pending:
-            if len(p) == 3:
-                out.write(json.dumps({"id": p[0], **next(labels).as_json()}, ensure_ascii=False) + "\n")
-            else:
-                out.write(json.dumps({"id": p[0], "error": p[1]}, ensure_ascii=False) + "\n")
-        pending.clear()
-
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            obj, problem = None, f"line {number}: not JSON ({exc})"
-        else:
-            problem = None if isinstance(obj, dict) and ("title" in obj or "text" in obj) else \
-                f"line {number}: expected an object with a title or a text"
-        if problem:
-            pending.append((obj.get("id") if isinstance(obj, dict) else None, problem))
-            refused += 1
-        else:
-            pending.append((obj.get("id", str(number)), str(obj.get("title") or ""), str(obj.get("text") or "")))
-            tagged += 1
-        if len(pending) >= chunk:
-            flush()
-    flush()
-    return tagged, refused
 
 
 def tag_trends(sessions: sessionmaker[Session], model: Classifier) -> int:

@@ -275,21 +275,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_tag(args) -> int:
-    from classifier.jobs import tag_lines
+    from classifier.batch import tag_lines
 
     model = _model_for(args)
     if args.path == "-":
-        tagged, refused = tag_lines(model, sys.stdin, sys.stdout)
+        result = tag_lines(model, sys.stdin.buffer, sys.stdout)
     else:
         try:
-            with open(args.path, encoding="utf-8") as fh:
-                tagged, refused = tag_lines(model, fh, sys.stdout)
+            with open(args.path, "rb") as fh:
+                result = tag_lines(model, fh, sys.stdout)
         except FileNotFoundError:
             raise UserError(f"{args.path}: no such file") from None
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{args.path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if refused:
-        print(f"{refused} line(s) refused: see the \"error\" objects in the output", file=sys.stderr)
+        except IsADirectoryError:
+            raise UserError(f"{args.path}: a folder, not a JSONL file") from None
+        except PermissionError:
+            raise UserError(f"{args.path}: not allowed to read it") from None
+    if result.refused:
+        print(f"mynawatch tag: {result.summary()}", file=sys.stderr)
         return 1
     return 0
 

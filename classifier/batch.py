@@ -1,0 +1,228 @@
+"""`mynawatch tag`: the taxonomy's batch format, one JSON object per input line in, one per line out.
+
+Every input line gets exactly one output line, in order: a label, or ``{"id", "line", "error"}`` for a
+line that cannot be tagged (not UTF-8, not JSON, blank, too long, nested too deeply, a bad id...). A
+bad line costs that line, never the lines after it. Input is read in binary, one line at a time, so
+each line is decoded on its own and no line is held in memory beyond ``MAX_LINE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import IO, BinaryIO, Iterator
+
+from classifier.model import Classifier
+from store.clean import clean_text
+
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: a title and text far longer than any article
+MAX_DEPTH = 64  # nesting of arrays and objects in one line; the format itself needs one level
+CHUNK = 256  # lines classified together
+SHOWN_BAD_LINES = 5
+_BOM = b"\xef\xbb\xbf"
+
+
+class LineRefused(ValueError):
+    """One input line cannot be tagged; ``id`` is the line's id when it could be read."""
+
+    def __init__(self, reason: str, id_: object = None):
+        super().__init__(reason)
+        self.id = id_
+
+
+@dataclass
+class BatchResult:
+    tagged: int = 0
+    refused: int = 0
+    bad_lines: list[int] = field(default_factory=list)  # the first few refused line numbers
+
+    def refuse(self, number: int) -> None:
+        self.refused += 1
+        if len(self.bad_lines) < SHOWN_BAD_LINES:
+            self.bad_lines.append(number)
+
+    def summary(self) -> str:
+        """One line for standard error naming the first refused lines."""
+        more = ", …" if self.refused > len(self.bad_lines) else ""
+        where = ", ".join(str(n) for n in self.bad_lines) + more
+        return (f"{self.refused} of {self.tagged + self.refused} line(s) refused "
+                f"(line{'s' if self.refused > 1 else ''} {where}): "
+                "see the \"error\" objects in the output, on the same lines")
+
+
+def read_lines(stream: BinaryIO, *, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line without its end) for each line of a binary stream; None for a line longer than
+    ``limit`` bytes, whose rest is skipped without being kept."""
+    number = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(limit)
+            yield number, None
+            continue
+        yield number, line.rstrip(b"\n").removesuffix(b"\r")
+
+
+def parse_line(number: int, raw: bytes | None, *, limit: int = MAX_LINE_BYTES) -> tuple[object, str, str]:
+    """(id, title, text) of one input line; raises LineRefused saying what is wrong with it."""
+    if raw is None:
+        raise LineRefused(f"line {number}: longer than {limit} bytes (the limit per line); shorten the text")
+    if number == 1:
+        raw = raw.removeprefix(_BOM)
+    if not raw.strip():
+        raise LineRefused(f"line {number}: blank (every line must hold one JSON object)")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LineRefused(f"line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
+    if _depth(line) > MAX_DEPTH:
+        raise LineRefused(f"line {number}: nested more than {MAX_DEPTH} levels deep")
+    try:
+        obj = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise LineRefused(f"line {number}: not JSON ({_reason(exc)})") from None
+    if not isinstance(obj, dict):
+        raise LineRefused(f"line {number}: expected an object with a title or a text, got {type(obj).__name__}")
+    id_ = obj.get("id", str(number))
+    if not _good_id(id_):
+        raise LineRefused(f"line {number}: the id must be a string or a finite number, got {_kind(id_)}")
+    if "title" not in obj and "text" not in obj:
+        raise LineRefused(f"line {number}: expected an object with a title or a text", id_)
+    fields = []
+    for name in ("title", "text"):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise LineRefused(f"line {number}: {name} must be a string, got {_kind(value)}", id_)
+        fields.append(clean_text(value))
+    return id_, fields[0], fields[1]
+
+
+def tag_lines(model: Classifier, stream: BinaryIO, out: IO[str], *, chunk: int = CHUNK,
+              limit: int = MAX_LINE_BYTES) -> BatchResult:
+    """Tag every line of a binary stream, writing one JSON line per input line to ``out`` in order."""
+    result = BatchResult()
+    pending: list[tuple[int, object, str, str] | tuple[int, LineRefused]] = []
+    for number, raw in read_lines(stream, limit=limit):
+        try:
+            pending.append((number, *parse_line(number, raw, limit=limit)))
+        except LineRefused as refused:
+            pending.append((number, refused))
+        if len(pending) >= chunk:
+            _flush(model, pending, out, result)
+    _flush(model, pending, out, result)
+    return result
+
+
+def _flush(model: Classifier, pending: list, out: IO[str], result: BatchResult) -> None:
+    good = [p for p in pending if len(p) == 4]
+    labels = iter(_predict(model, [(title, text) for _n, _i, title, text in good]))
+    for p in pending:
+        number, line = p[0], None
+        if len(p) == 2:
+            reason, id_ = str(p[1]), p[1].id
+        else:
+            id_, label = p[1], next(labels)
+            if isinstance(label, Exception):
+                reason = f"line {number}: could not be classified ({type(label).__name__})"
+            else:
+                line = _dump({"id": id_, **label.as_json()})
+                reason = f"line {number}: the label could not be written as JSON"
+        if line is None:
+            line = _error_line(number, id_, reason)
+            result.refuse(number)
+        else:
+            result.tagged += 1
+        out.write(line + "\n")
+    pending.clear()
+    out.flush()
+
+
+def _predict(model: Classifier, items: list[tuple[str, str]]) -> list:
+    """Labels in order; when the batch fails, each item alone, so one bad item costs only itself."""
+    try:
+        return list(model.predict(items))
+    except Exception:  # noqa: BLE001 - isolate the item that breaks the model
+        out = []
+        for item in items:
+            try:
+                out += model.predict([item])
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
+
+
+def _dump(obj: dict) -> str | None:
+    """Compact JSON on one line, valid (no NaN) and encodable as UTF-8 (a lone surrogate is escaped)."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, ensure_ascii=True, allow_nan=False)
+    return text
+
+
+def _error_line(number: int, id_: object, reason: str) -> str:
+    line = _dump({"id": id_, "line": number, "error": reason})
+    return line if line is not None else _dump({"id": None, "line": number, "error": reason})
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _good_id(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, float):
+        return "a number that is not finite"
+    return {bool: "true or false", type(None): "null", list: "an array", dict: "an object",
+            int: "a number", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0][:200]
+
+
+def _depth(line: str) -> int:
+    """The deepest nesting of arrays and objects outside strings (cheap, before the parser recurses)."""
+    if line.count("[") + line.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
