@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.corpus import Example
-from store.records import Cause, Label, Sentiment, Service
+from store.records import TROUBLE_CAUSES, Cause, Label, Sentiment, Service
 
 FLOORS = Path(__file__).parent / "data" / "floors.json"
 HEADLINES = ("relevance_f1", "services_micro_f1", "cause_macro_f1", "sentiment_macro_f1")
@@ -38,6 +38,7 @@ class AxisReport:
 class Evaluation:
     n: int
     axes: dict[str, AxisReport] = field(default_factory=dict)
+    trouble: ClassScores | None = None  # trouble reports: what the alert signal counts
 
     @property
     def headline(self) -> dict[str, float]:
@@ -98,8 +99,18 @@ def _service_reliability(gold: list[Example], predicted: list[Label]) -> tuple[l
     return probabilities, outcomes
 
 
+def is_trouble(label: Label) -> bool:
+    """A trouble report, as the alert signal counts it: relevant, a failure cause (not none, not
+    maintenance) and a tone that is not positive."""
+    return bool(label.relevant) and label.cause in TROUBLE_CAUSES and label.sentiment != Sentiment.POSITIVE
+
+
 def evaluate(gold: list[Example], predicted: list[Label]) -> Evaluation:
     ev = Evaluation(len(gold))
+    tp = sum(is_trouble(g.label) and is_trouble(p) for g, p in zip(gold, predicted))
+    fp = sum(not is_trouble(g.label) and is_trouble(p) for g, p in zip(gold, predicted))
+    fn = sum(is_trouble(g.label) and not is_trouble(p) for g, p in zip(gold, predicted))
+    ev.trouble = ClassScores(*_prf(tp, fp, fn), support=tp + fn)
     conf = lambda lab, axis: float(lab.scores.get(axis, {}).get("confidence", 1.0))  # noqa: E731
     ev.axes["relevant"] = _single("relevant", ["false", "true"], [str(g.label.relevant).lower() for g in gold],
                                   [str(p.relevant).lower() for p in predicted], [conf(p, "relevant") for p in predicted])
@@ -127,6 +138,10 @@ def render_evaluation(ev: Evaluation, *, floors: dict[str, float] | None = None)
         floor = (floors or {}).get(key)
         mark = "" if floor is None else f"   (floor {floor:.3f}{'' if value >= floor else '  BELOW FLOOR'})"
         lines.append(f"{key:20} {value:.3f}{mark}")
+    if ev.trouble is not None:
+        t = ev.trouble
+        lines.append(f"{'trouble_recall':20} {t.recall:.3f}   precision {t.precision:.3f}, F1 {t.f1:.3f}, "
+                     f"{t.support} trouble report(s) in the gold labels")
     for axis in ev.axes.values():
         lines += ["", f"== {axis.name}: macro-F1 {axis.macro_f1:.3f}"
                   + (f", micro-F1 {axis.micro_f1:.3f}" if axis.micro_f1 is not None else "")

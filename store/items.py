@@ -149,6 +149,17 @@ def item_ids(session: Session, urls: list[str]) -> dict[str, int]:
     return out
 
 
+def texts_by_url(session: Session, urls: list[str]) -> dict[str, tuple[str, str]]:
+    """url -> (title, summary) of the stored items at those URLs (the canonical URL, or the GUID when it
+    is the page's address), for measuring the classifier on labeled URLs."""
+    out: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(urls):
+        for column in (Item.canonical_url, Item.guid):
+            rows = session.execute(select(column, Item.title, Item.summary).where(column.in_(chunk))).all()
+            out.update({url: (title, summary) for url, title, summary in rows if url not in out})
+    return out
+
+
 def update_social_counts(session: Session, counts: dict[str, int]) -> None:
     """Refresh bookmark counts of already stored items (they grow after the first fetch)."""
     changed = []
