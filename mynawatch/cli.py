@@ -218,13 +218,15 @@ def _read_counts(path: str):
 
     try:
         if path == "-":
-            return read_counts(sys.stdin, name="standard input")
-        with open(path, encoding="utf-8", newline="") as fh:
+            return read_counts(sys.stdin.buffer, name="standard input")
+        with open(path, "rb") as fh:  # bytes: each line decoded on its own, a bad one named by its number
             return read_counts(fh, name=path)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not a CSV file") from None
+    except PermissionError:
+        raise UserError(f"{path}: not allowed to read it") from None
     except CountFileError as exc:
         raise UserError(str(exc)) from None
 

@@ -35,6 +35,10 @@ MAX_SCORE = 50.0
 KEEP_WINDOW = 3  # hours an open episode's keep test may pool
 MAX_WINDOW = 24  # longest window the cumulative test scores
 CUSUM_RATIO = 4.0  # the rise the CUSUM looks for; it only decides where a rise began (the backtest is insensitive to it)
+# The hours the detector works on: far enough from the ends of the calendar (datetime stops at the years
+# 1 and 9999) that every hour, the hour after it and its Tokyo day exist. Counts files are checked against it.
+EARLIEST = datetime(2, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9998, 12, 31, 23, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -297,7 +301,10 @@ def _scan_hour(f: _Frame, t: int, single: float, params: SpikeParams, run: _Run,
 def detect_spikes(series: dict[str, dict[datetime, int]], *, start: datetime, now: datetime,
                   params: SpikeParams = SpikeParams(), params_for: dict[str, SpikeParams] | None = None,
                   warm_from: datetime | None = None) -> list[Episode]:
-    """Episodes of every series over [start, now), ordered by start. ``params_for`` overrides per series."""
+    """Episodes of every series over [start, now), ordered by start. ``params_for`` overrides per series.
+    ValueError when [start, now) reaches outside ``EARLIEST`` .. ``LATEST``."""
+    if start < now and (start < EARLIEST or now > LATEST + HOUR):
+        raise ValueError(f"detect_spikes: {start} to {now} is not an interval between {EARLIEST} and {LATEST}")
     episodes = []
     for name, counts in sorted(series.items()):
         p = (params_for or {}).get(name, params)
