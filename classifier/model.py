@@ -292,43 +292,6 @@ def _best_temperature(loss) -> float:
     return round(float(np.exp(found.x)), 4)
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("MYNAWATCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mynawatch")
-    return Path(root)
-
-
-def model_key(extra: bytes = b"") -> str:
-    """Changes whenever the corpus, the classifier's code or a library that shapes the model changes."""
-    code = hashlib.sha256()
-    for name in ("model.py", "vectors.py", "rules.py", "text.py", "corpus.py"):
-        code.update((Path(__file__).parent / name).read_bytes())
-    versions = f"{code.hexdigest()}|{sklearn.__version__}|{spacy.__version__}|{sudachipy.__version__}|{platform.python_version()}"
-    return hashlib.sha256(corpus_digest(extra=versions.encode() + extra).encode()).hexdigest()
-
-
-def load_or_train(*, extra_examples: list[Example] = (), seed: int = 13, force: bool = False) -> Classifier:
-    """The cached model for the current corpus (+ human corrections), trained on its train and dev splits."""
-    extra_bytes = "\n".join(f"{e.id}|{e.title}|{e.text}|{e.label.as_json()}" for e in extra_examples).encode()
-    key = model_key(extra_bytes + str(seed).encode())
-    version = f"m-{key[:12]}"
-    path = cache_dir() / f"model-{key}.pickle"
-    if path.exists() and not force:
-        try:
-            with path.open("rb") as fh:
-                return _long_lived(pickle.load(fh))
-        except Exception as exc:  # a damaged cache is rebuilt, never trusted
-            log.warning("ignoring unreadable model cache %s: %s", path, exc)
-    examples = [e for e in load_corpus() if e.split != "test"] + list(extra_examples)
-    model = train(examples, seed=seed, version=version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump(model, fh)
-    tmp.replace(path)
-    return _long_lived(model)
-
-
 @contextmanager
 def _collector_paused():
     """Tagging a batch allocates tens of thousands of small lists, dicts and labels and makes no

@@ -1,5 +1,12 @@
-"""The only network code: polite HTTP fetching with conditional GET, a size cap, a deadline, per-host
-limits and, for links found in feeds, a refusal to reach private addresses (SSRF)."""
+"""The only network code: polite HTTP fetching with conditional GET, a size cap on the decoded body, a total
+deadline, per-host limits and a refusal to reach private addresses (SSRF) from links found in feeds and
+from the redirects of sources.
+
+Redirects are followed here, hop by hop, never by httpx: every hop is checked before it is requested.
+A source's own address is trusted (an operator may watch a feed on an intranet host); a hop that leaves
+that host is checked like a link found in a feed. The check runs again on the addresses a connection is
+actually made to (``collector.deadline.guard_connects``), so a name that resolves differently the second
+time gains nothing."""
 
 from __future__ import annotations
 
@@ -11,10 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from itertools import chain
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from collector import encoding
+from collector.deadline import deadline, deadline_transport, guard_connects
 from collector.errors import HARD, SOFT, TEMPORARY, FetchFailed, FetchRefused
 
 USER_AGENT = "mynawatch/0.1 (+https://github.com/mynawatch/mynawatch; monitor of My Number system news)"
@@ -48,11 +58,13 @@ class FetchResult:
 
 
 def make_client(policy: FetchPolicy) -> httpx.Client:
+    """The client every fetch goes through: its sockets obey the per-request deadline (``_get``)."""
+    limits = httpx.Limits(max_connections=policy.connections * 2, max_keepalive_connections=policy.connections)
     return httpx.Client(
-        headers={"User-Agent": USER_AGENT, "Accept": FEED_ACCEPT, "Accept-Language": "ja,en;q=0.5"},
-        timeout=policy.timeout_seconds, follow_redirects=True, max_redirects=policy.max_redirects,
-        limits=httpx.Limits(max_connections=policy.connections * 2, max_keepalive_connections=policy.connections),
-        trust_env=False,
+        headers={"User-Agent": USER_AGENT, "Accept": FEED_ACCEPT, "Accept-Language": "ja,en;q=0.5",
+                 "Accept-Encoding": encoding.ACCEPT_ENCODING},
+        timeout=policy.timeout_seconds, follow_redirects=False, trust_env=False,
+        transport=deadline_transport(limits=limits, trust_env=False),
     )
 
 
@@ -87,14 +99,14 @@ class HostLimiter:
 
 def fetch_feed(client: httpx.Client, url: str, *, etag: str | None, last_modified: str | None,
                policy: FetchPolicy, now: datetime, limiter: HostLimiter | None = None) -> FetchResult:
-    """GET ``url`` conditionally. Raises FetchFailed on network errors, bad statuses and oversized bodies."""
+    """GET ``url`` conditionally. Raises FetchFailed on network errors, bad statuses and oversized bodies,
+    FetchRefused on a redirect to a private address other than the source's own host."""
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    with (limiter or _NO_LIMIT).slot(url):
-        result = _get(client, url, headers, policy, now=now, follow=True)
+    result = _follow(client, url, headers, policy, now=now, limiter=limiter, trusted=_origin(url))
     if result.status == 304 and not headers:
         raise FetchFailed(url, "304 Not Modified to a request without validators", status=304, kind=SOFT)
     if result.status == 304:
@@ -106,50 +118,104 @@ def fetch_feed(client: httpx.Client, url: str, *, etag: str | None, last_modifie
 def fetch_page(client: httpx.Client, url: str, *, policy: FetchPolicy, now: datetime,
                limiter: HostLimiter | None = None) -> FetchResult:
     """GET a page linked from a feed. Every hop of a redirect is checked against private addresses."""
-    for _hop in range(policy.max_redirects + 1):
-        check_address(url, allow_loopback=policy.allow_loopback_links)
-        with (limiter or _NO_LIMIT).slot(url):
-            result = _get(client, url, {"Accept": PAGE_ACCEPT}, policy, now=now, follow=False)
-        if result.location is None:
-            return result
-        url = result.location
-    raise FetchFailed(url, f"too many redirects (more than {policy.max_redirects})", kind=SOFT)
+    return _follow(client, url, {"Accept": PAGE_ACCEPT}, policy, now=now, limiter=limiter, trusted=None)
+
+
+def _follow(client, url, headers, policy, *, now, limiter, trusted) -> FetchResult:
+    """Request ``url`` and its redirects, one checked hop at a time, all within one deadline of
+    ``timeout_seconds``. ``trusted``: the (host, port) that may be private (a source's own address)."""
+    first = url
+    with deadline(policy.timeout_seconds), guard_connects(_connect_rule(first, policy, trusted)):
+        for _hop in range(policy.max_redirects + 1):
+            if trusted is None or _origin(url) != trusted:
+                check_address(url, allow_loopback=policy.allow_loopback_links)
+            with (limiter or _NO_LIMIT).slot(url):
+                result = _get(client, url, headers, policy, now=now)
+            if result.location is None:
+                return result
+            url = result.location
+    raise FetchFailed(first, f"too many redirects (more than {policy.max_redirects})", kind=SOFT)
+
+
+def _origin(url: str) -> tuple[str, int] | None:
+    """(host, port) of an http(s) URL, None when it has none or cannot be read."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    return (host, port) if host and parts.scheme.lower() in ("http", "https") else None
+
+
+def _connect_rule(url: str, policy: FetchPolicy, trusted: tuple[str, int] | None):
+    """The check made on each address actually connected to (see ``check_address``)."""
+
+    def check(host: str, port: int, address: str) -> None:
+        if trusted is not None and (host.strip("[]").lower(), port) == trusted:
+            return
+        _check_ip(url, host, address, allow_loopback=policy.allow_loopback_links)
+
+    return check
 
 
 def check_address(url: str, *, allow_loopback: bool) -> None:
     """Refuse non-http(s) URLs and hosts that resolve to private, loopback, link-local or reserved addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or 80
+    except ValueError as exc:
+        raise FetchRefused(url, f"not a valid address ({exc})") from exc
+    if parts.scheme.lower() not in ("http", "https") or not host:
         raise FetchRefused(url, "only http and https addresses are fetched")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise FetchFailed(url, f"cannot resolve {parts.hostname}: {exc}", network=True) from exc
+        raise FetchFailed(url, f"cannot resolve {host}: {exc}", network=True) from exc
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if address.is_loopback and allow_loopback:
-            continue
-        if not address.is_global or address.is_multicast:
-            raise FetchRefused(url, f"{parts.hostname} is a non-public address ({address})")
+        _check_ip(url, host, info[4][0], allow_loopback=allow_loopback)
 
 
-def _get(client, url, headers, policy, *, now, follow) -> FetchResult:
+def _check_ip(url: str, host: str, address: str, *, allow_loopback: bool) -> None:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    if ip.is_loopback and allow_loopback:
+        return
+    if not ip.is_global or ip.is_multicast:
+        raise FetchRefused(url, f"{host} is a non-public address ({ip})")
+
+
+def _get(client, url, headers, policy, *, now) -> FetchResult:
+    """One request, never following a redirect (the caller checks the next hop first)."""
     started = time.monotonic()
+    phase = "connecting"
     try:
-        with client.stream("GET", url, headers=headers, follow_redirects=follow) as response:
+        with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+            phase = "body still arriving"
             _check_status(url, response, now)
-            if not follow and response.is_redirect:
-                location = urljoin(url, response.headers.get("Location", ""))
-                return _result(response, None, started, location=location)
+            if response.has_redirect_location:
+                return _result(response, None, started, location=_next_hop(url, response))
             if response.status_code == 304:
                 return _result(response, None, started)
-            return _result(response, _read(url, response, policy, started), started)
-    except httpx.TooManyRedirects as exc:
-        raise FetchFailed(url, f"too many redirects (more than {policy.max_redirects})", kind=SOFT) from exc
+            return _result(response, _read(url, response, policy), started)
     except httpx.TimeoutException as exc:
-        raise FetchFailed(url, f"timed out after {policy.timeout_seconds:g} s", network=True) from exc
+        raise FetchFailed(url, f"timed out after {policy.timeout_seconds:g} s ({phase})", network=True) from exc
     except httpx.HTTPError as exc:
         raise FetchFailed(url, f"network error: {exc or type(exc).__name__}", network=True) from exc
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:  # an address httpx cannot request
+        raise FetchFailed(url, f"not a valid address ({exc})", kind=SOFT) from exc
+
+
+def _next_hop(url: str, response) -> str:
+    location = response.headers.get("Location", "").strip()
+    try:
+        target = urljoin(url, location)
+        urlsplit(target).port  # noqa: B018 (raises on a port out of range)
+    except ValueError as exc:
+        raise FetchFailed(url, f"redirect to an unreadable address {location[:200]!r}", kind=SOFT) from exc
+    return target
 
 
 def _check_status(url, response, now) -> None:
@@ -164,21 +230,28 @@ def _check_status(url, response, now) -> None:
     raise FetchFailed(url, f"HTTP {status}", status=status, retry_after=retry_after, kind=kind)
 
 
-def _read(url, response, policy, started) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+def _read(url, response, policy) -> bytes:
+    """The body, every Content-Encoding layer undone, never more than ``max_bytes`` in memory (compressed
+    or decoded). The deadline of ``_follow`` bounds the time: a body trickled byte by byte is cut off."""
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > policy.max_bytes:
         raise FetchFailed(url, f"body of {declared} bytes exceeds the {policy.max_bytes}-byte cap",
                           status=response.status_code, kind=SOFT)
-    chunks, size = [], 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > policy.max_bytes:
-            raise FetchFailed(url, f"body exceeds the {policy.max_bytes}-byte cap", status=response.status_code,
-                              kind=SOFT)
-        if time.monotonic() - started > policy.timeout_seconds:  # a server trickling bytes forever
-            raise FetchFailed(url, f"timed out after {policy.timeout_seconds:g} s (body still arriving)",
-                              status=response.status_code, network=True)
-        chunks.append(chunk)
+    try:
+        decode = encoding.decoder(encoding.encodings(response.headers.get_list("Content-Encoding")),
+                                  policy.max_bytes)
+        chunks, raw_size, size = [], 0, 0
+        for raw in chain(response.iter_raw(), [None]):
+            raw_size += len(raw or b"")
+            if raw_size > policy.max_bytes:
+                raise encoding.EncodingError(f"body exceeds the {policy.max_bytes}-byte cap", too_large=True)
+            for piece in decode(raw):
+                size += len(piece)
+                if size > policy.max_bytes:
+                    raise encoding.EncodingError(f"body exceeds the {policy.max_bytes}-byte cap", too_large=True)
+                chunks.append(piece)
+    except encoding.EncodingError as exc:
+        raise FetchFailed(url, exc.reason, status=response.status_code, kind=SOFT) from exc
     return b"".join(chunks)
 
 
