@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifier.model import load_or_train  # noqa: E402
+from classifier.cache import load_or_train  # noqa: E402
 from collector.dedup import canonical_url  # noqa: E402
 from collector.parse import parse_feed  # noqa: E402
 

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from classifier.corpus import load_corpus  # noqa: E402
-from classifier.model import load_or_train  # noqa: E402
+from classifier.cache import load_or_train  # noqa: E402
 from classifier.text import nlp  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from classifier.jobs import tag_items, tag_trends
-from classifier.model import load_or_train
+from classifier.cache import load_or_train
 from collector.fetch import FetchPolicy, make_client
 from collector.jobs import Collector
 from collector.sources import SourceConfig

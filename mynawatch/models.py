@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.corpus import Example
-from classifier.model import Classifier, load_or_train
+from classifier.cache import load_or_train
+from classifier.model import Classifier
 from store import labels as store_labels
 
 

@@ -23,7 +23,7 @@ def model_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model(model_cache):
-    from classifier.model import load_or_train
+    from classifier.cache import load_or_train
 
     return load_or_train()
 

@@ -12,8 +12,9 @@ import pytest
 from classifier.corpus import load_corpus
 from classifier.evaluate import evaluate, read_floors, render_evaluation
 from classifier.jobs import human_label, tag_items
+from classifier.cache import load_or_train, model_key
 from classifier.model import (CONFIDENCE_FLOOR, Linear, _binary_temperature, _softmax_temperature, analyze_all,
-                              explain, load_or_train, model_key, train)
+                              explain, train)
 from collector.jobs import save_entries
 from collector.sources import SourceConfig
 from store import items as store_items
