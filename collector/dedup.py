@@ -14,23 +14,30 @@ _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 _BRACKETED = re.compile(r"^[【\[［(（][^】\]］)）]{1,12}[】\]］)）]")  # 【速報】, [動画] ...
 
 
-def canonical_url(url: str) -> str:
-    """Strip tracking parameters and fragments; unwrap Google/Yahoo redirect wrappers."""
+def canonical_url(url: str, *, _depth: int = 0) -> str:
+    """Strip tracking parameters and fragments; unwrap Google/Yahoo redirect wrappers. IPv6 hosts keep their
+    brackets. Never raises: an address that cannot be read is returned as given (stripped)."""
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
     host = (parts.hostname or "").lower()
     query = parse_qsl(parts.query, keep_blank_values=True)
-    if host.endswith("google.com") and parts.path == "/url" or host.startswith("rd.yahoo") or "/redirect" in parts.path:
-        for key, value in query:
-            if key in ("url", "q", "u") and value.startswith("http"):
-                return canonical_url(unquote(value))
-    if "*http" in parts.path:  # rdsig.yahoo.co.jp/...*https://target
-        return canonical_url(unquote(parts.path.split("*", 1)[1]))
+    if _depth < 8:  # wrappers inside wrappers, but not without end
+        if (host.endswith("google.com") and parts.path == "/url" or host.startswith("rd.yahoo")
+                or "/redirect" in parts.path):
+            for key, value in query:
+                if key in ("url", "q", "u") and value.startswith("http"):
+                    return canonical_url(unquote(value), _depth=_depth + 1)
+        if "*http" in parts.path:  # rdsig.yahoo.co.jp/...*https://target
+            return canonical_url(unquote(parts.path.split("*", 1)[1]), _depth=_depth + 1)
     kept = [(k, v) for k, v in query
             if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
             and not (k.lower() in ("ref", "source", "from") and v.lower() in FEED_MARKERS)
             and not (host == "news.google.com" and k == "oc")]
-    netloc = host + (f":{parts.port}" if parts.port and parts.port not in (80, 443) else "")
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port and port not in (80, 443) else "")
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(sorted(kept)), ""))
 
 

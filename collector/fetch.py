@@ -202,6 +202,10 @@ def _get(client, url, headers, policy, *, now) -> FetchResult:
             return _result(response, _read(url, response, policy), started)
     except httpx.TimeoutException as exc:
         raise FetchFailed(url, f"timed out after {policy.timeout_seconds:g} s ({phase})", network=True) from exc
+    except httpx.RemoteProtocolError as exc:
+        if "location header" not in str(exc).lower():
+            raise FetchFailed(url, f"network error: {exc}", network=True) from exc
+        raise FetchFailed(url, f"redirect to an unreadable address ({exc})", kind=SOFT) from exc
     except httpx.HTTPError as exc:
         raise FetchFailed(url, f"network error: {exc or type(exc).__name__}", network=True) from exc
     except (httpx.InvalidURL, ValueError, UnicodeError) as exc:  # an address httpx cannot request

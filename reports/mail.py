@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from html import escape
 
+from collector.deadline import Deadline, deadline
 from reports.daily import DailyReport
 from reports.notices import alert_line, display_name
 from reports.rendering import render_html, render_text
@@ -92,9 +93,12 @@ def build_alert_email(service: str, events: list[tuple[str, AlertView]], *, send
     return msg
 
 
-def _connect(settings: SmtpSettings) -> smtplib.SMTP:
-    smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+def _connect(settings: SmtpSettings, limit: Deadline) -> smtplib.SMTP:
+    """Connected (and logged in); ``limit`` shuts the socket when the whole exchange outlasts the timeout."""
+    smtp = smtplib.SMTP(timeout=settings.timeout)
+    limit.watch_socket(lambda: getattr(smtp, "sock", None))
     try:
+        smtp.connect(settings.host, settings.port)
         if settings.starttls:
             smtp.starttls()
         if settings.username:
@@ -106,8 +110,9 @@ def _connect(settings: SmtpSettings) -> smtplib.SMTP:
 
 
 def send_message(msg: EmailMessage, settings: SmtpSettings) -> None:
-    """Deliver over SMTP. Raises smtplib.SMTPException or OSError when the server is unreachable."""
-    with _connect(settings) as smtp:
+    """Deliver over SMTP. Raises smtplib.SMTPException or OSError when the server is unreachable (TimeoutError
+    when the whole exchange takes longer than ``settings.timeout``)."""
+    with deadline(settings.timeout) as limit, _connect(settings, limit) as smtp:
         smtp.send_message(msg)
 
 
@@ -119,7 +124,7 @@ def wire_bytes(msg: EmailMessage) -> bytes:
 def send_bytes(data: bytes, recipient: str, settings: SmtpSettings) -> None:
     """Deliver an already built message (the outbox keeps the exact bytes) to one recipient."""
     data = re.sub(rb"(?<!\r)\n", b"\r\n", data)  # SMTP lines end in CRLF; a bare LF would make one endless line
-    with _connect(settings) as smtp:
+    with deadline(settings.timeout) as limit, _connect(settings, limit) as smtp:
         smtp.sendmail(settings.sender, [recipient], data)
 
 

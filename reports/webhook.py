@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import httpx
 
+from collector.deadline import deadline, deadline_transport
 from reports.notices import alert_summary
 from store.alerts import AlertView
 
@@ -76,11 +77,14 @@ def alertmanager_payload(service: str, alerts: list[tuple[AlertView, str]], *, r
 
 
 def post_webhook(url: str, body: bytes, *, timeout: float) -> None:
-    """POST the JSON body. Raises WebhookFailed (``permanent`` for a 4xx other than 408 and 429)."""
+    """POST the JSON body, all within ``timeout`` seconds (connecting, sending, the answer). Raises WebhookFailed
+    (``permanent`` for a 4xx other than 408 and 429)."""
     try:
-        response = httpx.post(url, content=body, timeout=timeout, follow_redirects=False, trust_env=False,
-                              headers={"Content-Type": "application/json", "User-Agent": USER_AGENT})
-    except httpx.HTTPError as exc:
+        client = httpx.Client(transport=deadline_transport(), timeout=timeout, trust_env=False)
+        with deadline(timeout), client:
+            response = client.post(url, content=body, follow_redirects=False,
+                                   headers={"Content-Type": "application/json", "User-Agent": USER_AGENT})
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise WebhookFailed(url, f"{type(exc).__name__}: {exc}") from exc
     if not 200 <= response.status_code < 300:
         permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
