@@ -125,7 +125,7 @@ def parse_time(value: str | None) -> datetime | None:
     """ISO 8601 or a Japanese date (2024年10月2日 10時30分, 2024/10/02 10:30); without a zone, Japan time."""
     if not value:
         return None
-    value = value.strip()
+    value = value.strip()[:200]
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -138,7 +138,10 @@ def parse_time(value: str | None) -> datetime | None:
             return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=TOKYO)
-    return when.astimezone(timezone.utc)
+    try:
+        return when.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # 0001-01-01 in Tokyo, 9999-12-31T23:59:59-14:00: out of range
+        return None
 
 
 def main_text(soup) -> str:

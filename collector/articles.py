@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from collector.article import extract_article
 from collector.errors import CollectorError, FetchRefused
 from collector.fetch import fetch_page
+from collector.sanitize import MAX_NAME, clean_block, clean_line, in_range
 from store import articles as store_articles
 from store.articles import ArticleRecord, ArticleTodo
 
@@ -52,4 +53,7 @@ def read_article(collector: Collector, todo: ArticleTodo, *, now: datetime) -> A
     except Exception as exc:  # job boundary: one unreadable page never stops the others
         log.exception("reading %s failed", todo.url)
         return ArticleRecord(todo.url, "failed", error=f"internal error: {exc!r}")
-    return ArticleRecord(result.url, "ok", page.title, page.publisher, page.published, page.text)
+    limits = collector.policy.text_limits
+    published, _note = in_range(page.published, now=now)
+    return ArticleRecord(result.url, "ok", clean_line(page.title, limits.title) or None,
+                         clean_line(page.publisher, MAX_NAME) or None, published, clean_block(page.text, limits.body))

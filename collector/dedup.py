@@ -49,9 +49,13 @@ def normalize_title(title: str) -> str:
     return _PUNCT.sub("", text)
 
 
-def title_key(publisher: str, title: str) -> str:
-    """Hash of publisher + normalized title: one publisher never tells one headline twice."""
-    return hashlib.sha256(f"{publisher}\n{normalize_title(title)}".encode()).hexdigest()
+def title_key(publisher: str, title: str, url: str = "") -> str:
+    """Hash of publisher + normalized title: one publisher never tells one headline twice. An item whose title
+    is empty once normalized (a feed that gave none) is keyed by its URL, so untitled items stay apart."""
+    normalized = normalize_title(title)
+    if not normalized and url:
+        return hashlib.sha256(f"{publisher}\n\0{url}".encode()).hexdigest()
+    return hashlib.sha256(f"{publisher}\n{normalized}".encode()).hexdigest()
 
 
 def shingles(title: str, n: int = 2, *, normalized: str | None = None) -> frozenset[str]:

@@ -2,10 +2,13 @@
 maintenance notices.
 
 Everything here runs inside the caller's transaction (one per source), so a crash leaves no half-written item.
+Every entry is made safe here again (``collector.sanitize``: text cleaned and capped, dates in range), whoever
+parsed it; an entry that still cannot be prepared is skipped, never the batch.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -15,34 +18,54 @@ from collector import dedup
 from collector.gate import gate_reason
 from collector.maintenance import find_windows
 from collector.page import PageSnapshot
-from collector.policy import CollectPolicy
+from collector.policy import CollectPolicy, TextLimits
 from collector.publishers import learn_names, name_items
+from collector.sanitize import clean_entry
 from collector.sources import SourceConfig
 from collector.stories import StoryIndex
 from store import items as store_items
 from store.maintenance import save_window
 from store.records import Entry
 
+log = logging.getLogger(__name__)
 DEFAULT_POLICY = CollectPolicy()
 
 
-def prepare(source: SourceConfig, entry: Entry, *, now: datetime) -> store_items.NewItem:
+def prepare(source: SourceConfig, entry: Entry, *, now: datetime,
+            limits: TextLimits = TextLimits()) -> store_items.NewItem:
     """Identity, publisher, date and gate decision for one parsed entry. Without a publisher of its own the item
-    is under its host name here (``name_items`` gives it the host's learned name); the title key keeps that."""
+    is under its host name here (``name_items`` gives it the host's learned name); the title key keeps that.
+    Raises ItemUnreadable when the entry has no readable link."""
+    entry = clean_entry(entry, limits, now=now)
     url = dedup.canonical_url(entry.url)
     publisher = entry.publisher or source.publisher or (urlsplit(url).hostname or source.name)
     reason = gate_reason(entry.title, entry.summary, entry.categories)
     return store_items.NewItem(
-        entry=entry, canonical_url=url, publisher=publisher, title_key=dedup.title_key(publisher, entry.title),
+        entry=entry, canonical_url=url, publisher=publisher,
+        title_key=dedup.title_key(publisher, entry.title, url),
         published=entry.published or now, gate="rejected" if reason else "pass", gate_reason=reason,
     )
 
 
+def prepare_all(source: SourceConfig, entries: list[Entry], *, now: datetime, limits: TextLimits,
+                skipped: list[str] | None = None) -> list[store_items.NewItem]:
+    """``prepare`` for each entry; one that fails is skipped (its reason appended to ``skipped``)."""
+    prepared = []
+    for n, e in enumerate(entries, 1):
+        try:
+            prepared.append(prepare(source, e, now=now, limits=limits))
+        except Exception as exc:  # an item boundary: one entry never costs the batch
+            if skipped is not None:
+                skipped.append(f"entry {n}: {type(exc).__name__}: {str(exc)[:200]}")
+    return prepared
+
+
 def save_entries(session: Session, source_id: int, source: SourceConfig, entries: list[Entry], *, now: datetime,
-                 stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY) -> int:
+                 stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY,
+                 skipped: list[str] | None = None) -> int:
     """Store the entries not seen before, each attached to a story cluster. Returns how many were new."""
-    learn_names(session, source, entries, now=now)
-    prepared = [prepare(source, e, now=now) for e in entries]
+    prepared = prepare_all(source, entries, now=now, limits=policy.text_limits, skipped=skipped)
+    learn_names(session, source, [p.entry for p in prepared], now=now)
     social = {p.canonical_url: p.entry.social_count for p in prepared if p.entry.social_count is not None}
     if social:
         store_items.update_social_counts(session, social)
@@ -62,7 +85,7 @@ def save_entries(session: Session, source_id: int, source: SourceConfig, entries
     if inserted < len(rows):  # another writer stored some of them meanwhile
         store_items.drop_empty_stories(session, list(real.values()))
         index.clear()
-    save_notices(session, source, fresh, now=now)
+    save_notices(session, source, fresh, now=now, skipped=skipped)
     return inserted
 
 
@@ -106,11 +129,17 @@ def _load_stories(session: Session, index: StoryIndex, since: datetime) -> None:
         index.loaded_since = since
 
 
-def save_notices(session: Session, source: SourceConfig, items: list[store_items.NewItem], *, now: datetime) -> int:
+def save_notices(session: Session, source: SourceConfig, items: list[store_items.NewItem], *, now: datetime,
+                 skipped: list[str] | None = None) -> int:
     """Maintenance windows announced in these new items. Returns how many windows were new."""
-    found = [(p, w) for p in items
-             for w in find_windows(p.entry.title, p.entry.summary, notice_time=p.published, url=p.canonical_url,
-                                   default_service=source.service)]
+    found = []
+    for p in items:
+        try:
+            found += [(p, w) for w in find_windows(p.entry.title, p.entry.summary, notice_time=p.published,
+                                                   url=p.canonical_url, default_service=source.service)]
+        except Exception as exc:  # an item boundary: an unreadable notice is still stored as an item
+            if skipped is not None:
+                skipped.append(f"notice {p.canonical_url[:120]}: {type(exc).__name__}: {str(exc)[:200]}")
     if not found:
         return 0
     ids = store_items.item_ids(session, [p.canonical_url for p, _ in found])
@@ -118,11 +147,19 @@ def save_notices(session: Session, source: SourceConfig, items: list[store_items
 
 
 def save_page(session: Session, source_id: int, source: SourceConfig, page: PageSnapshot, *, now: datetime,
-              stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY) -> int:
+              stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY,
+              skipped: list[str] | None = None) -> int:
     """A watched page that changed: its links as items, its notice blocks read for maintenance windows."""
-    new = save_entries(session, source_id, source, page.entries, now=now, stories=stories, policy=policy)
+    new = save_entries(session, source_id, source, page.entries, now=now, stories=stories, policy=policy,
+                       skipped=skipped)
     for block in page.blocks:
-        for window in find_windows(block, page.heading, notice_time=now, url=source.url,
-                                   default_service=source.service):
+        try:
+            windows = find_windows(block, page.heading, notice_time=now, url=source.url,
+                                   default_service=source.service)
+        except Exception as exc:  # a block boundary
+            if skipped is not None:
+                skipped.append(f"page block: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        for window in windows:
             save_window(session, window, found_at=now)
     return new

@@ -43,6 +43,7 @@ class SourceOutcome:
     error: str | None = None
     http_status: int | None = None
     failure_kind: str | None = None
+    skipped_items: int = 0  # items of this round that could not be read (logged once, with the first reasons)
 
 
 class Collector:
@@ -146,35 +147,43 @@ class Collector:
             return self._record_success(source, state, result, "not_modified", now=now)
         if source.kind != "page" and hashlib.sha256(result.body).hexdigest() == state.body_hash:
             return self._record_success(source, state, result, "unchanged", now=now)  # servers that never say 304
+        skipped: list[str] = []
         try:
-            parsed, body_hash = self._parse(source, result, now=now)
+            parsed, body_hash = self._parse(source, result, now=now, skipped=skipped)
         except CollectorError as exc:
             return self._record_failure(source, state, exc, now=now, http_status=result.status)
         if body_hash == state.body_hash:  # a watched page whose region did not change
             return self._record_success(source, state, result, "unchanged", now=now)
         with self.sessions.begin() as session:
-            new = self._ingest(session, state.id, source, parsed, now=now)
+            new = self._ingest(session, state.id, source, parsed, now=now, skipped=skipped)
             self._log(session, source, state, result, "new" if new else "unchanged", now=now, new=new,
                       body_hash=body_hash)
-        return SourceOutcome(source.name, "new" if new else "unchanged", new, http_status=result.status)
+        if skipped:  # once per source and round, however many items
+            log.warning("%s: %d unreadable item(s) skipped, the others stored (%s)", source.name, len(skipped),
+                        "; ".join(skipped[:3]))
+        return SourceOutcome(source.name, "new" if new else "unchanged", new, http_status=result.status,
+                             skipped_items=len(skipped))
 
-    def _parse(self, source: SourceConfig, result: FetchResult, *, now: datetime):
+    def _parse(self, source: SourceConfig, result: FetchResult, *, now: datetime, skipped: list[str]):
+        limits = self.policy.text_limits
         if source.kind == "page":
             page = parse_page(result.body, url=source.url, content_type=result.content_type,
-                              selector=source.selector, now=now)
+                              selector=source.selector, now=now, limits=limits, skipped=skipped)
             return page, page.region_hash
         body_hash = hashlib.sha256(result.body).hexdigest()
         if source.kind == "google_trends":
-            return parse_trends(result.body, url=source.url, now=now), body_hash
+            return parse_trends(result.body, url=source.url, now=now, limits=limits, skipped=skipped), body_hash
         return parse_feed(result.body, url=source.url, content_type=result.content_type, kind=source.kind,
-                          now=now), body_hash
+                          now=now, limits=limits, skipped=skipped), body_hash
 
-    def _ingest(self, session, source_id, source, parsed, *, now) -> int:
+    def _ingest(self, session, source_id, source, parsed, *, now, skipped) -> int:
         if source.kind == "page":
-            return save_page(session, source_id, source, parsed, now=now, stories=self.stories, policy=self.policy)
+            return save_page(session, source_id, source, parsed, now=now, stories=self.stories, policy=self.policy,
+                             skipped=skipped)
         if source.kind == "google_trends":
             return store_items.save_trends(session, source_id, parsed, fetched_at=now)
-        return save_entries(session, source_id, source, parsed, now=now, stories=self.stories, policy=self.policy)
+        return save_entries(session, source_id, source, parsed, now=now, stories=self.stories, policy=self.policy,
+                            skipped=skipped)
 
     def _record_success(self, source, state, result, outcome, *, now) -> SourceOutcome:
         with self.sessions.begin() as session:

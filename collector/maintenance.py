@@ -82,28 +82,43 @@ def _normalize(text: str) -> str:
 def _spans(text: str, notice_day: date) -> list[tuple[datetime, datetime]]:
     spans = []
     for m in _WINDOW.finditer(text):
-        start_day = _day(m, "s", notice_day)
-        if start_day is None:
+        try:
+            span = _span(m, notice_day)
+        except (OverflowError, ValueError):  # a date at the calendar's end (9999年12月31日): no window
             continue
-        start = _at(start_day, m, "s", None)
-        end_day = _end_day(m, start_day)
-        end = _at(end_day, m, "e", m.group("sampm")) if end_day else None
-        if start is None or end is None:
-            continue
-        if end <= start and not m.group("next") and not m.group("emonth") and not m.group("esmonth"):
-            end += timedelta(days=1)  # 22時〜6時 runs past midnight
-        spans.append((start, end))
+        if span is not None:
+            spans.append(span)
     for m in _ALL_DAY.finditer(text):
-        day = _day(m, "s", notice_day)
-        if day is not None:
-            start = datetime(day.year, day.month, day.day, tzinfo=TOKYO)
-            spans.append((start, start + timedelta(days=1)))
+        try:
+            day = _day(m, "s", notice_day)
+            if day is not None:
+                start = datetime(day.year, day.month, day.day, tzinfo=TOKYO)
+                spans.append((start, start + timedelta(days=1)))
+        except (OverflowError, ValueError):
+            continue
     kept = []
     for start, end in spans:
-        window = (start.astimezone(timezone.utc), end.astimezone(timezone.utc))
+        try:
+            window = (start.astimezone(timezone.utc), end.astimezone(timezone.utc))
+        except (OverflowError, ValueError):
+            continue
         if timedelta(0) < end - start <= MAX_WINDOW and window not in kept:
             kept.append(window)
     return kept
+
+
+def _span(m, notice_day: date) -> tuple[datetime, datetime] | None:
+    start_day = _day(m, "s", notice_day)
+    if start_day is None:
+        return None
+    start = _at(start_day, m, "s", None)
+    end_day = _end_day(m, start_day)
+    end = _at(end_day, m, "e", m.group("sampm")) if end_day else None
+    if start is None or end is None:
+        return None
+    if end <= start and not m.group("next") and not m.group("emonth") and not m.group("esmonth"):
+        end += timedelta(days=1)  # 22時〜6時 runs past midnight
+    return start, end
 
 
 def _day(m, p: str, notice_day: date) -> date | None:

@@ -15,6 +15,8 @@ from urllib.parse import urljoin
 
 from collector.article import parse_time, soup_of
 from collector.errors import FeedMalformed
+from collector.policy import TextLimits
+from collector.sanitize import clean_block, clean_entry, clean_line
 from store.records import Entry
 
 BLOCKS = ("li", "tr", "p", "dd", "dt", "h1", "h2", "h3", "h4", "h5")
@@ -31,7 +33,7 @@ class PageSnapshot:
 
 
 def parse_page(body: bytes, *, url: str, content_type: str | None = None, selector: str | None = None,
-               now: datetime) -> PageSnapshot:
+               now: datetime, limits: TextLimits = TextLimits(), skipped: list[str] | None = None) -> PageSnapshot:
     soup = soup_of(body, content_type)
     if soup.find(["rss", "feed", "rdf:rdf"]) is not None and soup.find("html") is None:
         raise FeedMalformed(url, "a feed, not an HTML page: use kind = \"feed\"")
@@ -41,23 +43,38 @@ def parse_page(body: bytes, *, url: str, content_type: str | None = None, select
     text = _SPACE.sub(" ", region.get_text(" ", strip=True))
     h1 = soup.find("h1")
     heading = (h1.get_text(" ", strip=True) if h1 else None) or (soup.title.get_text(strip=True) if soup.title else "")
-    blocks = [_SPACE.sub(" ", b.get_text(" ", strip=True)) for b in region.find_all(BLOCKS)]
-    return PageSnapshot(hashlib.sha256(text.encode()).hexdigest(), heading,
-                        _entries(region, url, now), [b for b in blocks if b] or [text])
+    blocks = [clean_block(_SPACE.sub(" ", b.get_text(" ", strip=True)), limits.summary)
+              for b in region.find_all(BLOCKS)]
+    return PageSnapshot(hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), clean_line(heading, limits.title),
+                        _entries(region, url, now, limits, skipped),
+                        [b for b in blocks if b] or [clean_block(text, limits.summary)])
 
 
-def _entries(region, url: str, now: datetime) -> list[Entry]:
+def _entries(region, url: str, now: datetime, limits: TextLimits, skipped: list[str] | None) -> list[Entry]:
     out, seen = [], set()
     for a in region.find_all("a", href=True):
-        title = _SPACE.sub(" ", a.get_text(" ", strip=True))
-        link = urljoin(url, a["href"])
-        if len(title) < 6 or not link.startswith("http") or link in seen:
+        try:
+            entry = _entry(a, url, now, limits)
+        except Exception as exc:  # a link boundary: one unreadable link never costs the page
+            if skipped is not None:
+                skipped.append(f"link {str(a.get('href'))[:120]!r}: {type(exc).__name__}: {str(exc)[:200]}")
             continue
-        seen.add(link)
-        published = _nearby_date(a)
-        note = None if published else "no date on the page: fetch time used"
-        out.append(Entry(url=link, title=title, published=published, date_note=note))
+        if entry is None or entry.url in seen:
+            continue
+        seen.add(entry.url)
+        out.append(entry)
     return out
+
+
+def _entry(a, url: str, now: datetime, limits: TextLimits) -> Entry | None:
+    title = _SPACE.sub(" ", a.get_text(" ", strip=True))
+    href = a["href"] if isinstance(a["href"], str) else ""
+    link = urljoin(url, href.strip())
+    if len(title) < 6 or not link.startswith("http"):
+        return None
+    published = _nearby_date(a)
+    note = None if published else "no date on the page: fetch time used"
+    return clean_entry(Entry(url=link, title=title, published=published, date_note=note), limits, now=now)
 
 
 def _nearby_date(a) -> datetime | None:

@@ -1,8 +1,13 @@
-"""Feed bytes -> entries. Pure: no network, no store, time is a parameter."""
+"""Feed bytes -> entries. Pure: no network, no store, time is a parameter.
+
+One bad item never costs the feed: an item that cannot be read is skipped (its reason appended to
+``skipped`` when the caller passes a list) and the items beside it are returned; a bad field costs only
+that field (``collector.sanitize``)."""
 
 from __future__ import annotations
 
 import calendar
+import codecs
 import html
 import io
 import re
@@ -15,40 +20,66 @@ from lxml import etree
 
 from collector.article import parse_time
 from collector.errors import FeedMalformed
+from collector.policy import TextLimits
+from collector.sanitize import clean_entry, clean_trend, count, in_range
 from collector.xmlfeed import read_entries
 from store.records import Entry, TrendEntry
 
 FUTURE_TOLERANCE = timedelta(minutes=15)
-_TAG = re.compile(r"<[^>]+>")
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^<>]+>")  # [^<>]: an unclosed "<" costs one scan to the next "<", not to the end
+_BLOCK_OPEN = re.compile(r"<(script|style)\b[^<>]*>", re.IGNORECASE)
+_BLOCK_CLOSE = {"script": re.compile(r"</script\s*>", re.IGNORECASE), "style": re.compile(r"</style\s*>", re.IGNORECASE)}
 _SPACE = re.compile(r"\s+")
+MARKUP_FACTOR = 4  # markup longer than this many times the text limit is cut before its tags are removed
 
 
 def parse_feed(body: bytes, *, url: str, content_type: str | None = None, kind: str = "feed",
-               now: datetime) -> list[Entry]:
-    """Parse an RSS 0.9x/1.0/2.0 or Atom body (bytes, so the declared charset is honoured)."""
+               now: datetime, limits: TextLimits = TextLimits(), skipped: list[str] | None = None) -> list[Entry]:
+    """Parse an RSS 0.9x/1.0/2.0 or Atom body (bytes, so the declared charset is honoured). Raises
+    FeedMalformed when the body is not a feed at all; an unreadable item is skipped (see the module)."""
+    if not body.strip():
+        raise FeedMalformed(url, "empty body: no feed")
     if _truncated(body):
         raise FeedMalformed(url, "truncated: the document ends before its closing tag")
     body = to_utf8(body, content_type)
-    fast = read_entries(body, base=url)  # well-formed RSS/RDF/Atom; None: feedparser reads it
-    if fast is not None:
-        return [entry for e in fast if (entry := _entry(e, kind=kind, now=now)) is not None]
-    return _with_feedparser(body, url=url, kind=kind, now=now)
+    readers = read_entries(body, base=url)  # well-formed RSS/RDF/Atom; None: feedparser reads it
+    if readers is not None:
+        return _entries(readers, kind=kind, now=now, limits=limits, skipped=skipped)
+    return _with_feedparser(body, url=url, kind=kind, now=now, limits=limits, skipped=skipped)
 
 
-def _with_feedparser(body: bytes, *, url: str, kind: str, now: datetime) -> list[Entry]:
+def _with_feedparser(body: bytes, *, url: str, kind: str, now: datetime, limits: TextLimits = TextLimits(),
+                     skipped: list[str] | None = None) -> list[Entry]:
     headers = {"content-location": url, "content-type": "application/xml; charset=utf-8"}
     # we keep plain text only (plain_text below), so feedparser's HTML sanitizer and URI rewriting are skipped
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False,
-                              resolve_relative_uris=False)
-    if not parsed.version and not parsed.entries:
+    try:
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False,
+                                  resolve_relative_uris=False)
+    except (ValueError, TypeError, LookupError, AttributeError, RecursionError, OverflowError) as exc:
+        raise FeedMalformed(url, f"unreadable feed ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    if not parsed.get("version") and not parsed.get("entries"):
         reason = str(parsed.get("bozo_exception") or "no feed elements found")
         if body.lstrip()[:200].lower().find(b"<html") >= 0:
             reason = "an HTML page, not a feed"
         raise FeedMalformed(url, reason)
-    if parsed.bozo and not parsed.entries:
-        raise FeedMalformed(url, f"unreadable feed: {parsed.bozo_exception}")
-    return [entry for e in parsed.entries if (entry := _entry(e, kind=kind, now=now)) is not None]
+    if parsed.get("bozo") and not parsed.get("entries"):
+        raise FeedMalformed(url, f"unreadable feed: {parsed.get('bozo_exception')}")
+    return _entries([lambda e=e: e for e in parsed.entries], kind=kind, now=now, limits=limits, skipped=skipped)
+
+
+def _entries(readers, *, kind: str, now: datetime, limits: TextLimits, skipped: list[str] | None) -> list[Entry]:
+    """Each item on its own: one that cannot be read is skipped with its reason, the others are kept."""
+    out = []
+    for n, read in enumerate(readers, 1):
+        try:
+            entry = _entry(read(), kind=kind, now=now, limits=limits)
+        except Exception as exc:  # an item boundary: whatever one item does, the others are read
+            if skipped is not None:
+                skipped.append(f"item {n}: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        if entry is not None:
+            out.append(entry)
+    return out
 
 
 _DECLARED = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -74,8 +105,10 @@ def to_utf8(body: bytes, content_type: str | None) -> bytes:
     for name in [*names, *_FALLBACKS]:
         codec = _ALIASES.get(name.lower(), name)
         try:
+            if not codecs.lookup(codec)._is_text_encoding:  # "hex", "rot13", "zlib": not a charset
+                continue
             text = body.decode(codec)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # an unknown name, undecodable bytes, a codec that fails (idna)
             continue
         break
     else:
@@ -86,21 +119,24 @@ def to_utf8(body: bytes, content_type: str | None) -> bytes:
     return text.encode("utf-8")
 
 
-def _entry(e, *, kind: str, now: datetime) -> Entry | None:
-    link = e.get("link") or ""
-    comments = e.get("comments") or ""
+def _entry(e, *, kind: str, now: datetime, limits: TextLimits = TextLimits()) -> Entry | None:
+    """One feed item as an Entry (None when it has no link at all); ItemUnreadable when its link is broken."""
+    link = _field(e, "link")
+    comments = _field(e, "comments")
     if comments.endswith("/comments") and "news.yahoo.co.jp/articles/" in comments:
         link = comments.removesuffix("/comments")  # Yahoo!ニュース: the article, not the pickup page
-    guid = e.get("id") or None
+    guid = _field(e, "id") or None
     url = link or guid
     if not url:
         return None
-    summary = plain_text(e.get("summary") or "")
-    title = plain_text(e.get("title") or "")
+    summary = plain_text(_field(e, "summary")[: limits.summary * MARKUP_FACTOR + 4096])
+    title = plain_text(_field(e, "title")[: limits.title * MARKUP_FACTOR + 4096])
     publisher = publisher_url = None
     source = e.get("source") or {}
-    if source.get("title"):  # Google News: "見出し - 媒体名" with <source url="https://媒体">媒体名</source>
-        publisher, publisher_url = source["title"].strip(), source.get("href") or None
+    source_title = source.get("title") if isinstance(source, dict) else None
+    if isinstance(source_title, str) and source_title.strip():
+        # Google News: "見出し - 媒体名" with <source url="https://媒体">媒体名</source>
+        publisher, publisher_url = source_title.strip(), source.get("href") or None
         suffix = f" - {publisher}"
         if title.endswith(suffix):
             title = title[: -len(suffix)].rstrip()
@@ -108,30 +144,43 @@ def _entry(e, *, kind: str, now: datetime) -> Entry | None:
             summary = ""  # the description only repeats the title and the publisher
     if not title:  # Mastodon posts have no title: the start of the post stands in
         title = summary[:80]
-    if not title:
-        return None
     if kind == "mastodon" and publisher is None:
         publisher = mastodon_account(url)
     published, note = entry_date(e, now=now)
-    count = e.get("hatena_bookmarkcount")
-    return Entry(
+    tags = e.get("tags") or []
+    return clean_entry(Entry(
         url=url, title=title, summary=summary, guid=guid, published=published, publisher=publisher,
-        publisher_url=publisher_url, date_note=note,
-        social_count=int(count) if count and str(count).strip().isdigit() else None,
-        categories=tuple(t.get("term", "") for t in e.get("tags", []) if t.get("term")),
-    )
+        publisher_url=publisher_url if isinstance(publisher_url, str) else None, date_note=note,
+        social_count=count(e.get("hatena_bookmarkcount")),
+        categories=tuple(t.get("term") for t in tags[:100] if isinstance(t, dict) and isinstance(t.get("term"), str)
+                         and t.get("term")),
+    ), limits, now=now)
+
+
+def _field(e, key: str) -> str:
+    value = e.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def entry_date(e, *, now: datetime) -> tuple[datetime | None, str | None]:
-    """published, else updated (RSS 1.0 dc:date arrives as updated), else None; future dates are clamped."""
+    """published, else updated (RSS 1.0 dc:date arrives as updated), else None; future dates are clamped,
+    dates out of range (year 0001, 9999-12-31T23:59:59-14:00) are unknown."""
+    unusable = None
     for key in ("published", "updated", "created"):
-        when = _date_of(e.get(key), e.get(f"{key}_parsed"))
+        try:
+            when = _date_of(e.get(key), e.get(f"{key}_parsed"))
+        except (ValueError, OverflowError, OSError, TypeError):
+            when = None
+            unusable = unusable or f"date {str(e.get(key))[:40]!r} out of range or unreadable: fetch time used"
+        when, out_of_range = in_range(when, now=now)
+        if out_of_range:
+            unusable = unusable or out_of_range
         if when is None:
             continue
         if when > now + FUTURE_TOLERANCE:
             return now, f"future date {when.isoformat()} clamped to fetch time"
         return when, None
-    return None, "no date in feed: fetch time used"
+    return None, unusable or "no date in feed: fetch time used"
 
 
 _NAMED_ZONE = re.compile(r"\s(JST|KST)\s*$")
@@ -153,58 +202,87 @@ def _date_of(raw, parsed) -> datetime | None:
 
 
 def plain_text(markup: str) -> str:
-    """Text of an HTML fragment: scripts and styles dropped, tags removed, entities decoded, spaces folded."""
+    """Text of an HTML fragment: scripts and styles dropped, tags removed, entities decoded, spaces folded.
+    Linear in the length of the markup, whatever it holds."""
     if "<" in markup:
-        markup = _TAG.sub(" ", _SCRIPT.sub(" ", markup))
+        markup = _TAG.sub(" ", _drop_blocks(markup))
     return _SPACE.sub(" ", html.unescape(markup)).strip()
 
 
+def _drop_blocks(markup: str) -> str:
+    """``markup`` without <script> and <style> elements; an unclosed one runs to the end, as in a browser."""
+    out, pos = [], 0
+    while (opened := _BLOCK_OPEN.search(markup, pos)) is not None:
+        out.append(markup[pos:opened.start()])
+        closed = _BLOCK_CLOSE[opened.group(1).lower()].search(markup, opened.end())
+        if closed is None:
+            return "".join(out)
+        out.append(" ")
+        pos = closed.end()
+    out.append(markup[pos:])
+    return "".join(out)
+
+
 def mastodon_account(status_url: str) -> str:
-    parts = urlsplit(status_url)
+    try:
+        parts = urlsplit(status_url)
+    except ValueError:
+        return ""
     handle = next((p for p in parts.path.split("/") if p.startswith("@")), "")
     return f"{handle}@{parts.hostname}" if handle else (parts.hostname or status_url)
 
 
-def parse_trends(body: bytes, *, url: str, now: datetime) -> list[TrendEntry]:
+def parse_trends(body: bytes, *, url: str, now: datetime, limits: TextLimits = TextLimits(),
+                 skipped: list[str] | None = None) -> list[TrendEntry]:
     """Google Trends "trending now" RSS. Parsed as XML: feedparser flattens repeated ht:news_item."""
     try:
         root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError as exc:
+    except (etree.XMLSyntaxError, ValueError) as exc:
         raise FeedMalformed(url, f"not well-formed XML: {exc}") from exc
     items = [el for el in root.iter() if _local(el) == "item"]
     if _local(root) != "rss" or not items and not any(_local(el) == "channel" for el in root):
         raise FeedMalformed(url, "not a Google Trends RSS feed")
     out = []
-    for item in items:
-        fields = {_local(child): child for child in item}
-        term = _text(fields.get("title"))
-        if not term:
-            continue
-        raw = _text(fields.get("approx_traffic"))
-        published = None
-        if fields.get("pubDate") is not None:
-            try:
-                published = parsedate_to_datetime(_text(fields["pubDate"])).astimezone(timezone.utc)
-            except (TypeError, ValueError):
-                published = None
-        if published is not None and published > now + FUTURE_TOLERANCE:
-            published = now
-        news = tuple(
-            (_child_text(n, "news_item_title"), _child_text(n, "news_item_url"), _child_text(n, "news_item_source"))
-            for n in item if _local(n) == "news_item"
-        )
-        out.append(TrendEntry(term=term, traffic=parse_traffic(raw), traffic_raw=raw, published=published, news=news))
+    for n, item in enumerate(items, 1):
+        try:
+            trend = _trend(item, now=now)
+            if trend is not None:
+                out.append(clean_trend(trend, limits, now=now))
+        except Exception as exc:  # an item boundary, as in parse_feed
+            if skipped is not None:
+                skipped.append(f"item {n}: {type(exc).__name__}: {str(exc)[:200]}")
     return out
 
 
+def _trend(item, *, now: datetime) -> TrendEntry | None:
+    fields = {_local(child): child for child in item}
+    term = _text(fields.get("title"))
+    if not term:
+        return None
+    raw = _text(fields.get("approx_traffic"))
+    published = None
+    if fields.get("pubDate") is not None:
+        try:
+            published = parsedate_to_datetime(_text(fields["pubDate"])).astimezone(timezone.utc)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            published = None
+    if published is not None and published > now + FUTURE_TOLERANCE:
+        published = now
+    news = tuple(
+        (_child_text(n, "news_item_title"), _child_text(n, "news_item_url"), _child_text(n, "news_item_source"))
+        for n in item if _local(n) == "news_item"
+    )
+    return TrendEntry(term=term, traffic=parse_traffic(raw), traffic_raw=raw, published=published, news=news)
+
+
 def parse_traffic(raw: str) -> int | None:
-    """'20000+' -> 20000, '200,000+' -> 200000, '20K+' -> 20000, '2M+' -> 2000000."""
-    m = re.fullmatch(r"\s*([\d,.]+)\s*([KkMm万]?)\+?\s*", raw or "")
+    """'20000+' -> 20000, '200,000+' -> 200000, '20K+' -> 20000, '2M+' -> 2000000; None when unreadable."""
+    m = re.fullmatch(r"\s*(\d[\d,]{0,15}(?:\.\d{1,6})?)\s*([KkMm万]?)\+?\s*", (raw or "")[:64])
     if not m:
         return None
     number = float(m.group(1).replace(",", ""))
     scale = {"k": 1_000, "m": 1_000_000, "万": 10_000}.get(m.group(2).lower(), 1)
-    return int(number * scale)
+    return count(int(number * scale))
 
 
 def _local(el) -> str:

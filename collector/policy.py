@@ -1,8 +1,18 @@
-"""How the collector treats sources over time: backoff, offline detection, staleness, article pages."""
+"""How the collector treats sources over time: backoff, offline detection, staleness, article pages; and how
+much text of one item it keeps."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    """How much of one item's text is kept, in characters; longer text is cut at ingest."""
+
+    title: int = 300
+    summary: int = 5_000
+    body: int = 100_000  # an article page's main text
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,9 @@ class CollectPolicy:
     article_pages: bool = True  # fetch the page of each relevant item for its text, date and publisher
     articles_per_round: int = 30  # at most this many pages per round
     article_max_age_hours: float = 72.0  # only for items published this recently
+    max_title_chars: int = TextLimits.title  # an item's title is cut to this many characters at ingest
+    max_summary_chars: int = TextLimits.summary  # ... its summary (the feed's description)
+    max_article_chars: int = TextLimits.body  # ... and the main text of its article page
 
     def __post_init__(self):
         if not 0 < self.offline_fraction <= 1:
@@ -26,3 +39,11 @@ class CollectPolicy:
             raise ValueError("story_similarity must be in (0, 1]")
         if min(self.backoff_minutes, self.max_backoff_hours, self.stale_factor, self.story_hours) < 0:
             raise ValueError("durations and factors must not be negative")
+        for name in ("max_title_chars", "max_summary_chars", "max_article_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000_000:
+                raise ValueError(f"{name} must be a whole number of characters from 1 to 10000000 (got {value!r})")
+
+    @property
+    def text_limits(self) -> TextLimits:
+        return TextLimits(self.max_title_chars, self.max_summary_chars, self.max_article_chars)

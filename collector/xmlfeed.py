@@ -10,6 +10,8 @@ paths agree on every fixture and on every sample-month feed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from urllib.parse import urljoin
 
 from feedparser.datetimes import _parse_date
@@ -23,8 +25,10 @@ ATOM_DATES = {"published": "published", "updated": "updated", "issued": "publish
               "created": "created"}
 
 
-def read_entries(body: bytes, *, base: str) -> list[dict] | None:
-    """Entries as feedparser-like dicts, or None when this document should go to feedparser."""
+def read_entries(body: bytes, *, base: str) -> list[Callable[[], dict]] | None:
+    """One reader per entry, each giving a feedparser-like dict when called (``parse.parse_feed`` calls them
+    one by one, so an entry that cannot be read costs only itself), or None when this document should go to
+    feedparser."""
     try:
         root = etree.fromstring(body, parser=_PARSER)
     except (etree.XMLSyntaxError, ValueError):
@@ -32,11 +36,11 @@ def read_entries(body: bytes, *, base: str) -> list[dict] | None:
     kind = _local(root)
     if kind == "rss" and root.get("version", "2.0").startswith(("2", "0.9")):
         items = [el for channel in root if _local(channel) == "channel" for el in channel if _local(el) == "item"]
-        return [_rss_item(el, base) for el in items]
+        return [partial(_rss_item, el, base) for el in items]
     if kind == "RDF" and root.tag.startswith("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"):
-        return [_rss_item(el, base, about=el.get(_ABOUT)) for el in root if _local(el) == "item"]
+        return [partial(_rss_item, el, base, about=el.get(_ABOUT)) for el in root if _local(el) == "item"]
     if kind == "feed" and root.tag == "{http://www.w3.org/2005/Atom}feed":
-        return [_atom_entry(el, base) for el in root if _local(el) == "entry"]
+        return [partial(_atom_entry, el, base) for el in root if _local(el) == "entry"]
     return None
 
 
