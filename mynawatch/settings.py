@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import re
 import tomllib
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+import pydantic
 
 from collector.fetch import FetchPolicy
 from collector.policy import CollectPolicy
@@ -29,6 +35,7 @@ class Schedule:
     jitter_seconds: int = 60
     misfire_grace_seconds: int = 300
     notify_minutes: int = 5  # how often queued notifications are retried
+    retrain_time: str = ""  # Asia/Tokyo HH:MM of a daily retrain on corpus + corrections; empty: only by hand
 
 
 @dataclass(frozen=True)
@@ -47,14 +54,110 @@ class Settings:
     send_digest: bool = False
 
 
+# Ranges of numeric settings, by field name (every class): a number outside is refused at load.
+_AT_LEAST_ONE = {"connections", "per_host_connections", "interval_minutes", "classify_minutes", "alerts_minutes",
+                 "notify_minutes", "baseline_days", "max_title_chars", "max_summary_chars", "max_article_chars",
+                 "articles_per_round", "offline_min_hosts", "min_count", "max_bytes"}
+_POSITIVE = {"timeout_seconds", "timeout", "backoff_minutes", "max_backoff_hours", "stale_factor", "stale_min_hours",
+             "story_hours", "article_max_age_hours", "min_score", "cusum_score", "floor_rate"}
+_FRACTIONS = {"offline_fraction", "story_similarity"}
+_PORTS = {"port"}
+
+
+def _check_value(name: str, value) -> str | None:
+    """What is wrong with a setting's value beyond its type, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if name == "url" and isinstance(value, str) and not re.match(r"https?://[^/\s]+", value):
+            return f"{value!r} is not an http(s) URL"
+        if name == "recipients" and any("@" not in r for r in value):
+            return f"{_shown(value)}: every recipient must be an email address"
+        if name == "report_time" and isinstance(value, str):
+            hour, _, minute = value.partition(":")
+            if not (hour.isdigit() and minute.isdigit() and len(minute) == 2 and int(hour) < 24 and int(minute) < 60):
+                return f"{value!r} is not a time of day (HH:MM, Tokyo time, 00:00 to 23:59)"
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return f"{value} is not a finite number"
+    if name in _PORTS and not 1 <= value <= 65535:
+        return f"{value} is not a port number (1 to 65535)"
+    if name in _AT_LEAST_ONE and value < 1:
+        return f"{value} is too small (at least 1)"
+    if name in _POSITIVE and value <= 0:
+        return f"{value} must be more than 0"
+    if name in _FRACTIONS and not 0 < value <= 1:
+        return f"{value} is not a fraction (more than 0, at most 1)"
+    if value < 0:
+        return f"{value} must not be negative"
+    return None
+
+
+def _typed(cls, table: dict, where: str) -> dict:
+    """``table`` checked against the field types of ``cls`` (pydantic, strict: a string is never taken for a
+    number, a number never for a string, one string never for a list) and against the ranges above; the
+    first problem raised as ``where key: what is wrong``."""
+    hints = {f.name: f.type for f in fields(cls)}
+    out = {}
+    for key, value in table.items():
+        hint = typing.get_type_hints(cls).get(key, hints[key])
+        if isinstance(value, list):
+            value = tuple(value)
+        try:
+            value = _adapter(hint).validate_python(value, strict=True)
+        except pydantic.ValidationError as exc:
+            raise SettingsError(f"{where} {key}: {_type_problem(value, exc)}") from None
+        problem = _check_value(key, value)
+        if problem:
+            raise SettingsError(f"{where} {key}: {problem}")
+        out[key] = value
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(hint) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(hint)
+
+
+def _shown(value) -> str:
+    """A value as it was written in TOML."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _type_problem(value, exc: pydantic.ValidationError) -> str:
+    error = exc.errors()[0]
+    if error.get("type") in ("tuple_type", "list_type") or (isinstance(value, tuple) and error.get("loc")):
+        return f"{_shown(value)} is not valid here: expected a list of strings, e.g. [\"one\", \"two\"]"
+    expected = error.get("msg", "a value of another type").removeprefix("Input should be ").removeprefix("a valid ")
+    return f"{_shown(value)} is not valid here: expected {'an' if expected[:1] in 'aeiou' else 'a'} {expected}"
+
+
+def _plain(table, types: dict[str, type], where: str) -> dict:
+    """A small table of plain values (no dataclass behind it), each of its one type."""
+    unknown = sorted(set(table) - set(types))
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(types))})")
+    for key, value in table.items():
+        if not isinstance(value, types[key]):
+            expected = {"str": "a string", "bool": "true or false"}.get(types[key].__name__, types[key].__name__)
+            raise SettingsError(f"{where} {key}: {_shown(value)} is not valid here: expected {expected}")
+    return table
+
+
 def _build(cls, table: dict, where: str):
+    if not isinstance(table, dict):
+        raise SettingsError(f"{where}: expected a table of settings, found {type(table).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(table) - known)
     if unknown:
         raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     try:
-        return cls(**table)
+        return cls(**_typed(cls, table, where))
     except (TypeError, ValueError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
         raise SettingsError(f"{where}: {exc}") from exc
 
 
@@ -92,19 +195,27 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise SettingsError(f"{path}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
-    store = data.get("store", {})
+    for section in allowed & set(data):
+        expected = list if section in ("sources", "webhooks") else dict
+        if not isinstance(data[section], expected):
+            form = f"[[{section}]] entries" if expected is list else f"a [{section}] table"
+            raise SettingsError(f"{path}: {section}: expected {form}, found {type(data[section]).__name__}")
+    store = _plain(data.get("store", {}), {"url": str}, f"{path}: [store]")
     url = store.get("url", Settings.database_url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
         url = "sqlite:///" + str(base / url.removeprefix("sqlite:///"))
-    reports = dict(data.get("reports", {}))
-    report_dir = base / reports.pop("dir", "reports-archive")
-    send = bool(reports.pop("send_digest", False))
-    if reports:
-        raise SettingsError(f"{path}: [reports]: unknown setting(s) {', '.join(sorted(reports))}")
+    reports = _plain(data.get("reports", {}), {"dir": str, "send_digest": bool}, f"{path}: [reports]")
+    report_dir = base / reports.get("dir", "reports-archive")
+    send = reports.get("send_digest", False)
     smtp = dict(data.get("smtp", {}))
+    if "password" in smtp:
+        raise SettingsError(f"{path}: [smtp] password: secrets never go in the settings file; set the environment "
+                            f"variable {smtp.get('password_env') or 'MYNAWATCH_SMTP_PASSWORD'} and remove this line")
     password_env = smtp.pop("password_env", "MYNAWATCH_SMTP_PASSWORD")
-    smtp["password"] = environ.get(password_env) if password_env else None
-    smtp["recipients"] = tuple(smtp.get("recipients", ()))
+    if password_env is not None and not isinstance(password_env, str):
+        raise SettingsError(f"{path}: [smtp] password_env: expected the name of an environment variable")
+    smtp_settings = _build(SmtpSettings, smtp, f"{path}: [smtp]")
+    smtp_settings = dataclasses.replace(smtp_settings, password=environ.get(password_env) if password_env else None)
     sources = tuple(_build(SourceConfig, s, f"{path}: [[sources]] #{n}")
                     for n, s in enumerate(data.get("sources", []), 1))
     names = [s.name for s in sources]
@@ -117,5 +228,5 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
         sources=sources,
         schedule=_build(Schedule, data.get("schedule", {}), f"{path}: [schedule]"),
         **_alerts(data, str(path)),
-        smtp=_build(SmtpSettings, smtp, f"{path}: [smtp]"), send_digest=send,
+        smtp=smtp_settings, send_digest=send,
     )
