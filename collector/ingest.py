@@ -20,7 +20,7 @@ from collector.maintenance import find_windows
 from collector.page import PageSnapshot
 from collector.policy import CollectPolicy, TextLimits
 from collector.publishers import learn_names, name_items
-from collector.sanitize import clean_entry
+from collector.sanitize import MAX_NAME, clean_entry
 from collector.sources import SourceConfig
 from collector.stories import StoryIndex
 from store import items as store_items
@@ -38,7 +38,7 @@ def prepare(source: SourceConfig, entry: Entry, *, now: datetime,
     Raises ItemUnreadable when the entry has no readable link."""
     entry = clean_entry(entry, limits, now=now)
     url = dedup.canonical_url(entry.url)
-    publisher = entry.publisher or source.publisher or (urlsplit(url).hostname or source.name)
+    publisher = (entry.publisher or source.publisher or urlsplit(url).hostname or source.name)[:MAX_NAME]
     reason = gate_reason(entry.title, entry.summary, entry.categories)
     return store_items.NewItem(
         entry=entry, canonical_url=url, publisher=publisher,

@@ -113,10 +113,32 @@ def to_utf8(body: bytes, content_type: str | None) -> bytes:
         break
     else:
         text = body.decode("utf-8", errors="replace")
-    text = text.removeprefix("\ufeff")
+    text = _xml_chars(text.removeprefix("\ufeff"))
     if declared:
         text = re.sub(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*["'])[A-Za-z0-9._-]+""", r"\g<1>utf-8", text, count=1)
     return text.encode("utf-8")
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_CHAR_REF = re.compile(r"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def _xml_chars(text: str) -> str:
+    """Characters XML 1.0 forbids (NUL, ESC and the other C0 controls, surrogates), raw or as character
+    references, removed or made U+FFFD: one such character would otherwise make the whole document
+    unreadable, or crash the parser that tolerates it."""
+    if _NOT_XML.search(text):
+        text = _NOT_XML.sub("", text)
+    if "&#" in text:
+        text = _CHAR_REF.sub(_char_ref, text)
+    return text
+
+
+def _char_ref(m) -> str:
+    code = int(m.group(1), 16) if m.group(1) else int(m.group(2))
+    if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF:
+        return m.group(0)
+    return "" if code < 0x20 else "&#xFFFD;"
 
 
 def _entry(e, *, kind: str, now: datetime, limits: TextLimits = TextLimits()) -> Entry | None:
@@ -235,8 +257,10 @@ def mastodon_account(status_url: str) -> str:
 def parse_trends(body: bytes, *, url: str, now: datetime, limits: TextLimits = TextLimits(),
                  skipped: list[str] | None = None) -> list[TrendEntry]:
     """Google Trends "trending now" RSS. Parsed as XML: feedparser flattens repeated ht:news_item."""
+    if not body.strip():
+        raise FeedMalformed(url, "empty body: no feed")
     try:
-        root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+        root = etree.fromstring(to_utf8(body, None), parser=etree.XMLParser(resolve_entities=False, no_network=True))
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise FeedMalformed(url, f"not well-formed XML: {exc}") from exc
     items = [el for el in root.iter() if _local(el) == "item"]

@@ -19,7 +19,9 @@ from store.records import Entry, TrendEntry
 EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)  # before any web feed: a date earlier is a wrong one
 LATEST = datetime(9998, 1, 1, tzinfo=timezone.utc)  # later dates cannot be shifted or shown safely
 MAX_URL = 4096  # characters in a link or GUID
-MAX_NAME = 200  # characters in a publisher name or a category
+MAX_NAME = 200  # characters in a publisher name or a category (the store's column holds 200)
+MAX_NOTE = 100  # characters in a date note (the store's column holds 100)
+MAX_TRAFFIC = 40  # characters of Google Trends traffic as written (the store's column holds 40)
 MAX_CATEGORIES = 50
 MAX_NEWS = 20  # news items kept per Google Trends term
 MAX_COUNT = 10**12  # bookmark counts and search traffic above this are not believed (nor storable)
@@ -104,7 +106,7 @@ def clean_entry(entry: Entry, limits: TextLimits, *, now: datetime) -> Entry:
         entry, url=url, title=clean_line(entry.title, limits.title),
         summary=clean_block(entry.summary, limits.summary),
         guid=guid if guid and len(guid) <= MAX_URL else None,
-        published=published, date_note=clean_line(note or entry.date_note, MAX_NAME) or None,
+        published=published, date_note=clean_line(note or entry.date_note, MAX_NOTE) or None,
         publisher=clean_line(entry.publisher, MAX_NAME) or None, publisher_url=link(entry.publisher_url),
         social_count=count(entry.social_count),
         categories=tuple(c for c in (clean_line(c, MAX_NAME) for c in entry.categories[:MAX_CATEGORIES]) if c),
@@ -118,4 +120,4 @@ def clean_trend(trend: TrendEntry, limits: TextLimits, *, now: datetime) -> Tren
     news = tuple((clean_line(title, limits.title), link(url) or "", clean_line(source, MAX_NAME))
                  for title, url, source in trend.news[:MAX_NEWS])
     return replace(trend, term=clean_line(trend.term, limits.title), traffic=count(trend.traffic),
-                   traffic_raw=clean_line(trend.traffic_raw, MAX_NAME), published=published, news=news)
+                   traffic_raw=clean_line(trend.traffic_raw, MAX_TRAFFIC), published=published, news=news)

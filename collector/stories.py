@@ -165,7 +165,8 @@ class StoryIndex:
         ends = np.cumsum(sizes)
         pairs = points[:-1] * _POINT + points[1:]
         keep = np.ones(pairs.size, dtype=bool)
-        keep[ends[:-1][ends[:-1] > 0] - 1] = False  # no bigram across two titles
+        cuts = ends[:-1]
+        keep[cuts[(cuts > 0) & (cuts < points.size)] - 1] = False  # no bigram across two titles
         grams, owner = pairs[keep], np.repeat(np.arange(len(texts)), np.maximum(sizes - 1, 0))
         singles = np.flatnonzero(sizes == 1)
         if singles.size:
