@@ -1,8 +1,10 @@
-"""Classification jobs: tag stored items (the batch file format is in ``classifier/batch.py``)."""
+"""Classification jobs: tag stored items, re-tag the whole store under a new model, record a correction."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,22 +13,70 @@ from store import items as store_items
 from store import labels as store_labels
 from store.records import Cause, Label, Sentiment, Service
 
+log = logging.getLogger(__name__)
 BATCH = 512
+Progress = Callable[..., None]  # progress(done, total, step)
+
+
+class ServedModelChanged(Exception):
+    """Another process switched the store to another model version while this one was tagging."""
+
+
+def serving_of(model: Classifier, now: datetime) -> store_labels.Serving:
+    info = model.info or {}
+    return store_labels.Serving(model.version, info.get("key"), info.get("basis"), int(info.get("corrections", 0)), now)
 
 
 def tag_items(sessions: sessionmaker[Session], model: Classifier, *, now: datetime, everything: bool = False,
-              progress=None) -> int:
-    """Classify the stored items this model version has not tagged yet (or all). Returns how many."""
+              progress: Progress | None = None) -> int:
+    """Classify the stored items this model version has not tagged yet (or all), a batch per transaction.
+    A store that serves no model yet starts serving this one; once the store serves another version
+    (a retrain elsewhere switched it), the batch is rolled back and tagging stops. Returns how many."""
     with sessions.begin() as session:
+        store_labels.serve(session, serving_of(model, now), only_if_none=True)
         todo = store_items.items_to_classify(session, model.version, everything=everything)
+    done = 0
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]
         labels = model.predict([(i.title, i.text) for i in chunk])
-        with sessions.begin() as session:
-            store_labels.save_labels(session, model.version, {i.item_id: lab for i, lab in zip(chunk, labels)}, now=now)
+        try:
+            with sessions.begin() as session:
+                store_labels.save_labels(session, model.version, {i.item_id: lab for i, lab in zip(chunk, labels)},
+                                         now=now)
+                served = store_labels.served_model(session)  # read under the write lock taken above
+                if served is not None and served.model_version != model.version:
+                    raise ServedModelChanged(served.model_version)
+        except ServedModelChanged as exc:
+            log.info("the store switched to model %s while %s was tagging: stopped after %d items",
+                     exc, model.version, done)
+            return done
+        done += len(chunk)
         if progress:
-            progress(min(start + BATCH, len(todo)), len(todo))
-    return len(todo)
+            progress(done, len(todo), f"tagging with {model.version}")
+    return done
+
+
+def retag_all(sessions: sessionmaker[Session], model: Classifier, *, now: datetime,
+              progress: Progress | None = None) -> int:
+    """Tag every stored item with ``model``, then in ONE transaction replace every model label with the
+    new ones and make ``model`` the served version: reports see the old labels until the commit and
+    the new ones after it, never a mixture or an empty store; a killed run leaves the old ones served.
+    A person's corrections stay. Returns how many items were tagged."""
+    with sessions.begin() as session:
+        todo = store_items.items_to_classify(session, model.version, everything=True)
+    rows = []
+    for start in range(0, len(todo), BATCH):
+        chunk = todo[start:start + BATCH]
+        labels = model.predict([(i.title, i.text) for i in chunk])
+        rows += [store_labels.label_row(i.item_id, lab) for i, lab in zip(chunk, labels)]
+        if progress:
+            progress(len(rows), len(todo), f"tagging with {model.version}")
+    step = f"writing the labels of {model.version}"
+    with sessions.begin() as session:
+        store_labels.replace_model_labels(session, model.version, rows, now=now,
+                                          progress=(lambda d, t: progress(d, t, step)) if progress else None)
+        store_labels.serve(session, serving_of(model, now))
+    return len(rows)
 
 
 def tag_trends(sessions: sessionmaker[Session], model: Classifier) -> int:
@@ -39,9 +89,11 @@ def tag_trends(sessions: sessionmaker[Session], model: Classifier) -> int:
     return len(todo)
 
 
-def human_label(sessions: sessionmaker[Session], model: Classifier, item_id: int, *, relevant: bool | None,
+def human_label(sessions: sessionmaker[Session], model, item_id: int, *, relevant: bool | None,
                 services: list[str] | None, cause: str | None, sentiment: str | None, now: datetime) -> Label:
-    """Store a person's correction; axes not given keep the current label. ValueError on a bad code."""
+    """Store a person's correction; axes not given keep the current label (a person's earlier correction,
+    else the served model's). ``model`` needs a ``version`` and, only for an item it has not tagged,
+    ``predict``. The latest correction of an item replaces the one before. ValueError on a bad code."""
     with sessions.begin() as session:
         title, text, current = store_labels.current_label(session, item_id, model.version)
         if current is None:

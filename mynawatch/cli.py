@@ -66,24 +66,42 @@ def cmd_collect(args) -> int:
     return 0 if failed < tried or tried == 0 else 1
 
 
-def _progress(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
-    if done >= total:
+def _progress(done: int, total: int, step: str = "") -> None:
+    """A progress line on stderr: a bar when the total is known; with total 0, ``done`` is the seconds
+    elapsed, and total -1 ends such a step. Pass it only when stderr is a terminal (``_progress_here``)."""
+    label = f"{step} " if step else ""
+    if total <= 0:
+        print(f"\r{label}... {done} s ", end="", file=sys.stderr, flush=True)
+    else:
+        width = 30
+        filled = width * done // total
+        print(f"\r{label}[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+    if total < 0 or 0 < total <= done:
         print(file=sys.stderr)
 
 
+def _progress_here():
+    """``_progress`` on a terminal; nothing in pipes and logs."""
+    return _progress if sys.stderr.isatty() else None
+
+
 def cmd_classify(args) -> int:
-    from classifier.jobs import tag_items, tag_trends
-    from mynawatch.models import current_model
+    from classifier.jobs import retag_all, tag_items, tag_trends
+    from mynawatch.models import classify_model
     from store.db import make_sessions
     from store.search import index_pending
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
-    model = current_model(sessions)
-    n = tag_items(sessions, model, now=_now(), everything=args.all, progress=_progress if sys.stderr.isatty() else None)
+    model, retrained = classify_model(sessions, now=_now(), progress=_progress_here())
+    if retrained:
+        print(f"the served model {retrained.previous} could not be used (a new classifier, corpus or an emptied "
+              f"cache): retrained on the corpus and {retrained.corrections} correction(s), {retrained.tagged} items "
+              f"re-tagged with {model.version} in one transaction")
+    if args.all and not retrained:
+        n = retag_all(sessions, model, now=_now(), progress=_progress_here())
+    else:
+        n = tag_items(sessions, model, now=_now(), progress=_progress_here())
     t = tag_trends(sessions, model)
     indexed = index_pending(sessions)
     print(f"tagged {n} items and {t} trend terms with model {model.version}; {indexed} items added to the search index")
@@ -91,7 +109,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from mynawatch.models import current_model
+    from mynawatch.models import served_version
     from reports.archive import write_daily_report
     from store.db import make_sessions
 
@@ -101,12 +119,12 @@ def cmd_report(args) -> int:
     except ValueError:
         raise UserError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
     sessions = make_sessions(settings.database_url)
-    model = current_model(sessions)
+    version = served_version(sessions)
     out = Path(args.out) if args.out else settings.report_dir
     if args.send and not settings.smtp.recipients:
         raise UserError("--send: no recipients in [smtp] of the settings file")
     try:
-        files = write_daily_report(sessions, model_version=model.version, day=day, out_dir=out,
+        files = write_daily_report(sessions, model_version=version, day=day, out_dir=out,
                                    smtp=settings.smtp, send=args.send, now=_now())
     except OSError as exc:
         raise UserError(f"could not write the report: {exc}") from exc
@@ -128,14 +146,14 @@ def _print_delivery(delivery, *, queued: int | None = None) -> int:
 
 
 def _alert_context(args):
-    from mynawatch.models import current_model
+    from mynawatch.models import served_version
     from reports.outbox import Channels
     from store.db import make_sessions
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
     channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
-    return settings, sessions, channels, (current_model(sessions).version if args.action == "check" else None)
+    return settings, sessions, channels, (served_version(sessions) if args.action == "check" else None)
 
 
 def cmd_alerts(args) -> int:
@@ -242,7 +260,7 @@ def cmd_spikes(args) -> int:
         for ep in detect_in_counts(series, params=settings.spikes, per_service=dict(settings.spikes_for)):
             print(episode_json(ep, zone))
         return 0
-    from mynawatch.models import current_model
+    from mynawatch.models import served_version
     from reports.archive import day_bounds
     from store import signals as store_signals
     from store.db import make_sessions
@@ -253,7 +271,7 @@ def cmd_spikes(args) -> int:
         raise UserError("--since and --until: expected YYYY-MM-DD (Tokyo days)") from None
     sessions = make_sessions(_settings(args).database_url)
     with sessions.begin() as session:
-        series = store_signals.hourly_signal(session, current_model(sessions).version, start, end, args.signal)
+        series = store_signals.hourly_signal(session, served_version(sessions), start, end, args.signal)
     services = args.service or sorted(series) or ["portal"]
     write_counts({s: series.get(s, {}) for s in services}, sys.stdout, zone=TOKYO, start=start, end=end)
     return 0
@@ -298,14 +316,19 @@ def cmd_tag(args) -> int:
     return 0
 
 
-def _model_for(args):
-    """The current model; with a settings file, its store's human corrections are part of training."""
-    from mynawatch.models import current_model
+def _store_sessions(args):
+    """The store of the settings file, or None when there is no settings file."""
     from store.db import make_sessions
 
     path = Path(args.config) if args.config else Path("mynawatch.toml")
-    sessions = make_sessions(load_settings(path).database_url) if path.exists() else None
-    return current_model(sessions, force=getattr(args, "force", False))
+    return make_sessions(load_settings(path).database_url) if path.exists() else None
+
+
+def _model_for(args):
+    """With a settings file, the model its store serves (when it can be loaded); else the corpus model."""
+    from mynawatch.models import current_model
+
+    return current_model(_store_sessions(args), progress=_progress_here())
 
 
 def _test_split():
@@ -315,10 +338,35 @@ def _test_split():
 
 
 def cmd_classifier_train(args) -> int:
+    from classifier.cache import load_or_train
+    from mynawatch.models import served
+
     started = time.monotonic()
-    model = _model_for(args)
+    sessions = _store_sessions(args)
+    serving = served(sessions) if sessions else None
+    model = load_or_train(force=args.force, progress=_progress_here(), keep=[serving.model_key] if serving else [])
     print(f"model {model.version}: {model.info.get('examples', '?')} examples, seed {model.info.get('seed')}, "
           f"ready in {time.monotonic() - started:.1f} s")
+    if serving and serving.model_version != model.version:
+        print(f"the store serves {serving.model_version}; `mynawatch classifier retrain` trains on the corpus and "
+              "its corrections and switches it")
+    return 0
+
+
+def cmd_classifier_retrain(args) -> int:
+    from mynawatch.models import retrain
+    from store.db import make_sessions
+
+    started = time.monotonic()
+    sessions = make_sessions(_settings(args).database_url)
+    result = retrain(sessions, now=_now(), force=args.force, progress=_progress_here())
+    if not result.changed:
+        print(f"model {result.model.version} already serves the store and learned from its {result.corrections} "
+              "correction(s): nothing to do (--force retrains anyway)")
+        return 0
+    was = f" (was {result.previous})" if result.previous and result.previous != result.model.version else ""
+    print(f"model {result.model.version}: corpus + {result.corrections} correction(s); serves {result.tagged} items "
+          f"now{was}; done in {time.monotonic() - started:.0f} s")
     return 0
 
 
@@ -372,19 +420,55 @@ def cmd_classifier_explain(args) -> int:
 
 def cmd_label(args) -> int:
     from classifier.jobs import human_label
-    from mynawatch.models import current_model
+    from mynawatch.models import ServedVersion
     from store.db import make_sessions
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
     try:
-        label = human_label(sessions, current_model(sessions), args.item, relevant=args.relevant,
+        label = human_label(sessions, ServedVersion(sessions), args.item, relevant=args.relevant,
                             services=args.service, cause=args.cause, sentiment=args.sentiment, now=_now())
     except KeyError:
         raise UserError(f"no item {args.item} in the store") from None
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    print(f"item {args.item}: {label.as_json() | {'scores': 'human'}} (used by reports now, in training at the next train)")
+    print(f"item {args.item}: {label.as_json() | {'scores': 'human'}} (wins in reports, counts and alerts now; the model learns it at the next "
+          "`mynawatch classifier retrain`)")
+    return 0
+
+
+def cmd_review(args) -> int:
+    from classifier.jobs import human_label
+    from mynawatch.models import ServedVersion
+    from mynawatch.review import queue_of, run_review
+    from store.db import make_sessions
+    from store.records import Service
+
+    settings = _settings(args)
+    codes = [str(s) for s in Service]
+    if args.service and args.service not in codes:
+        raise UserError(f"--service {args.service!r}: not a service code ({', '.join(codes)})")
+    if args.days < 1:
+        raise UserError("--days: at least 1")
+    sessions = make_sessions(settings.database_url)
+    model = ServedVersion(sessions)
+    queue = queue_of(sessions, model.version, since=_now() - timedelta(days=args.days), service=args.service)
+    if args.count:
+        print(f"{len(queue)} item(s) waiting for review")
+        return 0
+
+    def record(item_id, label):
+        human_label(sessions, model, item_id, relevant=label.relevant, services=[str(s) for s in label.services],
+                    cause=str(label.cause), sentiment=str(label.sentiment), now=_now())
+
+    def ask(prompt):
+        try:
+            return input(prompt)
+        except EOFError:
+            print()
+            return None
+
+    run_review(queue, record, ask=ask, say=print)
     return 0
 
 
@@ -523,8 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="also fetch sources that are backing off after failures")
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("classify", help="tag stored items the current model has not tagged yet; add new items to the search index")
-    p.add_argument("--all", action="store_true", help="re-tag every item (after a model change)")
+    p = sub.add_parser("classify", help="tag stored items the served model has not tagged yet; add new items to the search index")
+    p.add_argument("--all", action="store_true", help="re-tag every item, in one transaction")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("report", help="write the daily report (HTML, text, chart, digest .eml)")
@@ -550,9 +634,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classifier", help="train, evaluate or explain the classifier")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    c = csub.add_parser("train", help="train (or load the cached) model: corpus + the store's human labels; probabilities calibrated on the dev stories")
+    c = csub.add_parser("train", help="train (or load the cached) corpus model, probabilities calibrated on the dev "
+                        "stories; no store changes the model it serves")
     c.add_argument("--force", action="store_true", help="retrain even when a cached model matches")
     c.set_defaults(func=cmd_classifier_train)
+    c = csub.add_parser("retrain", help="train on the corpus + the store's corrections, re-tag the store and serve "
+                        "the new model (one transaction)")
+    c.add_argument("--force", action="store_true", help="even when the served model learned from the same corrections")
+    c.set_defaults(func=cmd_classifier_retrain)
     c = csub.add_parser("evaluate", help="per-axis precision, recall, F1, confusion and calibration")
     c.add_argument("--gold", help="a JSONL file with gold labels in the taxonomy format (default: the test split)")
     c.add_argument("--pin", action="store_true", help="re-pin the CI quality floors to the current figures")
@@ -563,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=cmd_classifier_explain)
 
-    p = sub.add_parser("label", help="correct an item's labels by hand (wins over the model in reports)")
+    p = sub.add_parser("label", help="correct an item's labels by hand (wins over the model in reports at once)")
     p.add_argument("item", type=int, help="the item id (items.id)")
     rel = p.add_mutually_exclusive_group()
     rel.add_argument("--relevant", dest="relevant", action="store_true", default=None, help="it is about the systems")
@@ -572,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cause", help="a cause code")
     p.add_argument("--sentiment", help="a sentiment code")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("review", help="answer the items the model is least sure of or where rules and model disagree, "
+                                     "newest first; each answer is recorded as a correction at once")
+    p.add_argument("--service", help="only items about this service code (labeled with it, or named by a rule)")
+    p.add_argument("--days", type=int, default=30, help="items published in the last N days (default 30)")
+    p.add_argument("--count", action="store_true", help="only print how many items are waiting")
+    p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("search", help="Japanese full-text search over titles and texts, with highlights")
     p.add_argument("query", help="words to find, e.g. \"アクセス集中\" (every word required)")

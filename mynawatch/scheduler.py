@@ -1,5 +1,5 @@
 """The composition root for the daemon: one APScheduler job per source, plus article, classify, alert,
-notification and report jobs."""
+notification and report jobs, and an optional daily retrain."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from classifier.jobs import tag_items, tag_trends
 from collector.fetch import make_client
 from collector.jobs import Collector
-from mynawatch.models import current_model
+from mynawatch.models import classify_model, retrain, served, served_version
 from mynawatch.settings import Settings
 from reports.archive import write_daily_report
 from reports.jobs import deliver_notifications, evaluate_alerts, format_event
@@ -52,16 +52,28 @@ class Daemon:
 
 
 class _Model:
-    """The classifier, loaded on first use (so collection starts at once)."""
+    """The model the store serves, loaded on first use (so collection starts at once) and again whenever
+    the store switched to another version (a retrain here or in another process). Alerts and reports
+    need only the served version, read from the store; one lock keeps classify and retrain apart."""
 
     def __init__(self, sessions):
         self.sessions, self._model, self._lock = sessions, None, threading.Lock()
 
     def get(self):
         with self._lock:
-            if self._model is None:
-                self._model = current_model(self.sessions)
+            serving = served(self.sessions)
+            if self._model is None or (serving is not None and serving.model_version != self._model.version):
+                self._model, retrained = classify_model(self.sessions, now=_now())
+                if retrained:
+                    log.warning("the served model %s could not be used: retrained, %s serves %d items",
+                                retrained.previous, self._model.version, retrained.tagged)
             return self._model
+
+    def retrain(self):
+        with self._lock:
+            result = retrain(self.sessions, now=_now())
+            self._model = result.model
+            return result
 
 
 def job_options(settings: Settings) -> dict:
@@ -115,15 +127,16 @@ def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
     model = _Model(sessions)
 
     def classify():
-        n = tag_items(sessions, model.get(), now=_now())
-        tag_trends(sessions, model.get())
+        served_now = model.get()
+        n = tag_items(sessions, served_now, now=_now())
+        tag_trends(sessions, served_now)
         indexed = index_pending(sessions)
         log.info("classified %d items; %d added to the search index", n, indexed)
 
     channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
 
     def alerts():  # detect, advance the lifecycle, queue and deliver notifications
-        for event in evaluate_alerts(sessions, model_version=model.get().version, now=_now(), params=settings.spikes,
+        for event in evaluate_alerts(sessions, model_version=served_version(sessions), now=_now(), params=settings.spikes,
                                      params_for=dict(settings.spikes_for), policy=settings.alerting, channels=channels):
             log.warning("alert %s", format_event(event))
 
@@ -132,7 +145,7 @@ def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
 
     def report():
         day = _now().astimezone(TOKYO).date() - timedelta(days=1)
-        write_daily_report(sessions, model_version=model.get().version, day=day, out_dir=settings.report_dir,
+        write_daily_report(sessions, model_version=served_version(sessions), day=day, out_dir=settings.report_dir,
                            smtp=settings.smtp, send=settings.send_digest, now=_now())
 
     options = job_options(settings)
@@ -141,6 +154,16 @@ def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
     scheduler.add_job(notify, IntervalTrigger(minutes=sched.notify_minutes), id="notify", **options)
     hour, minute = (int(x) for x in sched.report_time.split(":"))
     scheduler.add_job(report, CronTrigger(hour=hour, minute=minute, timezone=TOKYO), id="report", **options)
+
+    def retrain_job():  # learn the corrections: nothing happens when the served model has learned them all
+        result = model.retrain()
+        if result.changed:
+            log.warning("retrained on %d corrections: %s serves %d items (was %s)", result.corrections,
+                        result.model.version, result.tagged, result.previous)
+
+    if sched.retrain_time:
+        hour, minute = (int(x) for x in sched.retrain_time.split(":"))
+        scheduler.add_job(retrain_job, CronTrigger(hour=hour, minute=minute, timezone=TOKYO), id="retrain", **options)
 
 
 def run_forever(settings: Settings) -> None:

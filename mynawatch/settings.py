@@ -71,7 +71,7 @@ def _check_value(name: str, value) -> str | None:
             return f"{value!r} is not an http(s) URL"
         if name == "recipients" and any("@" not in r for r in value):
             return f"{_shown(value)}: every recipient must be an email address"
-        if name == "report_time" and isinstance(value, str):
+        if (name == "report_time" or name == "retrain_time" and value) and isinstance(value, str):
             hour, _, minute = value.partition(":")
             if not (hour.isdigit() and minute.isdigit() and len(minute) == 2 and int(hour) < 24 and int(minute) < 60):
                 return f"{value!r} is not a time of day (HH:MM, Tokyo time, 00:00 to 23:59)"

@@ -176,6 +176,21 @@ class ClassificationService(Base):
     service: Mapped[str] = mapped_column(String(30), primary_key=True, comment="taxonomy service code")
 
 
+class ServedModel(Base):
+    """The model version whose labels the store serves (one row): reports, alerts, views and search read
+    its labels, a person's correction still winning. A retrain switches it in the transaction that
+    re-tags the store."""
+
+    __tablename__ = "served_model"
+
+    id: Mapped[int] = mapped_column(primary_key=True, comment="always 1")
+    model_version: Mapped[str] = mapped_column(String(80), comment="classifications.model_version of the served labels")
+    model_key: Mapped[str | None] = mapped_column(String(64), comment="its file in the model cache; NULL when unknown (served before 0004)")
+    basis: Mapped[str | None] = mapped_column(String(64), comment="key of the corpus and code it was trained on, corrections aside")
+    corrections: Mapped[int] = mapped_column(Integer, default=0, comment="human corrections it was trained on")
+    served_since: Mapped[datetime] = mapped_column()
+
+
 class TrendPoint(Base):
     """A Google Trends "trending now" observation of a search term."""
 

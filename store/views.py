@@ -1,8 +1,8 @@
 """Views for analysts: stable names and columns across versions (tests/test_views.py pins them).
 
 Days are Asia/Tokyo calendar days (`day` = 'YYYY-MM-DD'); times stay UTC. The current label of an
-item is a person's correction when there is one, else the newest model label; items the relevance
-gate set aside count as irrelevant.
+item is a person's correction when there is one, else the label of the model version the store
+serves (table served_model); items the relevance gate set aside count as irrelevant.
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ VIEWS: dict[str, str] = {
         FROM items i GROUP BY i.story_id, i.publisher""",
 }
 
-# The current classification of item i: a person's, else the newest. A correlated subquery (not a
-# window over the whole table) so a filter on the outer query is applied first on large stores.
+# The current classification of item i: a person's, else the served model version's (the newest
+# when the store serves none yet). A correlated subquery (not a window over the whole table) so a
+# filter on the outer query is applied first on large stores.
 CURRENT = """SELECT c2.id FROM classifications c2 WHERE c2.item_id = i.id
+             AND (c2.model_version = 'human' OR NOT EXISTS (SELECT 1 FROM served_model)
+                  OR c2.model_version = (SELECT model_version FROM served_model WHERE id = 1))
              ORDER BY CASE WHEN c2.model_version = 'human' THEN 0 ELSE 1 END, c2.created_at DESC, c2.id DESC
              LIMIT 1"""
 SQLITE = {"day": "date(i.published_at, '+9 hours')", "group_concat": "group_concat(s.service, ',')",
