@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from mynawatch.settings import Settings, SettingsError, load_settings
+from store.clean import one_line
 
 TEMPLATE = Path(__file__).parent / "templates" / "mynawatch.toml"
 
@@ -55,7 +56,7 @@ def cmd_collect(args) -> int:
     failed = waiting = 0
     for o in outcomes:
         detail = o.error if o.error else f"{o.new_items} new"
-        print(f"{o.source:30} {o.outcome:13} {detail}")
+        print(f"{one_line(o.source):30} {o.outcome:13} {one_line(detail)}")
         failed += o.outcome in ("failed", "offline")
         waiting += o.outcome == "waiting"
     tried = len(outcomes) - waiting
@@ -137,11 +138,11 @@ def _print_delivery(delivery, *, queued: int | None = None) -> int:
     if queued is not None:
         print(f"queued {queued} new message(s) (a day's digest goes to each recipient once)")
     for line in delivery.sent:
-        print(f"sent   {line}")
+        print(f"sent   {one_line(line)}")
     for line in delivery.failed:
-        print(f"retry  {line}  (kept in the outbox; `mynawatch run` retries, or `mynawatch alerts deliver`)")
+        print(f"retry  {one_line(line)}  (kept in the outbox; `mynawatch run` retries, or `mynawatch alerts deliver`)")
     for line in delivery.gave_up:
-        print(f"failed {line}  (refused by the server; see `mynawatch alerts outbox`)")
+        print(f"failed {one_line(line)}  (refused by the server; see `mynawatch alerts outbox`)")
     return 1 if delivery.gave_up else 0
 
 
@@ -178,8 +179,8 @@ def cmd_alerts(args) -> int:
                 print(f"{a.status:9} {a.dedup_key:40} {alert_line(a)}")
         else:
             for n in store_out.notifications(session, limit=args.limit):
-                print(f"{n.id:5} {n.status:8} {n.attempts:2}x {n.channel:7} {n.target[:40]:40} {n.subject[:60]}"
-                      + (f"  [{n.last_error}]" if n.last_error else ""))
+                print(f"{n.id:5} {n.status:8} {n.attempts:2}x {n.channel:7} {one_line(n.target)[:40]:40} {one_line(n.subject)[:60]}"
+                      + (f"  [{one_line(n.last_error)}]" if n.last_error else ""))
     return 0
 
 
@@ -227,7 +228,7 @@ def cmd_silence(args) -> int:
         else:
             for sil in store_alerts.silences(session, now=now, include_expired=args.all):
                 print(f"{sil.id:4} {sil.service:20} {sil.starts_at.isoformat(timespec='minutes')} → "
-                      f"{sil.ends_at.isoformat(timespec='minutes')}  {sil.comment}")
+                      f"{sil.ends_at.isoformat(timespec='minutes')}  {one_line(sil.comment)}")
     return 0
 
 
@@ -488,26 +489,38 @@ def cmd_search(args) -> int:
             hits = search_items(session, args.query, service=args.service, since=since, limit=args.limit)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    for h in hits:
+    for h in hits:  # stored text on a terminal: one line each, no control characters or bidi overrides
         when = h.published.astimezone(timezone(timedelta(hours=9))).strftime("%Y-%m-%d %H:%M")
-        print(f"{when}  {h.publisher}  #{h.item_id}")
-        print(f"  {highlight(h.title, args.query) if h.in_title else h.title}")
+        print(f"{when}  {one_line(h.publisher)}  #{h.item_id}")
+        print(f"  {one_line(highlight(h.title, args.query) if h.in_title else h.title)}")
         if not h.in_title:
-            print(f"  …{h.snippet}…")
-        print(f"  {h.url}")
+            print(f"  …{one_line(h.snippet)}…")
+        print(f"  {one_line(h.url)}")
     print(f"{len(hits)} item(s)" + (" (title matches first, newest first)" if hits else ""))
     return 0
 
 
 def cmd_sql(args) -> int:
-    from store.sql import ReadOnlyError, run_read_only, write_result
+    from store.sql import Limits, ReadOnlyError, read_only_query, write_result
 
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: expected at least 1 (or --all for every row)")
+    if not 0 < args.timeout <= 86_400:
+        raise UserError(f"--timeout {args.timeout:g}: expected a number of seconds above 0, at most 86400")
     settings = _settings(args)
+    limits = Limits(rows=None if args.all else (args.limit or Limits.rows), seconds=args.timeout)
     try:
-        columns, rows = run_read_only(settings.database_url, args.query)
+        with read_only_query(settings.database_url, args.query, limits=limits) as result:
+            written = write_result(result.columns, result.rows, args.format, sys.stdout)
+            sys.stdout.flush()
     except ReadOnlyError as exc:
         raise UserError(str(exc)) from None
-    write_result(columns, rows, args.format, sys.stdout)
+    except BrokenPipeError:  # the reader stopped (| head): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if result.cut:
+        print(f"mynawatch sql: the first {written} rows were shown; more were left out (--limit N for more, "
+              "--all for every row)", file=sys.stderr)
     return 0
 
 
@@ -539,6 +552,8 @@ def cmd_db(args) -> int:
 
 
 def cmd_sources(args) -> int:
+    from dataclasses import replace
+
     from collector.health import describe_sources
     from store.db import make_sessions
     from store.sources import source_rows
@@ -546,7 +561,7 @@ def cmd_sources(args) -> int:
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
     with sessions.begin() as session:
-        rows = source_rows(session)
+        rows = [replace(r, name=one_line(r.name), status=one_line(r.status)) for r in source_rows(session)]
     print(describe_sources(rows, policy=settings.collect, now=_now()))
     return 0
 
@@ -678,7 +693,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sql", help="run a read-only SQL query on the store (writes are refused)")
     p.add_argument("query", help="one SQL statement, e.g. \"SELECT * FROM daily_service_counts\"")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="output format (table cells are cut at 60 columns; csv and json keep whole values)")
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--limit", type=int, metavar="N", help="at most N rows (default 1000; a note on stderr says "
+                      "when rows were left out)")
+    rows.add_argument("--all", action="store_true", help="every row (still streamed, still under --timeout)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="stop a statement that works longer than this (default 30)")
     p.set_defaults(func=cmd_sql)
 
     p = sub.add_parser("db", help="store maintenance: upgrade, backup, check")

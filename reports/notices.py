@@ -6,6 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from store.alerts import AlertView
+from store.clean import one_line
 from store.records import SERVICE_NAMES, Service
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -18,7 +19,7 @@ def display_name(service: str) -> str:
     try:
         return SERVICE_NAMES[Service(service)]
     except ValueError:
-        return "情報収集" if service == "collection" else service
+        return "情報収集" if service == "collection" else one_line(service)
 
 
 def jst(when: datetime, fmt: str = "%m/%d %H:%M") -> str:
@@ -32,11 +33,12 @@ def alert_summary(a: AlertView) -> str:
 
 
 def alert_line(a: AlertView) -> str:
-    """One line for reports and emails: service, span (JST), peak, score and state."""
+    """One line for reports and emails: service, span (JST), peak, score and state. Stored text in it (the
+    note may quote a maintenance notice's title) is kept to one line without control characters."""
     end = a.resolved_at or a.last_seen_at
     state = STATUS_NAMES.get(a.status, a.status) + ("（サイレンス中）" if a.silenced else "")
     if a.series == "nodata":
         return f"情報収集の停止: {jst(a.started_at)} 以降取得なし（{state}）"
     span = f"{jst(a.started_at)}〜{jst(end) if a.resolved_at else ''}"
     return (f"{display_name(a.service)}: {span} ピーク {a.peak_count} 件/時（スコア {a.score:.1f}、{state}）"
-            + (f" {a.note}" if a.note else ""))
+            + (f" {one_line(a.note)}" if a.note else ""))

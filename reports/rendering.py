@@ -1,5 +1,9 @@
 """The daily report rendered as plain text and as HTML for mail clients (inline styles only, every
-feed-supplied string escaped). Pure: a ``DailyReport`` in, a string out."""
+feed-supplied string escaped). Pure: a ``DailyReport`` in, a string out.
+
+Stored text is shown on one line each (a line break in a title or publisher name cannot start a line
+of its own, say a fake header), without control characters or bidi overrides; only http(s) links
+become links, any other link (javascript:, data:, ...) is shown as text."""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from html import escape
 
 from reports.daily import DailyReport, ServiceRow, StoryRow
 from reports.notices import TOKYO, alert_line, display_name, jst
+from store.clean import one_line, web_link
 from store.maintenance import Window
 from store.records import CAUSE_NAMES, SENTIMENT_NAMES
 
 SOURCE_STATES = {"failing": "取得失敗", "silent": "応答なし", "stale": "更新停止の疑い"}
 CHARTS = {"trend": "サービス別の言及（28日間）", "hourly": "障害報告の時間帯別推移（当日）"}
+SHOWN_URL = 200  # characters of a link shown as text
 
 
 def _summary(r: DailyReport) -> str:
@@ -33,7 +39,13 @@ def _story_meta(s: StoryRow) -> str:
 
 def _window_line(w: Window, r: DailyReport) -> str:
     when = "予定" if w.starts_at.astimezone(TOKYO).date() > r.day else "当日"
-    return f"[{when}] {display_name(w.service)}: {jst(w.starts_at)}〜{jst(w.ends_at)} {w.title}"
+    return f"[{when}] {display_name(w.service)}: {jst(w.starts_at)}〜{jst(w.ends_at)} {one_line(w.title)}"
+
+
+def _url_text(url: str | None) -> str:
+    """A link as text: one line, cut at SHOWN_URL characters."""
+    url = one_line(url)
+    return url if len(url) <= SHOWN_URL else url[:SHOWN_URL] + "…"
 
 
 def render_text(r: DailyReport) -> str:
@@ -43,7 +55,8 @@ def render_text(r: DailyReport) -> str:
     lines += [f"- {_service_line(row)}" for row in r.services] or ["- なし"]
     lines += ["", "■ 主な記事"]
     for s in r.top_stories:
-        lines += [f"- {s.title}（{_story_meta(s)}）"] + [f"    {name}: {url}" for name, url in s.publishers]
+        lines += [f"- {one_line(s.title)}（{_story_meta(s)}）"]
+        lines += [f"    {one_line(name)}: {_url_text(url)}" for name, url in s.publishers]
     if not r.top_stories:
         lines.append("- なし")
     lines += ["", "■ 原因（記事群数）"]
@@ -52,13 +65,13 @@ def render_text(r: DailyReport) -> str:
     lines += [f"- {SENTIMENT_NAMES[s]}: {n}（{share:.0%}／{week:.0%}）" for s, n, share, week in r.sentiment]
     lines += ["", "■ 計画メンテナンス"]
     lines += [f"- {_window_line(w, r)}" for w in r.maintenance]
-    lines += [f"- 関連: {s.title}（{s.url}）" for s in r.notices]
+    lines += [f"- 関連: {one_line(s.title)}（{_url_text(s.url)}）" for s in r.notices]
     if not r.maintenance and not r.notices:
         lines.append("- なし")
     lines += ["", "■ 検索トレンド（Google トレンド）"]
-    lines += [f"- {t.term}（{t.traffic_raw}）" for t in r.trends] or ["- なし"]
+    lines += [f"- {one_line(t.term)}（{one_line(t.traffic_raw)}）" for t in r.trends] or ["- なし"]
     lines += ["", "■ 情報源の状態（作成時点）"]
-    lines += [f"- {s.name}: {SOURCE_STATES[s.state]}（{s.detail}）" for s in r.sources]
+    lines += [f"- {one_line(s.name)}: {SOURCE_STATES[s.state]}（{one_line(s.detail)}）" for s in r.sources]
     lines.append(f"- 正常: {r.sources_ok} 件" if r.sources or r.sources_ok else "- 情報源の記録なし")
     return "\n".join(lines) + "\n"
 
@@ -90,9 +103,22 @@ def _services_table(r: DailyReport) -> list[str]:
     return out + ["</table>"] if r.services else ["<p>なし</p>"]
 
 
+def _t(text: str | None) -> str:
+    """Stored text for HTML: one line, no control characters or bidi overrides, escaped."""
+    return escape(one_line(text))
+
+
+def _link(url: str | None, label_html: str) -> str:
+    """``label_html`` as a link when ``url`` is an http(s) link; else the label and the link as plain text."""
+    web = web_link(url)
+    if web:
+        return f'<a href="{escape(web)}">{label_html}</a>'
+    return f"{label_html}（{escape(_url_text(url))}）" if url else label_html
+
+
 def _story_html(s: StoryRow) -> str:
-    others = "、".join(f'<a href="{escape(url)}">{escape(name)}</a>' for name, url in s.publishers)
-    return (f'<li style="margin-bottom:6px"><a href="{escape(s.url)}">{escape(s.title)}</a><br>'
+    others = "、".join(_link(url, _t(name)) for name, url in s.publishers)
+    return (f'<li style="margin-bottom:6px">{_link(s.url, _t(s.title))}<br>'
             f"<span {MUTED}>{escape(_story_meta(s))}: {others}</span></li>")
 
 
@@ -117,11 +143,11 @@ def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
     parts += [f"<h2 {H2}>感情（当日の割合／過去7日の割合）</h2>"]
     parts += _list([f"{e(SENTIMENT_NAMES[s])}: {n} 件（{share:.0%}／{week:.0%}）" for s, n, share, week in r.sentiment])
     parts += [f"<h2 {H2}>計画メンテナンス</h2>"]
-    parts += _list([f'<a href="{e(w.url)}">{e(_window_line(w, r))}</a>' for w in r.maintenance]
-                   + [f'関連: <a href="{e(s.url)}">{e(s.title)}</a>' for s in r.notices])
-    parts += [f"<h2 {H2}>検索トレンド（Google トレンド）</h2>"] + _list([f"{e(t.term)}（{e(t.traffic_raw)}）" for t in r.trends])
+    parts += _list([_link(w.url, e(_window_line(w, r))) for w in r.maintenance]
+                   + [f"関連: {_link(s.url, _t(s.title))}" for s in r.notices])
+    parts += [f"<h2 {H2}>検索トレンド（Google トレンド）</h2>"] + _list([f"{_t(t.term)}（{_t(t.traffic_raw)}）" for t in r.trends])
     parts += [f"<h2 {H2}>情報源の状態（作成時点）</h2>"]
-    parts += _list([f'<span style="color:#b60">{e(s.name)}: {e(SOURCE_STATES[s.state])}（{e(s.detail)}）</span>'
+    parts += _list([f'<span style="color:#b60">{_t(s.name)}: {e(SOURCE_STATES[s.state])}（{_t(s.detail)}）</span>'
                     for s in r.sources] + [f"正常: {r.sources_ok} 件"])
     parts += [f"<p {MUTED}>mynawatch が収集・分類した記事から作成。記事群 = 同じ出来事を伝える記事のまとまり"
               "（配信記事の転載は1つに数えます）。時刻は日本時間。</p>", "</body></html>"]

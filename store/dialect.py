@@ -134,11 +134,18 @@ class SQLite:
         sql += " ORDER BY items_fts.rowid DESC LIMIT :limit"
         return connection.execute(text(sql), params).all()
 
-    def connect_read_only(self, url: str):
+    def connect_read_only(self, url: str, *, memory_bytes: int | None = None):
+        """A connection that cannot change the store: opened ``mode=ro`` through a quoted ``file:`` URI (a
+        path may hold ``#``, ``?``, ``%`` or spaces), ``query_only``, and an authorizer that refuses writes.
+        ``memory_bytes``: temporary data stays in memory, and SQLite's heap is capped there (process-wide:
+        the caller restores it with ``restore_heap_limit``)."""
         path = _sqlite_path(url)
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: no such store")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        if not path or path == ":memory:" or not Path(path).is_file():
+            raise FileNotFoundError(f"{path or url}: no such store")
+        conn = sqlite3.connect(read_only_uri(path), uri=True)
+        if memory_bytes is not None:
+            conn.execute("PRAGMA temp_store = MEMORY")  # no temporary files growing on disk
+            conn.execute(f"PRAGMA hard_heap_limit = {int(memory_bytes)}")
         conn.execute("PRAGMA query_only = ON")
         conn.set_authorizer(_read_only_authorizer)
         return conn
@@ -181,16 +188,56 @@ _WRITES = {
     sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETACH", sqlite3.SQLITE_PRAGMA: None,
     sqlite3.SQLITE_TRANSACTION: None, sqlite3.SQLITE_CREATE_TEMP_TABLE: "CREATE",
 }
-_READ_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "foreign_key_list", "database_list",
-                 "table_list", "query_only", "user_version", "schema_version"}
+# PRAGMAs that only read, whatever their argument (a table or index name, or how many problems to list).
+_READ_PRAGMAS_ARG = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+                     "foreign_key_check", "integrity_check", "quick_check", "database_list", "table_list",
+                     "collation_list", "function_list", "module_list", "pragma_list", "compile_options"}
+# PRAGMAs that read without an argument and set something with one.
+_READ_PRAGMAS = {"query_only", "user_version", "schema_version", "application_id", "data_version", "encoding",
+                 "page_count", "page_size", "freelist_count", "journal_mode", "foreign_keys", "auto_vacuum",
+                 "cache_size", "busy_timeout", "synchronous", "temp_store", "max_page_count", "recursive_triggers"}
 last_refused: list[str] = []
+
+
+def read_only_uri(path: str) -> str:
+    """The SQLite URI that opens exactly ``path`` read-only: every character that means something in a URI
+    (``#``, ``?``, ``%``, spaces, non-ASCII) percent-encoded."""
+    return Path(path).absolute().as_uri() + "?mode=ro"
+
+
+def heap_limit() -> int:
+    """SQLite's process-wide hard heap limit in bytes (0: none)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        return int(conn.execute("PRAGMA hard_heap_limit").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def restore_heap_limit(limit: int = 0) -> None:
+    """Set SQLite's process-wide heap limit back (0: none) after a capped read-only connection.
+
+    The PRAGMA can only lower the limit, so this calls SQLite's C function through the library the
+    ``sqlite3`` module is linked to; where that is not possible the lower limit stays (harmless for a
+    short command, which is its own process)."""
+    try:
+        import ctypes
+
+        import _sqlite3
+
+        function = ctypes.CDLL(_sqlite3.__file__).sqlite3_hard_heap_limit64
+    except (ImportError, OSError, AttributeError):
+        return
+    function.restype, function.argtypes = ctypes.c_int64, [ctypes.c_int64]
+    function(limit)
 
 
 def _read_only_authorizer(action, arg1, arg2, dbname, source):
     if action not in _WRITES:
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_PRAGMA:
-        if (arg1 or "").lower() in _READ_PRAGMAS and arg2 is None:
+        name = (arg1 or "").lower()
+        if name in _READ_PRAGMAS_ARG or (name in _READ_PRAGMAS and arg2 is None):
             return sqlite3.SQLITE_OK
         last_refused[:] = [f"PRAGMA {arg1}"]
         return sqlite3.SQLITE_DENY
@@ -198,6 +245,8 @@ def _read_only_authorizer(action, arg1, arg2, dbname, source):
         return sqlite3.SQLITE_OK
     if dbname == "temp" and action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
         return sqlite3.SQLITE_OK  # SQLite's own bookkeeping for some queries
+    if action == sqlite3.SQLITE_UPDATE and (arg1 or "").lower() in ("sqlite_master", "sqlite_schema") and not source:
+        return sqlite3.SQLITE_OK  # asked while SQLite connects a virtual table (the search index); mode=ro still holds
     last_refused[:] = [_WRITES[action]]
     return sqlite3.SQLITE_DENY
 
@@ -227,7 +276,7 @@ class PostgreSQL:
     def pending_count(self, connection) -> int:
         raise NotImplementedError("Japanese search on PostgreSQL: planned (a tsvector of the same short units)")
 
-    def connect_read_only(self, url: str):
+    def connect_read_only(self, url: str, *, memory_bytes: int | None = None):
         import psycopg  # noqa: F401  (optional: only PostgreSQL users install a driver)
 
         conn = psycopg.connect(make_url(url).render_as_string(hide_password=False).replace("+psycopg", ""))

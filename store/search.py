@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.dialect import dialect_for, phrase_query
+from store.records import Service
 
 _CJK_GAP = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef\]\[…]) (?=[\u3000-\u9fff\uff00-\uffef\[\]…])")
 
@@ -44,7 +45,12 @@ def pending_count(session: Session) -> int:
 def search_items(session: Session, query: str, *, service: str | None = None, since: datetime | None = None,
                  limit: int = 20) -> list[SearchHit]:
     """Items matching every word of ``query`` (each a phrase of short units) among the indexed ones
-    (run ``index_pending`` first for the newest). ValueError on an empty query."""
+    (run ``index_pending`` first for the newest). ValueError on an empty query, a limit below 1 or a
+    service that is not a taxonomy code."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"--limit {limit!r}: expected a whole number of at least 1")
+    if service is not None and service not in {str(s) for s in Service}:
+        raise ValueError(f"--service {service!r}: not a service code (one of {', '.join(str(s) for s in Service)})")
     fts = phrase_query(query)
     dialect = dialect_for(session.get_bind())
     connection = session.connection()

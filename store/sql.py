@@ -1,62 +1,232 @@
-"""`mynawatch sql`: one statement on a read-only connection, printed as a table, CSV or JSON."""
+"""`mynawatch sql`: one statement on a read-only connection, streamed out as a table, CSV or JSON lines.
+
+Bounded whatever the statement does: at most ``Limits.rows`` rows (unless told otherwise), at most
+``Limits.seconds`` of work inside SQLite, no value longer than ``Limits.cell_bytes`` and at most
+``Limits.memory_bytes`` of SQLite memory (temporary data kept in memory, so nothing grows on disk).
+Rows are written as they come; stored text is shown without control characters or bidi overrides.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
-from typing import IO
+import time
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Iterable, Iterator
 
 from store import dialect as dialects
+from store.clean import clean_text, one_line
+
+FETCH = 200  # rows per fetch
+WIDTH_SAMPLE = 200  # rows a table's column widths are measured on before it streams
+TABLE_CELL = 60  # display columns of a cell in table format (csv and json keep whole values)
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    rows: int | None = 1000  # None: every row
+    seconds: float = 30.0  # time spent inside SQLite, the statement's own work
+    cell_bytes: int = 16 * MIB  # the longest value returned (SQLite refuses to produce a longer one)
+    memory_bytes: int = 512 * MIB  # SQLite's heap while the statement runs
 
 
 class ReadOnlyError(Exception):
     """The statement was refused (it writes) or failed; the message says which and why."""
 
 
-def run_read_only(url: str, query: str) -> tuple[list[str], list[tuple]]:
+@dataclass
+class Result:
+    """Columns of a running statement; ``rows`` yields up to the row limit, then ``cut`` tells whether
+    more rows were left unread."""
+
+    columns: list[str]
+    rows: Iterator[tuple]
+    cut: bool = False
+
+
+@contextmanager
+def read_only_query(url: str, query: str, *, limits: Limits = Limits()) -> Iterator[Result]:
+    """Run ``query`` on a read-only connection; ReadOnlyError (also while iterating) when it is refused or fails."""
+    previous = dialects.heap_limit()
     try:
-        connection = dialects.dialect_for(url).connect_read_only(url)
+        connection = dialects.dialect_for(url).connect_read_only(url, memory_bytes=limits.memory_bytes)
     except FileNotFoundError as exc:
         raise ReadOnlyError(str(exc)) from None
+    clock = _Clock(limits.seconds)
+    if isinstance(connection, sqlite3.Connection):
+        connection.set_progress_handler(clock.expired, 10_000)  # a true answer interrupts the statement
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.cell_bytes)
+        connection.text_factory = _text  # a stored value that is not UTF-8 is shown, not an error
     dialects.last_refused.clear()
     try:
-        cursor = connection.execute(query)
-        rows = cursor.fetchall()
-        columns = [d[0] for d in cursor.description or []]
-    except sqlite3.DatabaseError as exc:
-        if dialects.last_refused or "readonly" in str(exc).lower() or "not authorized" in str(exc).lower():
+        with _translated(limits):
+            cursor = clock.run(connection.execute, query)
+        result = Result([d[0] for d in cursor.description or []], iter(()))
+        result.rows = _rows(cursor, result, clock, limits)
+        yield result
+    finally:
+        connection.close()
+        dialects.restore_heap_limit(previous)
+
+
+def run_read_only(url: str, query: str, *, limits: Limits = Limits()) -> tuple[list[str], list[tuple]]:
+    """Columns and rows (at most ``limits.rows``) of one read-only statement."""
+    with read_only_query(url, query, limits=limits) as result:
+        return result.columns, list(result.rows)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+class _Clock:
+    """The statement's time budget, spent only while SQLite works (not while the output is written)."""
+
+    def __init__(self, seconds: float):
+        self.left, self.deadline = seconds, float("inf")
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def run(self, function, *args):
+        started = time.monotonic()
+        self.deadline = started + self.left
+        try:
+            return function(*args)
+        finally:
+            self.left -= time.monotonic() - started
+            self.deadline = float("inf")
+
+
+def _rows(cursor, result: Result, clock: _Clock, limits: Limits) -> Iterator[tuple]:
+    sent = 0
+    while True:
+        want = FETCH if limits.rows is None else min(FETCH, limits.rows - sent + 1)
+        with _translated(limits, sent):
+            batch = clock.run(cursor.fetchmany, want)
+        for row in batch:
+            if limits.rows is not None and sent >= limits.rows:
+                result.cut = True
+                return
+            sent += 1
+            yield row
+        if len(batch) < want:
+            return
+
+
+@contextmanager
+def _translated(limits: Limits, rows_before: int = 0):
+    """SQLite's errors as one clear ReadOnlyError each."""
+    after = f"; {rows_before} row{'s' if rows_before != 1 else ''} written before it stopped" if rows_before else ""
+    try:
+        yield
+    except MemoryError:
+        raise ReadOnlyError(f"the query needed more than {limits.memory_bytes // MIB} MiB of memory (narrow it with "
+                            f"WHERE or LIMIT, or use the sqlite3 shell){after}") from None
+    except sqlite3.Error as exc:
+        name, text = getattr(exc, "sqlite_errorname", ""), one_line(str(exc))
+        if dialects.last_refused or any(w in text.lower() for w in ("readonly", "not authorized", "may not be modified")):
             what = dialects.last_refused[0] if dialects.last_refused else "writing"
             raise ReadOnlyError(f"refused: {what} would change the store, and `mynawatch sql` is read-only "
                                 "(the store was not changed)") from None
-        raise ReadOnlyError(f"the query failed: {exc}") from None
+        if name == "SQLITE_INTERRUPT":
+            raise ReadOnlyError(f"stopped after {limits.seconds:g} s (--timeout SECONDS allows longer){after}") from None
+        if name == "SQLITE_TOOBIG":
+            raise ReadOnlyError(f"a value is longer than {limits.cell_bytes // MIB} MiB, the most `mynawatch sql` "
+                                f"returns in one cell (select length(...) to find it){after}") from None
+        if name == "SQLITE_NOMEM":
+            raise ReadOnlyError(f"the query needed more than {limits.memory_bytes // MIB} MiB of memory (narrow it "
+                                f"with WHERE or LIMIT, or use the sqlite3 shell){after}") from None
+        raise ReadOnlyError(f"the query failed: {text}") from None
     except sqlite3.Warning as exc:  # e.g. more than one statement
-        raise ReadOnlyError(f"the query failed: {exc}") from None
-    finally:
-        connection.close()
-    return columns, rows
+        raise ReadOnlyError(f"the query failed: {one_line(str(exc))}") from None
 
 
-def write_result(columns: list[str], rows: list[tuple], fmt: str, out: IO[str]) -> None:
+def write_result(columns: list[str], rows: Iterable[tuple], fmt: str, out: IO[str]) -> int:
+    """Write rows as they come; returns how many. Text is shown without control characters or bidi overrides
+    (CSV keeps line breaks inside its quoted cells; JSON escapes them, losing nothing)."""
     if fmt == "csv":
         writer = csv.writer(out)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    elif fmt == "json":
-        for row in rows:
-            out.write(json.dumps(dict(zip(columns, row)), ensure_ascii=False, default=str) + "\n")
-    else:
-        cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-        widths = [max([_width(c)] + [_width(r[i]) for r in cells]) for i, c in enumerate(columns)]
-        line = lambda vals: "  ".join(v + " " * (w - _width(v)) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
-        out.write(line(columns) + "\n" + line(["-" * w for w in widths]) + "\n")
-        for r in cells:
-            out.write(line(r) + "\n")
-        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+        writer.writerow([clean_text(c) for c in columns])
+        n = 0
+        for n, row in enumerate(rows, 1):
+            writer.writerow([clean_text(v) if isinstance(v, str) else v for v in row])
+        return n
+    if fmt == "json":
+        n = 0
+        for n, row in enumerate(rows, 1):
+            out.write(safe_json(dict(zip(columns, row))) + "\n")
+        return n
+    return _write_table(columns, rows, out)
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]")
+
+
+def safe_json(obj) -> str:
+    """One line of JSON with every character a terminal could act on escaped as \\uXXXX (lossless)."""
+    text = json.dumps(obj, ensure_ascii=False, default=_plain)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def _plain(value) -> str:
+    return value.hex() if isinstance(value, bytes) else str(value)
+
+
+def _write_table(columns: list[str], rows: Iterable[tuple], out: IO[str]) -> int:
+    rows = iter(rows)
+    head = [_cell(c) for c in columns]
+    sample = []
+    for row in rows:
+        sample.append([_cell(v) for v in row])
+        if len(sample) >= WIDTH_SAMPLE:
+            break
+    widths = [max([_width(c)] + [_width(r[i]) for r in sample]) for i, c in enumerate(head)]
+
+    def line(vals: list[str]) -> str:
+        return "  ".join(v + " " * (w - _width(v)) for v, w in zip(vals, widths)).rstrip() + "\n"
+
+    out.write(line(head) + line(["-" * w for w in widths]))
+    n = 0
+    for n, r in enumerate(sample, 1):
+        out.write(line(r))
+    for row in rows:
+        n += 1
+        out.write(line([_cell(v) for v in row]))
+    out.write(f"({n} row{'s' if n != 1 else ''})\n")
+    return n
+
+
+def _cell(value) -> str:
+    """A value as one table cell: one line, no control characters, at most TABLE_CELL columns wide."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    text = one_line(str(value)[:TABLE_CELL * 4])
+    if _width(text) <= TABLE_CELL:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = _char_width(ch)
+        if used + w > TABLE_CELL - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
 
 
 def _width(text: str) -> int:
     """Display width: East Asian wide characters take two columns."""
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return sum(_char_width(ch) for ch in text)
