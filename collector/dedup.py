@@ -38,7 +38,11 @@ def canonical_url(url: str, *, _depth: int = 0) -> str:
             and not (k.lower() in ("ref", "source", "from") and v.lower() in FEED_MARKERS)
             and not (host == "news.google.com" and k == "oc")]
     netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port and port not in (80, 443) else "")
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(sorted(kept)), ""))
+    try:
+        query_text = urlencode(sorted(kept))
+    except ValueError:  # a lone surrogate (UnicodeEncodeError): the query as it came
+        query_text = parts.query
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query_text, ""))
 
 
 @lru_cache(maxsize=8192)  # each title is normalized for its key and again for its story
@@ -54,8 +58,8 @@ def title_key(publisher: str, title: str, url: str = "") -> str:
     is empty once normalized (a feed that gave none) is keyed by its URL, so untitled items stay apart."""
     normalized = normalize_title(title)
     if not normalized and url:
-        return hashlib.sha256(f"{publisher}\n\0{url}".encode()).hexdigest()
-    return hashlib.sha256(f"{publisher}\n{normalized}".encode()).hexdigest()
+        return hashlib.sha256(f"{publisher}\n\0{url}".encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(f"{publisher}\n{normalized}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def shingles(title: str, n: int = 2, *, normalized: str | None = None) -> frozenset[str]:

@@ -8,9 +8,10 @@ read at all is dropped (``ItemUnreadable``): its identity is its link.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from collector.policy import TextLimits
 from store.clean import clean_text, one_line
@@ -26,6 +27,7 @@ MAX_CATEGORIES = 50
 MAX_NEWS = 20  # news items kept per Google Trends term
 MAX_COUNT = 10**12  # bookmark counts and search traffic above this are not believed (nor storable)
 _URL_DROP = str.maketrans("", "", "\t\n\r")
+_SPACE = re.compile(r"\s")
 
 
 class ItemUnreadable(ValueError):
@@ -52,11 +54,11 @@ def clean_block(text: str | None, limit: int) -> str:
 
 
 def link(raw: str | None) -> str | None:
-    """A link as a browser would read it (tabs and line breaks dropped, spaces encoded, controls removed),
+    """A link as a browser would read it (tabs and line breaks dropped, other spaces encoded, controls removed),
     or None when it is empty, longer than ``MAX_URL`` or not parseable (a broken IPv6 host, a bad port)."""
     if not raw or len(raw) > MAX_URL * 2:
         return None
-    url = one_line(raw.translate(_URL_DROP)).strip().replace(" ", "%20")
+    url = _SPACE.sub(lambda m: quote(m.group(0)), one_line(raw.translate(_URL_DROP)).strip())
     if not url or len(url) > MAX_URL:
         return None
     try:
