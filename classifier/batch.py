@@ -15,6 +15,7 @@ from typing import IO, BinaryIO, Iterator
 
 from classifier.model import Classifier
 from store.clean import clean_text
+from store.sql import safe_json
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a title and text far longer than any article
 MAX_DEPTH = 64  # nesting of arrays and objects in one line; the format itself needs one level
@@ -157,16 +158,12 @@ def _predict(model: Classifier, items: list[tuple[str, str]]) -> list:
 
 
 def _dump(obj: dict) -> str | None:
-    """Compact JSON on one line, valid (no NaN) and encodable as UTF-8 (a lone surrogate is escaped)."""
+    """Compact JSON on one line: valid (no NaN), and with control characters, bidi overrides and lone
+    surrogates escaped (an id comes back as given, and nothing reaches a terminal raw). None when impossible."""
     try:
-        text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+        return safe_json(obj, allow_nan=False, default=None)
     except (ValueError, TypeError, RecursionError):
         return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(obj, ensure_ascii=True, allow_nan=False)
-    return text
 
 
 def _error_line(number: int, id_: object, reason: str) -> str:

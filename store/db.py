@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.dialect import dialect_for
@@ -15,8 +16,9 @@ from store.views import create_views
 def open_engine(url: str) -> Engine:
     """Open (and create, when missing) the store at ``url``: schema migrated to the latest revision,
     search index and views in place."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = make_url(url).database  # the file SQLAlchemy opens: %-escapes decoded, as the engine reads them
+    if url.startswith("sqlite:///") and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     dialect = dialect_for(engine)
     event.listen(engine, "connect", lambda conn, _record: dialect.on_connect(conn))

@@ -151,7 +151,7 @@ def write_result(columns: list[str], rows: Iterable[tuple], fmt: str, out: IO[st
     """Write rows as they come; returns how many. Text is shown without control characters or bidi overrides
     (CSV keeps line breaks inside its quoted cells; JSON escapes them, losing nothing)."""
     if fmt == "csv":
-        writer = csv.writer(out)
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow([clean_text(c) for c in columns])
         n = 0
         for n, row in enumerate(rows, 1):
@@ -165,13 +165,16 @@ def write_result(columns: list[str], rows: Iterable[tuple], fmt: str, out: IO[st
     return _write_table(columns, rows, out)
 
 
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]")
+_NOT_PLAIN = re.compile("[^\x20-\x7e]")
 
 
-def safe_json(obj) -> str:
-    """One line of JSON with every character a terminal could act on escaped as \\uXXXX (lossless)."""
-    text = json.dumps(obj, ensure_ascii=False, default=_plain)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+def safe_json(obj, **dumps) -> str:
+    """One line of JSON in which every character that ``clean_text`` would drop (control characters, bidi
+    overrides, lone surrogates) is escaped as \\uXXXX: lossless, and nothing reaches a terminal raw."""
+    text = json.dumps(obj, ensure_ascii=False, **({"default": _plain} | dumps))
+    if clean_text(text) == text:
+        return text
+    return _NOT_PLAIN.sub(lambda m: m.group(0) if clean_text(m.group(0)) == m.group(0) else f"\\u{ord(m.group(0)):04x}", text)
 
 
 def _plain(value) -> str:
