@@ -94,17 +94,27 @@ def human_label(sessions: sessionmaker[Session], model, item_id: int, *, relevan
     """Store a person's correction; axes not given keep the current label (a person's earlier correction,
     else the served model's). ``model`` needs a ``version`` and, only for an item it has not tagged,
     ``predict``. The latest correction of an item replaces the one before. ValueError on a bad code."""
+    given_services = tuple(_code(Service, s) for s in services or ())
+    given_cause, given_sentiment = cause and _code(Cause, cause), sentiment and _code(Sentiment, sentiment)
     with sessions.begin() as session:
         title, text, current = store_labels.current_label(session, item_id, model.version)
         if current is None:
             (current,) = model.predict([(title, text)])
         is_relevant = current.relevant if relevant is None else relevant
-        svc = tuple(Service(s) for s in services) if services else current.services
+        if not is_relevant and (given_services or given_cause not in (None, "", Cause.NONE)):
+            raise ValueError("an item not about the systems has no services and cause none (add --relevant)")
         label = Label(
-            is_relevant, svc if is_relevant else (),
-            Cause(cause) if cause else (current.cause if is_relevant else Cause.NONE),
-            Sentiment(sentiment) if sentiment else current.sentiment, {"human": True})
+            is_relevant, (given_services or current.services) if is_relevant else (),
+            given_cause or (current.cause if is_relevant else Cause.NONE),
+            given_sentiment or current.sentiment, {"human": True})
         if label.relevant and not label.services:
             raise ValueError("a relevant item needs at least one --service")
         store_labels.save_labels(session, store_labels.HUMAN, {item_id: label}, now=now)
     return label
+
+
+def _code(kind, value: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{value!r}: not a {kind.__name__.lower()} code ({', '.join(kind)})") from None

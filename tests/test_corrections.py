@@ -138,6 +138,12 @@ def test_relabeling_the_same_item_many_times_keeps_the_latest_and_the_store_soun
                 now=NOW)
     human_label(sessions, ServedVersion(sessions), ids[1], relevant=True, services=["health_insurance"], cause=None,
                 sentiment=None, now=NOW)
+    with pytest.raises(ValueError, match="'flood': not a cause code"):
+        human_label(sessions, ServedVersion(sessions), target, relevant=None, services=None, cause="flood",
+                    sentiment=None, now=NOW)
+    with pytest.raises(ValueError, match="add --relevant"):
+        human_label(sessions, ServedVersion(sessions), target, relevant=False, services=None, cause="attack",
+                    sentiment=None, now=NOW)
     store = tmp_path / "store.sqlite"
     assert sql(store, f"SELECT count(*) FROM classifications WHERE item_id = {target} AND model_version = 'human'") == [(1,)]
     assert sql(store, f"SELECT cause, labeled_by FROM items_labeled WHERE item_id = {target}") == [("external", "human")]
@@ -344,3 +350,34 @@ def test_an_upgraded_store_serves_the_labels_it_has(tmp_path):
     with sessions.begin() as s:
         (item,) = store_labels.labeled_items(s, "m-new", datetime(2024, 10, 1, tzinfo=timezone.utc), NOW)
     assert item.label.sentiment == Sentiment.NEGATIVE
+
+
+def test_the_scheduler_retrains_daily_when_told_and_its_jobs_use_the_served_model(tmp_path, model, own_cache):
+    from apscheduler.triggers.cron import CronTrigger
+
+    from mynawatch.scheduler import build_daemon
+    from mynawatch.settings import load_settings
+
+    cfg = config(tmp_path)
+    daemon = build_daemon(load_settings(cfg))
+    try:
+        assert "retrain" not in {job.id for job in daemon.scheduler.get_jobs()}
+    finally:
+        daemon.close()
+    cfg.write_text(cfg.read_text(encoding="utf-8") + '[schedule]\nretrain_time = "03:15"\n', encoding="utf-8")
+    daemon = build_daemon(load_settings(cfg))
+    try:
+        jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
+        assert isinstance(jobs["retrain"].trigger, CronTrigger) and "hour='3', minute='15'" in str(jobs["retrain"].trigger)
+        sessions = make_sessions(f"sqlite:///{tmp_path / 'store.sqlite'}")
+        fill(sessions)
+        jobs["classify"].func()  # the store serves nothing yet: the corpus model tags it and is served
+        assert served_version(sessions) == model.version
+        files = sorted(own_cache.iterdir())
+        jobs["retrain"].func()  # no correction the served model has not learned: nothing to do
+        assert served_version(sessions) == model.version and sorted(own_cache.iterdir()) == files
+        store = tmp_path / "store.sqlite"
+        assert sql(store, "SELECT count(*) FROM items i WHERE gate = 'pass' AND NOT EXISTS "
+                          "(SELECT 1 FROM item_labels_current l WHERE l.item_id = i.id)") == [(0,)]
+    finally:
+        daemon.close()
