@@ -189,6 +189,9 @@ def run_review(queue: list[Queued], record: Callable[[int, Label], None], *, ask
     ``ask`` returns None at the end of input (taken as quit)."""
     tally = Tally()
     answered = set()
+    if not queue:
+        say("no item is waiting for review")
+        return tally
     say(f"{len(queue)} item(s) waiting for review (? for help)")
     for position, q in enumerate(queue, 1):
         label = q.item.label

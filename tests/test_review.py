@@ -108,6 +108,9 @@ def test_the_loop_records_each_answer_at_once_and_says_what_is_left():
     assert (tally.recorded, tally.skipped, tally.waiting) == (1, 1, 2)
     assert said[0] == "3 item(s) waiting for review (? for help)" and HELP in said
     assert said[-1].startswith("1 answer(s) recorded, 1 skipped, 2 still waiting")
+    said.clear()
+    assert run_review([], recorded.append, ask=lambda _p: "q", say=said.append).waiting == 0
+    assert said == ["no item is waiting for review"]
     answers = iter(["c", None])  # end of input in the middle of a choice: quit, nothing recorded
     assert run_review(queue, lambda *a: recorded.append(a), ask=lambda _p: next(answers), say=said.append).recorded == 0
 
