@@ -26,7 +26,7 @@ from classifier.vectors import CharNgrams, TokenNgrams
 from classifier.corpus import Example, corpus_digest, load_corpus
 from classifier.rules import rule_hits_batch
 from classifier.text import normalize, split_hashtags, tokens_pairs
-from store.records import Cause, Label, Sentiment, Service
+from store.records import TROUBLE_CAUSES, Cause, Label, Sentiment, Service
 
 log = logging.getLogger(__name__)
 CONFIDENCE_FLOOR = 0.55
@@ -96,6 +96,8 @@ class Classifier:
     sentiment: LogisticRegression
     info: dict = field(default_factory=dict)
     linear: "Linear | None" = None
+    trouble: LogisticRegression | None = None  # is this a trouble report (what alerts count)? decides with the axes
+    trouble_threshold: float = 0.5
 
     def matrix(self, docs: list[Doc]):
         return hstack([self.words.transform([_token_parts(d) for d in docs]),
@@ -111,11 +113,18 @@ class Classifier:
 
     def predict_docs(self, docs: list[Doc]) -> list[Label]:
         scores = self.matrix(docs) @ self.linear.weights + self.linear.bias  # every axis in one product
-        return self.labels(*(self.linear.probabilities(scores, axis) for axis in range(4)))
+        return self.labels(*(self.linear.probabilities(scores, axis) for axis in range(len(self.linear.axes))))
 
-    def labels(self, p_rel: np.ndarray, p_svc: np.ndarray, p_cause: np.ndarray, p_sent: np.ndarray) -> list[Label]:
+    def labels(self, p_rel: np.ndarray, p_svc: np.ndarray, p_cause: np.ndarray, p_sent: np.ndarray,
+               p_trouble: np.ndarray | None = None) -> list[Label]:
         """Labels from each axis' probabilities, a row per item (columns as ``Linear.probabilities`` gives
-        them: relevance P(false), P(true); services in ``self.services`` order; the models' classes)."""
+        them: relevance P(false), P(true); services in ``self.services`` order; the models' classes;
+        trouble P(no), P(yes)).
+
+        The trouble decision: a relevant item the trouble model holds to be a trouble report gets the
+        likeliest failure cause when the cause model said none (or maintenance), and a negative tone when
+        the sentiment model said neutral; real items state their cause and tone indirectly far more often
+        than the cause and sentiment models alone can tell."""
         names = list(self.services)
         causes, sentiments = self.cause.classes_.tolist(), self.sentiment.classes_.tolist()
         rel = p_rel[:, -1]
@@ -132,12 +141,26 @@ class Classifier:
         cause = np.where(relevant, p_cause.argmax(axis=1), -1)
         c_cause = np.where(relevant, p_cause.max(axis=1), c_rel)
         sentiment, c_sent = p_sent.argmax(axis=1), p_sent.max(axis=1)
+        p_tr = p_trouble[:, -1] if p_trouble is not None else np.zeros(len(rel))
+        if p_trouble is not None:
+            failure = np.array([c in TROUBLE_CAUSES for c in map(Cause, causes)])
+            neutral = sentiments.index("neutral") if "neutral" in sentiments else -1
+            trouble = relevant & (p_tr >= self.trouble_threshold)
+            recast = trouble & ~failure[np.maximum(cause, 0)]
+            if recast.any():
+                masked = np.where(failure, p_cause, -1.0)
+                cause = np.where(recast, masked.argmax(axis=1), cause)
+                c_cause = np.where(recast, p_tr, c_cause)
+            calm = trouble & (sentiment == neutral)
+            if calm.any():
+                sentiment = np.where(calm, sentiments.index("negative"), sentiment)
+                c_sent = np.where(calm, p_tr, c_sent)
         # Plain Python values from here on: per-item work on NumPy scalars costs more than the models.
         services = [_SERVICES[s] for s in names]
         out = []
-        for r, ok, cr, pick, rank, ps, c, cc, snt, cs in zip(
+        for r, ok, cr, pick, rank, ps, c, cc, snt, cs, pt in zip(
                 rel.tolist(), relevant.tolist(), c_rel.tolist(), chosen, top.tolist(), top_p.tolist(),
-                cause.tolist(), c_cause.tolist(), sentiment.tolist(), c_sent.tolist()):
+                cause.tolist(), c_cause.tolist(), sentiment.tolist(), c_sent.tolist(), p_tr.tolist()):
             # a relevant item is about at least one service: when none is likely enough, the likeliest
             listed_services = tuple(services[j] for j in pick or rank[:1]) if ok else ()
             cause_code = causes[c] if ok else "none"
@@ -146,6 +169,7 @@ class Classifier:
                 "services": {names[j]: round(p, 4) for j, p in zip(rank, ps)},
                 "cause": {"label": cause_code, "confidence": round(cc, 4)},
                 "sentiment": {"label": sentiments[snt], "confidence": round(cs, 4)},
+                "trouble": round(pt, 4),
                 "low_confidence": [axis for axis, conf in (("cause", cc), ("relevant", cr), ("sentiment", cs))
                                    if conf < CONFIDENCE_FLOOR],
                 "model": self.version,
@@ -166,11 +190,13 @@ class Linear:
     axes: tuple[tuple[int, int, str], ...]  # per axis: its first score, its end, how scores become probabilities
 
     @classmethod
-    def of(cls, relevance, services: list, cause, sentiment,
-           temperatures: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> "Linear":
-        """Side by side, each axis' coefficients and intercepts divided by its temperature."""
+    def of(cls, relevance, services: list, cause, sentiment, trouble=None,
+           temperatures: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)) -> "Linear":
+        """Side by side, each axis' coefficients and intercepts divided by its temperature (the trouble
+        model, when there is one, is the fifth axis)."""
         axes, coefs, biases, start = [], [], [], 0
         groups = (([relevance], False), (services, True), ([cause], False), ([sentiment], False))
+        groups += ((([trouble], False),) if trouble is not None else ())
         for (models, many), t in zip(groups, temperatures):
             coef = np.vstack([m.coef_ for m in models]) / t
             kind = "sigmoids" if many else "sigmoid" if len(coef) == 1 else "softmax"
@@ -200,6 +226,8 @@ class Hyper:
     c_sentiment: float = 8.0
     char_range: tuple[int, int] = (1, 3)
     service_threshold: float = 0.5
+    c_trouble: float = 8.0
+    trouble_threshold: float = 0.5
 
 
 def _lr(seed: int, c: float) -> LogisticRegression:
@@ -220,18 +248,20 @@ def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hype
     chars.fit([_char_text(d) for d in docs])
     model = Classifier(version, words, chars, None, {}, {}, None, None)
     X = model.matrix(docs)
-    temps = (1.0, 1.0, 1.0, 1.0)
+    temps = (1.0, 1.0, 1.0, 1.0, 1.0)
     held = np.array([e.split == "dev" for e in examples])
     if calibrate and held.any() and not held.all():
         fit = np.flatnonzero(~held)
         trial = _fit_axes(X[fit], [examples[i] for i in fit], seed, hyper)
         kept = np.flatnonzero(held)
         temps = temperatures(trial, X[kept], [examples[i] for i in kept])
-    model.relevance, model.services, model.cause, model.sentiment = _fit_axes(X, examples, seed, hyper)
+    model.relevance, model.services, model.cause, model.sentiment, model.trouble = _fit_axes(X, examples, seed, hyper)
+    model.trouble_threshold = hyper.trouble_threshold
     # one threshold for all: tuning each service's on out-of-fold predictions lost 0.005 services
     # micro-F1 in bench/classifier_cv.py (0.918 against 0.923)
     model.service_thresholds = dict.fromkeys(model.services, hyper.service_threshold)
-    model.linear = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment, temps)
+    model.linear = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment,
+                             model.trouble, temps)
     model.info = {"examples": len(examples), "seed": seed, "temperatures": temps}
     return model
 
@@ -249,14 +279,19 @@ def _fit_axes(X, examples: list[Example], seed: int, hyper: Hyper):
             services[str(service)] = _lr(seed, hyper.c_services).fit(Xr, y)
     cause = _lr(seed, hyper.c_cause).fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
     sentiment = _lr(seed, hyper.c_sentiment).fit(X, [str(e.label.sentiment) for e in examples])
-    return relevance, services, cause, sentiment
+    trouble = _lr(seed, hyper.c_trouble).fit(X, [_is_trouble(e.label) for e in examples])
+    return relevance, services, cause, sentiment, trouble
 
 
-def temperatures(axes, X, examples: list[Example]) -> tuple[float, float, float, float]:
+def _is_trouble(label: Label) -> bool:
+    return bool(label.relevant) and label.cause in TROUBLE_CAUSES and label.sentiment != Sentiment.POSITIVE
+
+
+def temperatures(axes, X, examples: list[Example]) -> tuple[float, ...]:
     """Per axis, the T that minimizes the log loss of probabilities computed from scores / T on held-out
     ``examples`` (temperature scaling: T > 1 tempers overconfident scores, T < 1 sharpens timid ones;
     which label wins never changes)."""
-    relevance, services, cause, sentiment = axes
+    relevance, services, cause, sentiment, trouble = axes
     relevant = [i for i, e in enumerate(examples) if e.label.relevant]
     out = [_binary_temperature(relevance.decision_function(X), np.array([e.label.relevant for e in examples]))]
     if relevant and services:  # one T for all services: their binary decisions pooled
@@ -274,6 +309,7 @@ def temperatures(axes, X, examples: list[Example]) -> tuple[float, float, float,
             continue
         at, y = zip(*known)
         out.append(_softmax_temperature(clf.decision_function(X[list(at)]), np.array(y)))
+    out.append(_binary_temperature(trouble.decision_function(X), np.array([_is_trouble(e.label) for e in examples])))
     return tuple(out)
 
 

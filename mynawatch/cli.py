@@ -378,12 +378,18 @@ def cmd_classifier_evaluate(args) -> int:
     model = _model_for(args)
     try:
         gold = read_examples(Path(args.gold)) if args.gold else _test_split()
+        real = _real_check_examples(args)
     except (CorpusError, FileNotFoundError, UnicodeDecodeError) as exc:
         raise UserError(str(exc)) from None
     ev = evaluate(gold, model.predict([(e.title, e.text) for e in gold]))
     floors = read_floors()
     print(f"model {model.version} on {'the test split' if not args.gold else args.gold}")
     print(render_evaluation(ev, floors=None if args.gold else floors), end="")
+    seen, total = real
+    print(f"\n== real check: {len(seen)} of {total} labeled published item(s) visible "
+          f"({'their URLs in the store' + (' or in ' + args.real_texts if args.real_texts else '')})")
+    if seen:
+        print(render_evaluation(evaluate(seen, model.predict([(e.title, e.text) for e in seen]))), end="")
     if args.pin:
         if args.gold:
             raise UserError("--pin only applies to the test split")
@@ -391,6 +397,27 @@ def cmd_classifier_evaluate(args) -> int:
         return 0
     below = [k for k, v in ev.headline.items() if not args.gold and k in floors and v < floors[k]]
     return 1 if below else 0
+
+
+def _real_check_examples(args):
+    """The real check's items whose text can be seen (in the store, or in --real-texts), and how many
+    items the real check holds."""
+    from classifier.realcheck import REAL_CHECK, read_real_check, read_texts, visible
+
+    path = Path(args.real_check) if args.real_check else REAL_CHECK
+    if not path.exists():
+        return [], 0
+    items = read_real_check(path)
+    texts = read_texts(Path(args.real_texts)) if args.real_texts else {}
+    config = Path(args.config) if args.config else Path("mynawatch.toml")
+    if config.exists():
+        from store.db import make_sessions
+        from store.items import texts_by_url
+
+        sessions = make_sessions(load_settings(config).database_url)
+        with sessions.begin() as session:
+            texts = texts_by_url(session, [i.url for i in items if i.url not in texts]) | texts
+    return visible(items, texts), len(items)
 
 
 def cmd_classifier_explain(args) -> int:
@@ -660,6 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("evaluate", help="per-axis precision, recall, F1, confusion and calibration")
     c.add_argument("--gold", help="a JSONL file with gold labels in the taxonomy format (default: the test split)")
     c.add_argument("--pin", action="store_true", help="re-pin the CI quality floors to the current figures")
+    c.add_argument("--real-check", metavar="TSV", help="labeled published URLs (default: classifier/data/real_check.tsv)")
+    c.add_argument("--real-texts", metavar="JSONL", help='texts of real-check URLs, {"url","title","text"} per line '
+                   "(their texts are not in the repository; without this, the URLs found in the store are measured)")
     c.set_defaults(func=cmd_classifier_evaluate)
     c = csub.add_parser("explain", help="the labels of one text, their probabilities and what drove them")
     c.add_argument("title", help="the headline (or the whole text)")

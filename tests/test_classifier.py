@@ -68,11 +68,11 @@ def test_a_low_probability_axis_is_reported_not_hidden(model):
 def test_one_product_scores_every_axis_as_each_model_would_at_its_temperature(model):
     test = [e for e in load_corpus() if e.split == "test"][:300]
     X = model.matrix(analyze_all([(e.title, e.text) for e in test]))
-    plain = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment)
+    plain = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment, model.trouble)
     scores = X @ plain.weights + plain.bias
     expected = [model.relevance.predict_proba(X),
                 np.column_stack([m.predict_proba(X)[:, 1] for m in model.services.values()]),
-                model.cause.predict_proba(X), model.sentiment.predict_proba(X)]
+                model.cause.predict_proba(X), model.sentiment.predict_proba(X), model.trouble.predict_proba(X)]
     for axis, probabilities in enumerate(expected):
         assert np.allclose(plain.probabilities(scores, axis), probabilities, rtol=0, atol=1e-12)
     widths = [end - start for start, end, _kind in plain.axes]
