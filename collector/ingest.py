@@ -8,7 +8,6 @@ parsed it; an entry that still cannot be prepared is skipped, never the batch.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -27,7 +26,6 @@ from store import items as store_items
 from store.maintenance import save_window
 from store.records import Entry
 
-log = logging.getLogger(__name__)
 DEFAULT_POLICY = CollectPolicy()
 
 
