@@ -755,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UserError, SettingsError) as exc:
-        print(f"mynawatch: {exc}", file=sys.stderr)
+        print(f"mynawatch: {clean_text(str(exc))}", file=sys.stderr)  # it may quote input: no control characters
         return 2
     except KeyboardInterrupt:
         print("mynawatch: interrupted", file=sys.stderr)

@@ -8,9 +8,11 @@ from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.clean import clean_text
 from store.dialect import dialect_for, phrase_query
 from store.records import Service
 
+MAX_LIMIT = 100_000  # hits one search returns
 _CJK_GAP = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef\]\[…]) (?=[\u3000-\u9fff\uff00-\uffef\[\]…])")
 
 
@@ -45,10 +47,11 @@ def pending_count(session: Session) -> int:
 def search_items(session: Session, query: str, *, service: str | None = None, since: datetime | None = None,
                  limit: int = 20) -> list[SearchHit]:
     """Items matching every word of ``query`` (each a phrase of short units) among the indexed ones
-    (run ``index_pending`` first for the newest). ValueError on an empty query, a limit below 1 or a
-    service that is not a taxonomy code."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"--limit {limit!r}: expected a whole number of at least 1")
+    (run ``index_pending`` first for the newest). ValueError on an empty query, a limit outside 1 to
+    ``MAX_LIMIT`` or a service that is not a taxonomy code."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"--limit {limit!r}: expected a whole number of at least 1, at most {MAX_LIMIT:,}")
+    query = clean_text(query)  # no control characters or lone surrogates (bytes that were not UTF-8) in the words
     if service is not None and service not in {str(s) for s in Service}:
         raise ValueError(f"--service {service!r}: not a service code (one of {', '.join(str(s) for s in Service)})")
     fts = phrase_query(query)

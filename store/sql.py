@@ -145,6 +145,8 @@ def _translated(limits: Limits, rows_before: int = 0):
         raise ReadOnlyError(f"the query failed: {text}") from None
     except sqlite3.Warning as exc:  # e.g. more than one statement
         raise ReadOnlyError(f"the query failed: {one_line(str(exc))}") from None
+    except UnicodeEncodeError:  # bytes that are not UTF-8 on the command line
+        raise ReadOnlyError("the query is not valid UTF-8 text") from None
 
 
 def write_result(columns: list[str], rows: Iterable[tuple], fmt: str, out: IO[str]) -> int:
@@ -155,7 +157,8 @@ def write_result(columns: list[str], rows: Iterable[tuple], fmt: str, out: IO[st
         writer.writerow([clean_text(c) for c in columns])
         n = 0
         for n, row in enumerate(rows, 1):
-            writer.writerow([clean_text(v) if isinstance(v, str) else v for v in row])
+            writer.writerow([clean_text(v) if isinstance(v, str) else _plain(v) if isinstance(v, bytes) else v
+                             for v in row])
         return n
     if fmt == "json":
         n = 0

@@ -178,3 +178,12 @@ def test_sources_listing_keeps_one_line_per_source(hostile_store, capsys):
     out = capsys.readouterr().out
     _assert_text_safe(out)
     assert len(out.splitlines()) == 2
+
+
+def test_error_messages_quoting_input_carry_no_control_characters(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for argv in (["spikes", "detect", str(tmp_path / f"{ESC}]0;owned\x07{RLO}.csv")],
+                 ["tag", str(tmp_path / f"{ESC}[2J\udcff.jsonl")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no such file" in err and ESC not in err and RLO not in err and "\x07" not in err

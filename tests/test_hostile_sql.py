@@ -161,6 +161,11 @@ def test_writes_stay_refused_and_the_file_unchanged(store, capsys, statement):
     c.close()
 
 
+def test_a_query_that_is_not_utf8_is_a_clear_error(store, capsys):
+    assert main(["sql", "SELECT '\udcff'"]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err
+
+
 def test_a_store_path_with_uri_characters_opens_that_file(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "a #b 100% ?c"
     path = _make_store(folder)
@@ -191,6 +196,10 @@ def test_search_refuses_a_limit_below_one_and_an_unknown_service(store, capsys):
     assert main(["search", "障害", "--service", "portl"]) == 2
     err = capsys.readouterr().err
     assert "portl" in err and all(str(s) in err for s in Service)
+    assert main(["search", "障害", "--limit", str(10**30)]) == 2
+    assert "at most" in capsys.readouterr().err
+    assert main(["search", "\udcff障害\x1b"]) == 0  # bytes that were not UTF-8 on the command line, an ESC
+    assert capsys.readouterr().out.splitlines()[-1].startswith("3 item(s)")
     assert main(["search", "障害", "--limit", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("2 item(s)")
     assert main(["search", "障害", "--service", "portal"]) == 0
