@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from mynawatch.settings import Settings, SettingsError, load_settings
-from store.clean import one_line
+from store.clean import clean_text, one_line
 
 TEMPLATE = Path(__file__).parent / "templates" / "mynawatch.toml"
 
