@@ -543,7 +543,7 @@ def cmd_sql(args) -> int:
     except ReadOnlyError as exc:
         raise UserError(str(exc)) from None
     except BrokenPipeError:  # the reader stopped (| head): end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout()
         return 0
     if result.cut:
         print(f"mynawatch sql: the first {written} rows were shown; more were left out (--limit N for more, "
@@ -760,6 +760,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mynawatch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output stopped (`| head`): end quietly, as other tools do
+        _quiet_stdout()
+        return 0
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured in tests)
+        pass
 
 
 if __name__ == "__main__":

@@ -153,3 +153,11 @@ def test_spikes_detect_at_the_last_supported_hours_runs(tmp_path):
         path.write_text(HEAD + body, encoding="utf-8")
         proc = _run(["spikes", "detect", str(path)], b"", cwd=tmp_path, timeout=120)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr.decode(), proc.stderr.decode()
+
+
+def test_tag_into_a_closed_pipe_ends_quietly(model, tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_bytes((GOOD + b"\n") * 3000)
+    proc = subprocess.run(f'"{sys.executable}" -m mynawatch.cli tag "{path}" | head -n 1', shell=True,
+                          capture_output=True, timeout=300, env={**os.environ})
+    assert len(proc.stdout.splitlines()) == 1 and b"Traceback" not in proc.stderr, proc.stderr.decode()
