@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import sqlite3
 import time
@@ -130,10 +131,12 @@ def _translated(limits: Limits, rows_before: int = 0):
                             f"WHERE or LIMIT, or use the sqlite3 shell){after}") from None
     except sqlite3.Error as exc:
         name, text = getattr(exc, "sqlite_errorname", ""), one_line(str(exc))
-        if dialects.last_refused or any(w in text.lower() for w in ("readonly", "not authorized", "may not be modified")):
+        if dialects.last_refused or any(w in text.lower() for w in ("readonly", "may not be modified")):
             what = dialects.last_refused[0] if dialects.last_refused else "writing"
             raise ReadOnlyError(f"refused: {what} would change the store, and `mynawatch sql` is read-only "
                                 "(the store was not changed)") from None
+        if "not authorized" in text.lower():
+            raise ReadOnlyError(f"refused: {text}; `mynawatch sql` only reads (the store was not changed)") from None
         if name == "SQLITE_INTERRUPT":
             raise ReadOnlyError(f"stopped after {limits.seconds:g} s (--timeout SECONDS allows longer){after}") from None
         if name == "SQLITE_TOOBIG":
@@ -163,7 +166,7 @@ def write_result(columns: list[str], rows: Iterable[tuple], fmt: str, out: IO[st
     if fmt == "json":
         n = 0
         for n, row in enumerate(rows, 1):
-            out.write(safe_json(dict(zip(columns, row))) + "\n")
+            out.write(safe_json(dict(zip(columns, map(_finite, row)))) + "\n")
         return n
     return _write_table(columns, rows, out)
 
@@ -178,6 +181,11 @@ def safe_json(obj, **dumps) -> str:
     if clean_text(text) == text:
         return text
     return _NOT_PLAIN.sub(lambda m: m.group(0) if clean_text(m.group(0)) == m.group(0) else f"\\u{ord(m.group(0)):04x}", text)
+
+
+def _finite(value):
+    """JSON has no Infinity: SQLite's overflowing reals are written as the strings "inf" and "-inf"."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _plain(value) -> str:

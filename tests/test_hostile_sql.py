@@ -4,6 +4,7 @@ and search-index reads allowed, writes refused with the file unchanged, and the 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -159,6 +160,17 @@ def test_writes_stay_refused_and_the_file_unchanged(store, capsys, statement):
     c = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     assert c.execute("SELECT count(*) FROM items").fetchone()[0] == 3
     c.close()
+
+
+def test_json_output_stays_valid_and_names_are_clean(store, capsys):
+    assert main(["sql", 'SELECT 9e999 AS a, -9e999 AS b, 1.5 AS "c\x1b[2J\u202e"', "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert json.loads(out, parse_constant=lambda name: pytest.fail(name)) == {"a": "inf", "b": "-inf", "c\x1b[2J\u202e": 1.5}
+    assert main(["sql", 'SELECT 1 AS "c\x1b[2J"']) == 0
+    assert "\x1b" not in capsys.readouterr().out
+    assert main(["sql", "SELECT load_extension('/tmp/x')"]) == 2
+    assert "only reads" in capsys.readouterr().err
 
 
 def test_a_query_that_is_not_utf8_is_a_clear_error(store, capsys):
