@@ -11,6 +11,7 @@ import httpx
 
 from collector.deadline import deadline, deadline_transport
 from reports.notices import alert_summary
+from store.clean import one_line
 from store.alerts import AlertView
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for an alert still firing
@@ -55,7 +56,7 @@ def _alert(a: AlertView, status: str) -> dict:
     ends = (a.resolved_at or a.last_seen_at) if status == "resolved" else None
     return {
         "status": status, "labels": labels,
-        "annotations": {"summary": alert_summary(a), "description": a.note, "dedup_key": a.dedup_key,
+        "annotations": {"summary": alert_summary(a), "description": one_line(a.note), "dedup_key": a.dedup_key,
                         "peak_count": str(a.peak_count), "score": f"{a.score:.1f}"},
         "startsAt": _rfc3339(a.started_at), "endsAt": _rfc3339(ends) if ends else ZERO_TIME,
         "generatorURL": "", "fingerprint": fingerprint(labels),

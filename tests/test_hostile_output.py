@@ -187,3 +187,14 @@ def test_error_messages_quoting_input_carry_no_control_characters(tmp_path, monk
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "no such file" in err and ESC not in err and RLO not in err and "\x07" not in err
+
+
+def test_webhook_payload_text_is_one_clean_line():
+    from reports.webhook import alertmanager_payload
+
+    alert = AlertView("trouble:portal@x", "trouble:portal", "portal", "firing", T0, T0, None, 9, 12.0, fired_at=T0,
+                      note=TITLE)
+    body = alertmanager_payload("portal", [(alert, "firing")], receiver="hook")
+    for key in ("summary", "description"):
+        value = body["alerts"][0]["annotations"][key]
+        assert not UNSAFE.search(value) and "\n" not in value and "\u2028" not in value
