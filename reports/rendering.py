@@ -43,9 +43,10 @@ def _window_line(w: Window, r: DailyReport) -> str:
 
 
 def _url_text(url: str | None) -> str:
-    """A link as text: one line, cut at SHOWN_URL characters."""
+    """A link as text, on one line: a web link whole, anything else (a data: link may be megabytes) cut at
+    SHOWN_URL characters."""
     url = one_line(url)
-    return url if len(url) <= SHOWN_URL else url[:SHOWN_URL] + "…"
+    return url if len(url) <= SHOWN_URL or web_link(url) else url[:SHOWN_URL] + "…"
 
 
 def render_text(r: DailyReport) -> str:
