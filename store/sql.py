@@ -55,24 +55,32 @@ def read_only_query(url: str, query: str, *, limits: Limits = Limits()) -> Itera
     """Run ``query`` on a read-only connection; ReadOnlyError (also while iterating) when it is refused or fails."""
     previous = dialects.heap_limit()
     try:
-        connection = dialects.dialect_for(url).connect_read_only(url, memory_bytes=limits.memory_bytes)
-    except FileNotFoundError as exc:
-        raise ReadOnlyError(str(exc)) from None
+        try:
+            connection = dialects.dialect_for(url).connect_read_only(url, memory_bytes=limits.memory_bytes)
+        except FileNotFoundError as exc:
+            raise ReadOnlyError(str(exc)) from None
+        except sqlite3.Error as exc:  # unreadable, locked away, not a database
+            raise ReadOnlyError(f"cannot open the store read-only: {one_line(str(exc))}") from None
+        try:
+            yield _start(connection, query, limits)
+        finally:
+            connection.close()
+    finally:
+        dialects.restore_heap_limit(previous)
+
+
+def _start(connection, query: str, limits: Limits) -> Result:
     clock = _Clock(limits.seconds)
     if isinstance(connection, sqlite3.Connection):
         connection.set_progress_handler(clock.expired, 10_000)  # a true answer interrupts the statement
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.cell_bytes)
         connection.text_factory = _text  # a stored value that is not UTF-8 is shown, not an error
     dialects.last_refused.clear()
-    try:
-        with _translated(limits):
-            cursor = clock.run(connection.execute, query)
-        result = Result([d[0] for d in cursor.description or []], iter(()))
-        result.rows = _rows(cursor, result, clock, limits)
-        yield result
-    finally:
-        connection.close()
-        dialects.restore_heap_limit(previous)
+    with _translated(limits):
+        cursor = clock.run(connection.execute, query)
+    result = Result([d[0] for d in cursor.description or []], iter(()))
+    result.rows = _rows(cursor, result, clock, limits)
+    return result
 
 
 def run_read_only(url: str, query: str, *, limits: Limits = Limits()) -> tuple[list[str], list[tuple]]:
