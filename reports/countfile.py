@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import IO, BinaryIO, Iterable, Iterator
 
@@ -126,7 +127,7 @@ def read_counts(lines: Iterable[str | bytes] | BinaryIO, *, name: str = "-") -> 
         raise CountFileError(name, problems[:1] or [(1, f"the header must be {','.join(HEADER)}, got {got}")])
     series: dict[str, dict[datetime, int]] = {}
     seen: dict[tuple[str, datetime], int] = {}
-    zone, more, bounds = None, 0, None
+    zone, more, span = None, 0, None
 
     def problem(line: int, why: str) -> None:
         nonlocal more
@@ -155,15 +156,10 @@ def read_counts(lines: Iterable[str | bytes] | BinaryIO, *, name: str = "-") -> 
         if (name_, hour) in seen:
             problem(reader.line_num, f"{_shown(name_)} at {when.isoformat()} already given on line {seen[name_, hour]}")
             continue
-        first = bounds is None
-        bounds = (hour, reader.line_num, hour, reader.line_num) if first else bounds
-        if hour < bounds[0]:
-            bounds = (hour, reader.line_num, *bounds[2:])
-        if hour > bounds[2]:
-            bounds = (*bounds[:2], hour, reader.line_num)
-        if bounds[2] - bounds[0] > MAX_SPAN:
-            problem(reader.line_num, f"the file would span more than {MAX_SPAN.days} days (from line {bounds[1]} "
-                                     f"to line {bounds[3]}); split it")
+        span = span.including(hour, reader.line_num) if span else _Span(hour, reader.line_num, hour, reader.line_num)
+        if span.last - span.first > MAX_SPAN:
+            problem(reader.line_num, f"the file would span more than {MAX_SPAN.days} days (from line "
+                                     f"{span.first_line} to line {span.last_line}); split it")
             break
         seen[name_, hour] = reader.line_num
         series.setdefault(name_, {})[hour] = count
@@ -171,11 +167,28 @@ def read_counts(lines: Iterable[str | bytes] | BinaryIO, *, name: str = "-") -> 
         raise CountFileError(name, sorted(problems), more=more)
     if not series:
         raise CountFileError(name, [(2, "no rows after the header")])
-    cells = len(series) * ((bounds[2] - bounds[0]) // HOUR + 1)
-    if cells > MAX_CELLS:
-        raise CountFileError(name, [(bounds[3], f"{len(series)} series over {(bounds[2] - bounds[0]) // HOUR + 1} hours "
-                                               f"is more than the {MAX_CELLS:,} series-hours one run scans; split it")])
+    hours = (span.last - span.first) // HOUR + 1
+    if len(series) * hours > MAX_CELLS:
+        raise CountFileError(name, [(span.last_line, f"{len(series)} series over {hours} hours is more than the "
+                                                     f"{MAX_CELLS:,} series-hours one run scans; split it")])
     return series, zone
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The first and last hour of the file so far, and the lines that gave them."""
+
+    first: datetime
+    first_line: int
+    last: datetime
+    last_line: int
+
+    def including(self, hour: datetime, line: int) -> _Span:
+        if hour < self.first:
+            return replace(self, first=hour, first_line=line)
+        if hour > self.last:
+            return replace(self, last=hour, last_line=line)
+        return self
 
 
 def params_by_series(names: Iterable[str], params: SpikeParams, per_service: dict[str, SpikeParams]) -> dict[str, SpikeParams]:
