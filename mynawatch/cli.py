@@ -280,8 +280,13 @@ def cmd_spikes(args) -> int:
 
 def cmd_run(args) -> int:
     from mynawatch.scheduler import run_forever
+    from store.locks import AlreadyRunning
 
-    run_forever(_settings(args))
+    try:
+        run_forever(_settings(args))
+    except AlreadyRunning as exc:
+        print(f"mynawatch: {one_line(str(exc))}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,6 +26,7 @@ from reports.archive import write_daily_report
 from reports.jobs import deliver_notifications, evaluate_alerts, format_event
 from reports.outbox import Channels
 from store.db import make_sessions
+from store.locks import run_lock
 from store.search import index_pending
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,13 @@ def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
 
 def run_forever(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM. The jobs under way finish their current write (each write is one
-    transaction, so even a harder stop leaves no half-written item); no new job starts."""
+    transaction, so even a harder stop leaves no half-written item); no new job starts. One `run` per
+    SQLite store: a second raises store.locks.AlreadyRunning (the lock ends with the process, however it ends)."""
+    with run_lock(settings.database_url, now=_now()):
+        _run(settings)
+
+
+def _run(settings: Settings) -> None:
     daemon = build_daemon(settings)
 
     def stop(signum, _frame):

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.dialect import dialect_for
+from store.locks import open_lock
 from store.migrations import migrate
 from store.views import create_views
 
@@ -19,13 +20,14 @@ def open_engine(url: str) -> Engine:
     database = make_url(url).database  # the file SQLAlchemy opens: %-escapes decoded, as the engine reads them
     if url.startswith("sqlite:///") and database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
-    dialect = dialect_for(engine)
-    event.listen(engine, "connect", lambda conn, _record: dialect.on_connect(conn))
-    migrate(engine)
-    with engine.begin() as connection:
-        dialect.create_search_index(connection)
-        create_views(connection, engine.dialect.name)
+    with open_lock(url):  # processes starting at once: one creates or migrates, the others then find it done
+        engine = create_engine(url)
+        dialect = dialect_for(engine)
+        event.listen(engine, "connect", lambda conn, _record: dialect.on_connect(conn))
+        migrate(engine)  # reads the schema's revision under the lock, so it never repeats another's work
+        with engine.begin() as connection:
+            dialect.create_search_index(connection)
+            create_views(connection, engine.dialect.name)
     return engine
 
 
