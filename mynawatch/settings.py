@@ -180,6 +180,18 @@ def _alerts(data: dict, where: str) -> dict:
     return {"spikes": spikes, "spikes_for": tuple(spikes_for), "alerting": policy, "webhooks": webhooks}
 
 
+def _sqlite_url_under(base: Path, url: str) -> str:
+    """A relative SQLite URL made absolute under ``base``; the folder's own characters (#, ?, %, spaces)
+    are quoted, so the URL opens exactly that file."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and ValueError alike
+        raise SettingsError(f"[store] url: {url!r} is not a database URL ({exc})") from None
+    return parsed.set(database=str(base / (parsed.database or ""))).render_as_string(hide_password=False)
+
+
 def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     """Settings from ``path`` (defaults when it is None). Relative paths resolve against the file's folder."""
     if path is None:
@@ -203,7 +215,7 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     store = _plain(data.get("store", {}), {"url": str}, f"{path}: [store]")
     url = store.get("url", Settings.database_url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
-        url = "sqlite:///" + str(base / url.removeprefix("sqlite:///"))
+        url = _sqlite_url_under(base, url)
     reports = _plain(data.get("reports", {}), {"dir": str, "send_digest": bool}, f"{path}: [reports]")
     report_dir = base / reports.get("dir", "reports-archive")
     send = reports.get("send_digest", False)

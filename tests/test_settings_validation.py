@@ -46,3 +46,14 @@ def test_a_command_given_bad_settings_prints_one_line_and_no_traceback(tmp_path)
         assert done.returncode != 0, command
         assert "Traceback" not in done.stderr, done.stderr
         assert "[fetch] timeout_seconds: 'fast' is not valid here: expected a number" in done.stderr
+
+
+def test_a_relative_store_path_under_a_folder_with_url_characters_opens_that_file(tmp_path):
+    folder = tmp_path / "we?ird #dir%41"
+    folder.mkdir()
+    (folder / "m.toml").write_text('[store]\nurl = "sqlite:///m.sqlite"\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "mynawatch.cli", "--config", str(folder / "m.toml"), "db", "upgrade"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (folder / "m.sqlite").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["we?ird #dir%41"]  # nothing opened beside it
