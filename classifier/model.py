@@ -17,6 +17,7 @@ import numpy as np
 import sklearn
 import spacy
 import sudachipy
+from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from scipy.sparse import hstack
 from scipy.optimize import minimize_scalar
@@ -31,6 +32,7 @@ from store.records import TROUBLE_CAUSES, Cause, Label, Sentiment, Service
 log = logging.getLogger(__name__)
 CONFIDENCE_FLOOR = 0.55
 CHAR_WINDOW = 400  # characters of body text that feed the character n-grams
+FIT_WORKERS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _SERVICES = {str(s): s for s in Service}
 _CAUSES = {str(c): c for c in Cause}
 _SENTIMENTS = {str(s): s for s in Sentiment}
@@ -267,20 +269,29 @@ def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hype
 
 
 def _fit_axes(X, examples: list[Example], seed: int, hyper: Hyper):
-    """Relevance, per-service, cause and sentiment models (services and cause learn from relevant items)."""
+    """Relevance, per-service, cause, sentiment and trouble models (services and cause learn from relevant
+    items). The fits are independent: they run side by side on the machine's cores (each is
+    deterministic, so the models are the same as fitted one after another)."""
     y_rel = np.array([e.label.relevant for e in examples])
-    relevance = _lr(seed, hyper.c_relevance).fit(X, y_rel)
     rel_idx = np.flatnonzero(y_rel)
     Xr = X[rel_idx]
-    services = {}
+    jobs = [("relevance", X, y_rel, hyper.c_relevance)]
     for service in Service:
         y = np.array([service in examples[i].label.services for i in rel_idx])
         if y.any() and not y.all():
-            services[str(service)] = _lr(seed, hyper.c_services).fit(Xr, y)
-    cause = _lr(seed, hyper.c_cause).fit(Xr, [str(examples[i].label.cause) for i in rel_idx])
-    sentiment = _lr(seed, hyper.c_sentiment).fit(X, [str(e.label.sentiment) for e in examples])
-    trouble = _lr(seed, hyper.c_trouble).fit(X, [_is_trouble(e.label) for e in examples])
-    return relevance, services, cause, sentiment, trouble
+            jobs.append((str(service), Xr, y, hyper.c_services))
+    jobs += [("cause", Xr, np.array([str(examples[i].label.cause) for i in rel_idx]), hyper.c_cause),
+             ("sentiment", X, np.array([str(e.label.sentiment) for e in examples]), hyper.c_sentiment),
+             ("trouble", X, np.array([_is_trouble(e.label) for e in examples]), hyper.c_trouble)]
+    jobs.sort(key=lambda job: -job[1].shape[0] * (len(set(job[2].tolist())) if job[0] == "cause" else 1))
+    fitted = dict(Parallel(n_jobs=FIT_WORKERS, prefer="processes")(
+        delayed(_fit_one)(name, Xj, y, seed, c) for name, Xj, y, c in jobs))
+    services = {str(s): fitted[str(s)] for s in Service if str(s) in fitted}
+    return fitted["relevance"], services, fitted["cause"], fitted["sentiment"], fitted["trouble"]
+
+
+def _fit_one(name: str, X, y, seed: int, c: float) -> tuple[str, LogisticRegression]:
+    return name, _lr(seed, c).fit(X, y)
 
 
 def _is_trouble(label: Label) -> bool:
