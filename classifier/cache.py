@@ -12,7 +12,7 @@ import pickle
 import platform
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -70,7 +70,8 @@ def load_cached(key: str) -> Classifier | None:
     try:
         with path.open("rb") as fh:
             model = pickle.load(fh)
-        os.utime(path)  # the file's time says when it was last used: pruning keeps the recent ones
+        with suppress(OSError):  # a read-only cache still serves its model
+            os.utime(path)  # the file's time says when it was last used: pruning keeps the recent ones
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - whatever a damaged pickle raises, it is rebuilt
@@ -108,8 +109,12 @@ def _write(model: Classifier, path: Path) -> None:
         with tmp.open("wb") as fh:
             pickle.dump(model, fh)
         tmp.replace(path)
+    except OSError as exc:  # a full or read-only cache: no temporary file stays, the error names the model file
+        exc.filename = str(path)
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def prune(keep: list[str]) -> list[Path]:

@@ -35,9 +35,30 @@ def cmd_init(args) -> int:
     path = Path(args.path)
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists (use --force to overwrite)")
-    path.write_text(TEMPLATE.read_text(encoding="utf-8"), encoding="utf-8")
+    _write_whole(path, TEMPLATE.read_bytes())
     print(f"wrote {path}: edit the sources and [smtp], then `mynawatch collect` or `mynawatch run`")
     return 0
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it: a full or read-only disk leaves the old
+    file (or none) and no temporary file behind."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        _remove(tmp)
+        exc.filename = str(path)  # the file meant, not its temporary name
+        raise
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:  # a read-only folder: the file was never made
+            pass
 
 
 def cmd_collect(args) -> int:
@@ -124,11 +145,8 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else settings.report_dir
     if args.send and not settings.smtp.recipients:
         raise UserError("--send: no recipients in [smtp] of the settings file")
-    try:
-        files = write_daily_report(sessions, model_version=version, day=day, out_dir=out,
-                                   smtp=settings.smtp, send=args.send, now=_now())
-    except OSError as exc:
-        raise UserError(f"could not write the report: {exc}") from exc
+    files = write_daily_report(sessions, model_version=version, day=day, out_dir=out,  # a full or read-only
+                               smtp=settings.smtp, send=args.send, now=_now())  # folder: main() names it
     for kind, path in files.paths.items():
         print(f"{kind:6} {path}")
     return _print_delivery(files.delivery, queued=files.queued) if args.send else 0
@@ -546,6 +564,10 @@ def cmd_sql(args) -> int:
             written = write_result(result.columns, result.rows, args.format, sys.stdout)
             sys.stdout.flush()
     except ReadOnlyError as exc:
+        from mynawatch.disk import store_trouble
+
+        if (trouble := store_trouble(exc.__context__)) and trouble[0] != "read-only":  # a disk's trouble:
+            raise exc.__context__ from None  # main() names it with the store
         raise UserError(str(exc)) from None
     except BrokenPipeError:  # the reader stopped (| head): end quietly
         _quiet_stdout()
@@ -569,7 +591,7 @@ def cmd_db(args) -> int:
         target = Path(args.path)
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to replace it)")
-        backup_store(settings.database_url, target)
+        _backup(settings.database_url, target)
         print(f"backed up to {target}")
     else:
         problems = check_store(settings.database_url)
@@ -581,6 +603,25 @@ def cmd_db(args) -> int:
         print("ok" if not problems else f"{len(problems)} problem(s)")
         return 0 if not problems else 1
     return 0
+
+
+def _backup(url: str, target: Path) -> None:
+    """The store's backup into a temporary file beside ``target``, renamed when whole: a full disk leaves
+    neither a half copy nor a temporary file, and an older copy at ``target`` stays."""
+    from mynawatch.disk import DiskError, store_place, store_trouble
+    from store.db import backup_store
+
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        backup_store(url, tmp)
+        tmp.replace(target)
+    except Exception as exc:
+        _remove(*(tmp.with_name(tmp.name + end) for end in ("", "-journal", "-wal", "-shm")))
+        if (trouble := store_trouble(exc)) is not None and trouble[0] in ("full", "read-only", "io", "cannot-open"):
+            raise DiskError(f"could not copy the store {store_place(url)} to {target} ({trouble[1]}): check that "
+                            "the store can be read and that the copy's folder exists, is writable and has room "
+                            "(df), then run the command again") from exc
+        raise
 
 
 def cmd_sources(args) -> int:
@@ -768,6 +809,25 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of the output stopped (`| head`): end quietly, as other tools do
         _quiet_stdout()
         return 0
+    except Exception as exc:  # a full disk, a read-only or unusable store, a file that cannot be written
+        from mynawatch.disk import disk_line
+
+        line = disk_line(exc, store=_store_url(args))
+        if line is None:
+            raise
+        print(f"mynawatch: {clean_text(line)}", file=sys.stderr)
+        return 1
+
+
+def _store_url(args) -> str | None:
+    """The store the command was using, to name it in an error; None when no settings can be read."""
+    if getattr(args, "func", None) is cmd_demo:
+        return f"sqlite:///{Path(args.out) / 'mynawatch.sqlite'}"
+    path = Path(args.config) if args.config else Path("mynawatch.toml")
+    try:
+        return load_settings(path).database_url
+    except Exception:  # noqa: BLE001 - only for naming the store in a message
+        return None
 
 
 def _quiet_stdout() -> None:

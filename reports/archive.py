@@ -3,9 +3,12 @@ archive files, and queue the digest email (one per recipient and day) when asked
 
 from __future__ import annotations
 
+import os
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from time import time as time_now
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,6 +81,7 @@ def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, d
         report = build_daily_report(read_day(session, model_version=model_version, day=day, now=now))
     charts = render_charts(report)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out_dir)
     paths = {"text": out_dir / f"report-{day}.txt", "html": out_dir / f"report-{day}.html",
              "chart": out_dir / f"chart-{day}.png", "hourly": out_dir / f"hourly-{day}.png",
              "eml": out_dir / f"digest-{day}.eml"}
@@ -99,6 +103,23 @@ def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, d
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    """Write through a temporary file beside ``path``, renamed when whole: a reader never sees half a file,
+    and a full or read-only folder leaves no temporary file behind (the error names ``path``)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes writing one day's report never share one
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        exc.filename = str(path)
+        raise
+
+
+def _remove_stale_temporaries(out_dir: Path, *, older_than: float = 3600.0) -> None:
+    """Temporary files a killed report job left behind (a finished or failed one removes its own)."""
+    cutoff = time_now() - older_than
+    for tmp in out_dir.glob("*-????-??-??.*.*.tmp"):  # report-2024-10-15.txt.<pid>.tmp and the like
+        with suppress(OSError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()

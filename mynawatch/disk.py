@@ -1,0 +1,116 @@
+"""Full disks, read-only stores and files that cannot be written, as one line for people: what failed,
+where, and what to do. The CLI turns these errors into that line and exit status 1, never a traceback."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from pathlib import PurePath
+
+from sqlalchemy.engine import make_url
+
+from store.clean import one_line
+
+# SQLite's primary result codes (the low byte of an extended code) -> the kind of trouble
+_SQLITE = {13: "full", 8: "read-only", 3: "read-only", 14: "cannot-open", 10: "io", 26: "not-a-store",
+           11: "damaged", 5: "busy", 6: "busy"}
+class DiskError(Exception):
+    """A disk's trouble already said in one line (what, where, what to do)."""
+
+
+_ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EFBIG: "full", errno.EROFS: "read-only",
+          errno.EACCES: "not-allowed", errno.EPERM: "not-allowed", errno.EIO: "io"}
+_SQLSTATE = {"53100": "full", "25006": "read-only"}  # PostgreSQL: disk_full, read_only_sql_transaction
+
+_STORE_LINES = {
+    "full": "the disk holding the store {where} is full ({detail}): free some space there and run the command "
+            "again (SQLite rolled the unfinished write back; nothing is half-written)",
+    "read-only": "the store {where} is read-only ({detail}): make the file and its folder writable for this user, "
+                 "or set [store] url to a writable copy",
+    "cannot-open": "cannot open the store {where} ({detail}): its folder must exist and be writable for this user "
+                   "(SQLite keeps its -wal and -shm files beside the store), or set [store] url elsewhere",
+    "io": "the disk failed while reading or writing the store {where} ({detail}): check that it is not full, "
+          "read-only or failing (df, dmesg), then run the command again",
+    "not-a-store": "{where} is not a SQLite database ({detail}): set [store] url in the settings to a mynawatch "
+                   "store, or to a new file name",
+    "damaged": "the store {where} is damaged ({detail}): `mynawatch db check` names the problems; restore the "
+               "latest copy made by `mynawatch db backup`",
+    "busy": "the store {where} stayed locked by another process ({detail}): run the command again when that one "
+            "is done",
+}
+_FILE_LINES = {
+    "full": "no room to write {where} ({detail}): the disk is full or a file-size limit was reached; free some "
+            "space and run the command again",
+    "read-only": "cannot write {where} ({detail}): the file system is read-only; choose a folder on a writable disk",
+    "not-allowed": "not allowed to use {where} ({detail}): give this user access to it, or choose another path",
+    "io": "the disk failed on {where} ({detail}): check the disk (dmesg), then run the command again",
+    "other": "{where}: {detail}",
+}
+
+
+def store_place(url: str | None) -> str:
+    """The store as people name it: the SQLite file, or the URL without its password."""
+    if not url:
+        return "(the store)"
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL fails earlier with its own message
+        return "(the store)"
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ":memory:"
+        return database.removeprefix("file:").split("?", 1)[0]
+    return parsed.render_as_string(hide_password=True)
+
+
+def _causes(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper around the driver's error
+        if isinstance(orig, BaseException):
+            yield orig
+        exc = exc.__cause__  # the explicit chain only: an error raised while handling another is its own
+
+
+def store_trouble(exc: BaseException | None) -> tuple[str, str] | None:
+    """(kind, SQLite's or PostgreSQL's own words) when ``exc`` is a store failure of the disk kind, else None."""
+    for e in _causes(exc) if exc is not None else ():
+        if isinstance(e, sqlite3.Error) and (code := getattr(e, "sqlite_errorcode", None)) is not None:
+            if (kind := _SQLITE.get(code & 0xFF)) is not None:
+                return kind, one_line(str(e))
+        state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(state, str) and state in _SQLSTATE:
+            return _SQLSTATE[state], one_line(str(e).splitlines()[0] if str(e) else state)
+    return None
+
+
+def file_trouble(exc: BaseException) -> tuple[str, str, str] | None:
+    """(kind, the file, the system's words) when ``exc`` is an operating-system error on a file, else None."""
+    for e in _causes(exc):
+        if isinstance(e, OSError) and e.errno is not None and not isinstance(e, (BrokenPipeError, ConnectionError)):
+            kind = _ERRNO.get(e.errno, "other")
+            if e.filename is None and kind == "other":
+                return kind, "", one_line(str(e))
+            where = one_line(str(e.filename)) if e.filename is not None else "a file"
+            return kind, where, one_line(e.strerror or str(e))
+    return None
+
+
+def disk_line(exc: BaseException, *, store: str | None) -> str | None:
+    """One line naming what failed, where, and what to do, for a full disk, a read-only or unusable store
+    or a file that cannot be written; None when ``exc`` is none of these."""
+    if isinstance(exc, DiskError):
+        return str(exc)
+    if (found := store_trouble(exc)) is not None:
+        kind, detail = found
+        return _STORE_LINES[kind].format(where=store_place(store), detail=detail)
+    if (found := file_trouble(exc)) is not None:
+        kind, where, detail = found
+        if not where:
+            return detail
+        line = _FILE_LINES[kind].format(where=where, detail=detail)
+        if kind != "other" and PurePath(where).name.startswith("model-") and ".pickle" in where:
+            line += " (it is the classifier's model cache: MYNAWATCH_CACHE can point it at another folder)"
+        return line
+    return None
