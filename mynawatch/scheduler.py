@@ -12,9 +12,11 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import httpx
+from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from classifier.jobs import tag_items, tag_trends
@@ -24,7 +26,7 @@ from mynawatch.models import classify_model, retrain, served, served_version
 from mynawatch.settings import Settings
 from reports.archive import write_daily_report
 from reports.jobs import deliver_notifications, evaluate_alerts, format_event
-from reports.outbox import Channels
+from reports.outbox import Channels, next_delivery_at
 from store.db import make_sessions
 from store.locks import run_lock
 from store.search import index_pending
@@ -140,9 +142,17 @@ def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
         for event in evaluate_alerts(sessions, model_version=served_version(sessions), now=_now(), params=settings.spikes,
                                      params_for=dict(settings.spikes_for), policy=settings.alerting, channels=channels):
             log.warning("alert %s", format_event(event))
+        wake_notify()
 
-    def notify():  # retry what the outbox still holds (SMTP or a webhook was down)
+    def notify():  # retry what the outbox still holds (SMTP or a webhook was down, a sender died mid-claim)
         deliver_notifications(sessions, channels, now=_now())
+        wake_notify()
+
+    def wake_notify():  # the outbox's next retry or claim end, when sooner than the next regular run
+        when, regular = next_delivery_at(sessions), scheduler.get_job("notify")
+        if when is not None and regular is not None and regular.next_run_time and when < regular.next_run_time:
+            scheduler.add_job(notify, DateTrigger(max(when, _now()) + timedelta(seconds=1)), id="notify-soon",
+                              replace_existing=True, **options)
 
     def report():
         day = _now().astimezone(TOKYO).date() - timedelta(days=1)
@@ -152,7 +162,8 @@ def _add_report_jobs(scheduler, sessions, settings: Settings) -> None:
     options = job_options(settings)
     scheduler.add_job(classify, IntervalTrigger(minutes=sched.classify_minutes), id="classify", **options)
     scheduler.add_job(alerts, IntervalTrigger(minutes=sched.alerts_minutes), id="alerts", **options)
-    scheduler.add_job(notify, IntervalTrigger(minutes=sched.notify_minutes), id="notify", **options)
+    scheduler.add_job(notify, IntervalTrigger(minutes=sched.notify_minutes), id="notify",  # at start: left-overs
+                      next_run_time=_now() + timedelta(seconds=2), **options)
     hour, minute = (int(x) for x in sched.report_time.split(":"))
     scheduler.add_job(report, CronTrigger(hour=hour, minute=minute, timezone=TOKYO), id="report", **options)
 
@@ -177,15 +188,22 @@ def run_forever(settings: Settings) -> None:
 
 def _run(settings: Settings) -> None:
     daemon = build_daemon(settings)
+    stopping = []
 
     def stop(signum, _frame):
+        log.warning("signal %s: stopping after the jobs under way", signum)
+        stopping.append(signum)
         if daemon.scheduler.running:
-            log.warning("signal %s: stopping after the jobs under way", signum)
             daemon.scheduler.shutdown(wait=False)  # never block inside a signal handler
+
+    def started(_event):  # running from here on, so a signal after this line stops it; one before, at once
+        print(f"mynawatch: {len(settings.sources)} sources scheduled; Ctrl-C to stop", flush=True)
+        if stopping and daemon.scheduler.running:
+            daemon.scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"mynawatch: {len(settings.sources)} sources scheduled; Ctrl-C to stop", flush=True)
+    daemon.scheduler.add_listener(started, EVENT_SCHEDULER_STARTED)
     try:
         daemon.scheduler.start()
     finally:

@@ -1,12 +1,17 @@
 """Notifications through the store's outbox: alert events become one message per group (service)
 and target, queued with the alert state in one transaction; delivery claims, sends and records each
-message, and retries with backoff when the server is down. Nothing is lost; nothing goes out twice."""
+message, and retries with backoff when the server is down.
+
+Delivery is at least once: nothing is lost, and a process that dies after the server took a message but
+before recording it leaves the message to go again when its claim runs out. Every copy carries the same
+key for the receiver to drop repeats: the email's Message-ID, the webhook's Idempotency-Key header."""
 
 from __future__ import annotations
 
 import json
 import logging
 import smtplib
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,13 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from reports.alerts import Event
 from reports.mail import SmtpSettings, build_alert_email, is_permanent, send_bytes, wire_bytes
 from reports.notices import alert_summary
-from reports.webhook import WebhookFailed, WebhookSettings, alertmanager_payload, post_webhook
+from reports.webhook import WebhookFailed, WebhookSettings, alertmanager_payload, idempotency_key, post_webhook
 from store import alerts as store_alerts
 from store import notifications as store_out
 from store.notifications import Outgoing
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=1)
+CLAIM_MARGIN = timedelta(seconds=10)  # for the bookkeeping after a send (a busy store waits up to its busy_timeout)
 RANK = ("firing", "repeat", "resolved")
 
 
@@ -45,6 +51,7 @@ class Delivery:
     sent: list[str] = field(default_factory=list)  # "channel target subject"
     failed: list[str] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # being sent by another process right now
 
 
 def backoff(attempts: int) -> timedelta:
@@ -89,25 +96,44 @@ def queue(session: Session, messages: list[Outgoing], *, now: datetime) -> int:
     return sum(store_out.enqueue(session, m, now=now) for m in messages)
 
 
+def claim_lease(q: store_out.Queued, channels: Channels) -> timedelta:
+    """How long a claim holds: the send's own deadline and a margin. A claim still unanswered after that is a
+    process that died, and the message goes again."""
+    seconds = channels.smtp.timeout if q.channel == "email" else _hook(q.target, channels).timeout_seconds
+    return timedelta(seconds=seconds) + CLAIM_MARGIN
+
+
 def deliver_due(sessions: sessionmaker[Session], channels: Channels, *, now: datetime) -> Delivery:
     """Try every message whose time has come, each in its own transactions: claim, send, record."""
-    done = Delivery()
+    done, started = Delivery(), time.monotonic()
+
+    def clock() -> datetime:  # ``now`` moved on by the time the sends so far took: where a claim's lease starts
+        return now + timedelta(seconds=time.monotonic() - started)
+
     with sessions.begin() as session:
         batch = store_out.due(session, now=now)
+        held = store_out.held(session, now=now)
+    for q in held:
+        done.held.append(f"{q.channel} {q.target} {q.subject}")
+        log.warning("notification %s is being sent by another process; if that process died, it goes again at %s",
+                    q.id, q.next_attempt_at.isoformat(timespec="seconds"))
     for q in batch:
         with sessions.begin() as session:
-            if not store_out.claim(session, q.id, now=now):
+            if not store_out.claim(session, q, now=clock(), lease=claim_lease(q, channels)):
                 continue
-        label = f"{q.channel} {q.target} {q.subject}"
+        attempt, label = q.attempts + 1, f"{q.channel} {q.target} {q.subject}"
+        if q.status == "sending":
+            log.warning("notification %s: the process that took it never reported back; sending it again with the "
+                        "same %s", q.id, "Message-ID" if q.channel == "email" else "Idempotency-Key")
         try:
             _send(q, channels)
         except (OSError, smtplib.SMTPException, WebhookFailed) as exc:
             permanent = getattr(exc, "permanent", False) or (isinstance(exc, smtplib.SMTPException) and is_permanent(exc))
             with sessions.begin() as session:
                 if permanent:
-                    store_out.mark_gave_up(session, q.id, str(exc))
+                    store_out.mark_gave_up(session, q.id, attempt, str(exc))
                 else:
-                    store_out.mark_failed(session, q.id, str(exc), retry_at=now + backoff(q.attempts + 1))
+                    store_out.mark_failed(session, q.id, attempt, str(exc), retry_at=now + backoff(attempt))
             (done.gave_up if permanent else done.failed).append(f"{label}: {exc}")
             log.warning("notification %s not delivered (%s): %s", q.id, "giving up" if permanent else "will retry", exc)
             continue
@@ -120,12 +146,22 @@ def deliver_due(sessions: sessionmaker[Session], channels: Channels, *, now: dat
     return done
 
 
+def next_delivery_at(sessions: sessionmaker[Session]) -> datetime | None:
+    """When the outbox next has work: the earliest retry, or the end of a claim (None when it holds nothing)."""
+    with sessions.begin() as session:
+        return store_out.next_due_at(session)
+
+
+def _hook(url: str, channels: Channels) -> WebhookSettings:
+    return next((h for h in channels.webhooks if h.url == url), None) or WebhookSettings(url=url)
+
+
 def _send(q: store_out.Queued, channels: Channels) -> None:
     if q.channel == "email":
         send_bytes(q.body, q.target, channels.smtp)
         return
-    hook = next((h for h in channels.webhooks if h.url == q.target), None)
-    post_webhook(q.target, q.body, timeout=hook.timeout_seconds if hook else 10.0)
+    post_webhook(q.target, q.body, timeout=_hook(q.target, channels).timeout_seconds,
+                 idempotency_key=idempotency_key(q.key, q.target))
 
 
 def _message_id(body: bytes) -> str:

@@ -63,6 +63,19 @@ def _alert(a: AlertView, status: str) -> dict:
     }
 
 
+def group_key(service: str, alerts: list[AlertView]) -> str:
+    """Alertmanager's group key, narrowed to the episodes notified: the same for every notice about one episode
+    (firing, repeats, resolved) and for every copy of a notice, another for the next episode of the service."""
+    episodes = ",".join(sorted({a.dedup_key for a in alerts}))
+    return f'{{}}:{{episode="{episodes}", service="{service}"}}'
+
+
+def idempotency_key(key: str, url: str) -> str:
+    """The Idempotency-Key header of one notification to one webhook: the same on every copy, so a receiver can
+    drop a repeat (delivery is at least once). A quoted string, as the IETF draft for the header has it."""
+    return '"' + hashlib.sha256(f"{key}|{url}".encode()).hexdigest()[:32] + '"'
+
+
 def alertmanager_payload(service: str, alerts: list[tuple[AlertView, str]], *, receiver: str,
                          external_url: str = "") -> dict:
     """The body Alertmanager posts to a webhook for one group (the alerts of one service)."""
@@ -71,20 +84,22 @@ def alertmanager_payload(service: str, alerts: list[tuple[AlertView, str]], *, r
     common_ann = dict(set.intersection(*(set(i["annotations"].items()) for i in items))) if items else {}
     status = "firing" if any(s == "firing" for _, s in alerts) else "resolved"
     return {
-        "version": "4", "groupKey": f'{{}}:{{service="{service}"}}', "truncatedAlerts": 0, "status": status,
+        "version": "4", "groupKey": group_key(service, [a for a, _ in alerts]), "truncatedAlerts": 0, "status": status,
         "receiver": receiver, "groupLabels": {"service": service}, "commonLabels": common_labels,
         "commonAnnotations": common_ann, "externalURL": external_url, "alerts": items,
     }
 
 
-def post_webhook(url: str, body: bytes, *, timeout: float) -> None:
+def post_webhook(url: str, body: bytes, *, timeout: float, idempotency_key: str | None = None) -> None:
     """POST the JSON body, all within ``timeout`` seconds (connecting, sending, the answer). Raises WebhookFailed
     (``permanent`` for a 4xx other than 408 and 429)."""
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
     try:
         client = httpx.Client(transport=deadline_transport(), timeout=timeout, trust_env=False)
         with deadline(timeout), client:
-            response = client.post(url, content=body, follow_redirects=False,
-                                   headers={"Content-Type": "application/json", "User-Agent": USER_AGENT})
+            response = client.post(url, content=body, follow_redirects=False, headers=headers)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise WebhookFailed(url, f"{type(exc).__name__}: {exc}") from exc
     if not 200 <= response.status_code < 300:

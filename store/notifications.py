@@ -1,7 +1,11 @@
 """The notification outbox: queue once, claim, mark sent or schedule a retry. Never commits.
 
 A notification is identified by (channel, target, key): queueing the same one twice is a no-op, so
-an evaluation that runs again (after a crash, or from two processes) never sends a second copy.
+an evaluation that runs again (after a crash, or from two processes) never queues a second copy.
+
+A claim is a lease: ``next_attempt_at`` of a notification being sent is when its claim runs out (the send's
+own deadline and a margin). A process that dies between claim and bookkeeping leaves the claim to run out,
+and the next delivery takes it again; a late answer from the first process cannot undo the second's claim.
 """
 
 from __future__ import annotations
@@ -9,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from store.tables import Notification
 
-STALE_CLAIM = timedelta(minutes=10)  # a claim older than this was a process that died mid-send
 
 
 @dataclass(frozen=True)
@@ -67,36 +70,53 @@ def is_queued(session: Session, channel: str, target: str, key: str) -> bool:
 
 
 def due(session: Session, *, now: datetime, limit: int = 100) -> list[Queued]:
-    """Pending notifications whose time has come, and claims left behind by a process that died."""
-    rows = session.scalars(select(Notification).where(or_(
-        (Notification.status == "pending") & (Notification.next_attempt_at <= now),
-        (Notification.status == "sending") & (Notification.next_attempt_at <= now - STALE_CLAIM),
-    )).order_by(Notification.id).limit(limit))
+    """Pending notifications whose time has come, and claims that ran out (their process never reported back)."""
+    rows = session.scalars(select(Notification).where(Notification.status.in_(("pending", "sending")),
+                                                      Notification.next_attempt_at <= now)
+                           .order_by(Notification.id).limit(limit))
     return [_queued(n) for n in rows]
 
 
-def claim(session: Session, notification_id: int, *, now: datetime) -> bool:
-    """Mark one notification as being sent by this process. False when another process got there first."""
-    stmt = (update(Notification).where(Notification.id == notification_id, or_(
-        Notification.status == "pending",
-        (Notification.status == "sending") & (Notification.next_attempt_at <= now - STALE_CLAIM)))
-        .values(status="sending", attempts=Notification.attempts + 1, next_attempt_at=now))
+def held(session: Session, *, now: datetime) -> list[Queued]:
+    """Notifications another process is sending right now (their claim has not run out)."""
+    rows = session.scalars(select(Notification).where(Notification.status == "sending", Notification.next_attempt_at > now)
+                           .order_by(Notification.id))
+    return [_queued(n) for n in rows]
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the outbox next has something to do: a retry, or a claim running out."""
+    return session.scalar(select(func.min(Notification.next_attempt_at))
+                          .where(Notification.status.in_(("pending", "sending"))))
+
+
+def claim(session: Session, q: Queued, *, now: datetime, lease: timedelta) -> bool:
+    """Take ``q`` for sending until ``now + lease``. False when another process took it (or acted on it) since
+    ``q`` was read: the claim is granted only while the attempt count is the one read."""
+    stmt = (update(Notification).where(Notification.id == q.id, Notification.attempts == q.attempts,
+                                       Notification.status.in_(("pending", "sending")),
+                                       Notification.next_attempt_at <= now)
+            .values(status="sending", attempts=q.attempts + 1, next_attempt_at=now + lease))
     return session.execute(stmt).rowcount == 1
 
 
 def mark_sent(session: Session, notification_id: int, *, now: datetime) -> None:
-    session.execute(update(Notification).where(Notification.id == notification_id)
+    """The server took it: sent, whoever holds the claim now (a copy is on its way anyway)."""
+    session.execute(update(Notification).where(Notification.id == notification_id, Notification.status != "sent")
                     .values(status="sent", sent_at=now, last_error=None))
 
 
-def mark_failed(session: Session, notification_id: int, error: str, *, retry_at: datetime) -> None:
-    session.execute(update(Notification).where(Notification.id == notification_id)
+def mark_failed(session: Session, notification_id: int, attempt: int, error: str, *, retry_at: datetime) -> None:
+    """Attempt number ``attempt`` failed: retried at ``retry_at``, unless another process claimed it since."""
+    session.execute(update(Notification).where(Notification.id == notification_id, Notification.status == "sending",
+                                               Notification.attempts == attempt)
                     .values(status="pending", last_error=error[:500], next_attempt_at=retry_at))
 
 
-def mark_gave_up(session: Session, notification_id: int, error: str) -> None:
+def mark_gave_up(session: Session, notification_id: int, attempt: int, error: str) -> None:
     """The server refused it for good (a 5xx SMTP answer, a 4xx webhook answer): kept, not retried."""
-    session.execute(update(Notification).where(Notification.id == notification_id)
+    session.execute(update(Notification).where(Notification.id == notification_id, Notification.status == "sending",
+                                               Notification.attempts == attempt)
                     .values(status="failed", last_error=error[:500]))
 
 

@@ -75,7 +75,7 @@ def test_firing_and_resolved_bodies_follow_alertmanager(spiky, receiver):
         assert set(body) == {"version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels",
                              "commonLabels", "commonAnnotations", "externalURL", "alerts"}
         assert body["version"] == "4" and body["receiver"] == "chat" and body["groupLabels"] == {"service": "portal"}
-        assert body["groupKey"] == '{}:{service="portal"}'
+        assert body["groupKey"] == '{}:{episode="trouble:portal@2024-09-15T00:00Z", service="portal"}'
         (alert,) = body["alerts"]
         assert set(alert) == {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
         assert alert["labels"] == {"alertname": "MynaTroubleSpike", "service": "portal", "series": "trouble:portal",
