@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mynawatch.settings import Settings, SettingsError, load_settings
 from store.clean import clean_text, one_line
+from store.locks import AlreadyRunning, StoreBusy
 
 TEMPLATE = Path(__file__).parent / "templates" / "mynawatch.toml"
 
@@ -298,13 +299,8 @@ def cmd_spikes(args) -> int:
 
 def cmd_run(args) -> int:
     from mynawatch.scheduler import run_forever
-    from store.locks import AlreadyRunning
 
-    try:
-        run_forever(_settings(args))
-    except AlreadyRunning as exc:
-        print(f"mynawatch: {one_line(str(exc))}", file=sys.stderr)
-        return 1
+    run_forever(_settings(args))  # a second `run` on the store: AlreadyRunning, one line in main()
     return 0
 
 
@@ -806,6 +802,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mynawatch: interrupted", file=sys.stderr)
         return 130
+    except (AlreadyRunning, StoreBusy) as exc:  # another process holds the store's lock
+        print(f"mynawatch: {clean_text(str(exc))}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader of the output stopped (`| head`): end quietly, as other tools do
         _quiet_stdout()
         return 0

@@ -18,8 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import make_url
-
 try:
     import fcntl
 except ImportError:  # not a POSIX system: no file locks
@@ -51,6 +49,8 @@ class AlreadyRunning(Exception):
 
 def store_file(url: str) -> Path | None:
     """The SQLite file behind ``url``; None for other engines and in-memory stores."""
+    from sqlalchemy.engine import make_url  # here: the command line imports this module before it needs SQLAlchemy
+
     parsed = make_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
@@ -75,9 +75,10 @@ def _open_fd(path: Path) -> int | None:
 
 
 @contextmanager
-def open_lock(url: str, *, wait: float = OPEN_WAIT) -> Iterator[None]:
+def open_lock(url: str, *, wait: float | None = None) -> Iterator[None]:
     """Held while a process creates, migrates and sets up the store, so two processes starting at once never
-    both create it: the second waits, then finds it done."""
+    both create it: the second waits (at most ``wait`` seconds, OPEN_WAIT by default), then finds it done."""
+    wait = OPEN_WAIT if wait is None else wait
     path = _lock_file(url, "open")
     fd = _open_fd(path) if path is not None else None
     if fd is None:

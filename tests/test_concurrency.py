@@ -106,3 +106,18 @@ def test_a_second_run_on_the_same_store_is_refused_and_a_killed_run_leaves_no_lo
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+def test_a_store_held_open_too_long_is_one_clear_line_not_a_hang(tmp_path, monkeypatch, capsys):
+    from mynawatch.cli import main
+    from store import locks
+
+    db = tmp_path / "store.sqlite"
+    config = tmp_path / "mynawatch.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n', encoding="utf-8")
+    monkeypatch.setattr(locks, "OPEN_WAIT", 0.5)
+    with locks.open_lock(f"sqlite:///{db}"):  # as a process stuck in a long migration would hold it
+        assert main(["--config", str(config), "alerts", "list"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "opening or upgrading" in err and str(db) in err, err
+    assert main(["--config", str(config), "alerts", "list"]) == 0  # released: opens at once
