@@ -83,9 +83,30 @@ def main() -> None:
         print(f"{name:22}  tag path {whole:8.0f}/s   raw SudachiPy {raw:8.0f}/s   spaCy blank('ja') pipe "
               f"{got['spacy']:8.0f}/s   tag/raw {whole / raw:.2f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory (max RSS): {peak:.0f} MiB")
+    print(f"peak memory of this benchmark process (max RSS, spaCy's pass included): {peak:.0f} MiB")
+    print(f"peak memory of `mynawatch tag` on the same {len(heads)} headlines and {len(articles)} articles "
+          f"(max RSS of its process): {tag_peak(heads + articles):.0f} MiB")
     if args.retag:
         retag(model, heads, args.retag)
+
+
+def tag_peak(items: list[tuple[str, str]]) -> float:
+    """Peak RSS in MiB of a `mynawatch tag` process over ``items`` (the command users run, on its own):
+    its VmHWM, read by the process itself as it ends (getrusage's figure for a child is no use: the
+    high-water mark of the process it was forked from survives exec)."""
+    import json
+    import subprocess
+
+    report = ("import sys; from mynawatch.cli import main; code = main(sys.argv[1:]); "
+              "sys.stderr.write([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]); sys.exit(code)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "in.jsonl")
+        with open(path, "w", encoding="utf-8") as fh:
+            for i, (title, text) in enumerate(items):
+                fh.write(json.dumps({"id": i, "title": title, "text": text}, ensure_ascii=False) + "\n")
+        done = subprocess.run([sys.executable, "-c", report, "tag", path], cwd=tmp, check=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return int(done.stderr.strip().splitlines()[-1].split()[1]) / 1024
 
 
 def retag(model, heads, n: int) -> None:
