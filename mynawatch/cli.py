@@ -521,7 +521,7 @@ def cmd_review(args) -> int:
 
 def cmd_search(args) -> int:
     from store.db import make_sessions
-    from store.search import highlight, index_pending, search_items
+    from store.search import index_pending, search_items
 
     settings = _settings(args)
     try:
@@ -538,9 +538,9 @@ def cmd_search(args) -> int:
     for h in hits:  # stored text on a terminal: one line each, no control characters or bidi overrides
         when = h.published.astimezone(timezone(timedelta(hours=9))).strftime("%Y-%m-%d %H:%M")
         print(f"{when}  {one_line(h.publisher)}  #{h.item_id}")
-        print(f"  {one_line(highlight(h.title, args.query) if h.in_title else h.title)}")
+        print(f"  {one_line(h.snippet if h.in_title else h.title)}")
         if not h.in_title:
-            print(f"  …{one_line(h.snippet)}…")
+            print(f"  {one_line(h.snippet)}")
         print(f"  {one_line(h.url)}")
     print(f"{len(hits)} item(s)" + (" (title matches first, newest first)" if hits else ""))
     return 0

@@ -27,17 +27,14 @@ def _tokenizer():
 
 
 _SKIP: dict[int, bool] = {}  # part-of-speech id -> punctuation or space
+# Sudachi writes the auxiliary ない and the adjective 無い as two normalized forms; a search treats them
+# as one word (繋がらない, 繋がら無い).
+_FOLD = {"ない": "無い"}
 
 
-def search_tokens(value: str | None) -> str:
-    """Text as space-separated Sudachi short units (split mode A), NFKC and lower case.
-
-    Short units make one- and two-character words (障害, 停止, 証) searchable inside compounds
-    (システム障害, マイナ保険証), which neither SQLite's default nor its trigram tokenizer can do.
-    """
-    if not value:
-        return ""
-    value = unicodedata.normalize("NFKC", value).lower()
+def unit_spans(value: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, surface, normalized form) of each Sudachi short unit (split mode A) of ``value``,
+    punctuation and spaces left out: offsets into ``value`` as given, surface and form NFKC and lower case."""
     out = []
     tok = _tokenizer()
     for start in range(0, len(value), 4000):
@@ -47,14 +44,44 @@ def search_tokens(value: str | None) -> str:
             if skip is None:
                 skip = _SKIP[pid] = m.part_of_speech()[0] in ("補助記号", "空白")
             if not skip:
-                out.append(m.surface().replace('"', ""))
-    return " ".join(out)
+                surface = unicodedata.normalize("NFKC", m.surface()).lower().replace('"', "")
+                normal = unicodedata.normalize("NFKC", m.normalized_form()).lower().replace('"', "")
+                out.append((start + m.begin(), start + m.end(), surface, _FOLD.get(normal, normal)))
+    return out
+
+
+@lru_cache(maxsize=8)  # the index asks for surfaces and normalized forms of the same text in turn
+def search_units(value: str) -> tuple[tuple[str, str], ...]:
+    """(surface, normalized form) of each short unit of ``value`` after NFKC and lower case."""
+    return tuple((surface, normal) for _, _, surface, normal in
+                 unit_spans(unicodedata.normalize("NFKC", value).lower()))
+
+
+def search_tokens(value: str | None) -> str:
+    """Text as space-separated Sudachi short units (split mode A), NFKC and lower case.
+
+    Short units make one- and two-character words (障害, 停止, 証) searchable inside compounds
+    (システム障害, マイナ保険証), which neither SQLite's default nor its trigram tokenizer can do.
+    """
+    return " ".join(surface for surface, _ in search_units(value)) if value else ""
+
+
+def variant_tokens(value: str | None) -> str:
+    """The same short units in Sudachi's normalized form (つながら, 繋がら -> 繋がる; サーバ, ｻｰﾊﾞｰ -> サーバー;
+    ない, 無い -> 無い), so that spelling variants and inflections of a word meet in the index."""
+    return " ".join(normal for _, normal in search_units(value)) if value else ""
 
 
 def phrase_query(query: str) -> str:
-    """A user's words as an FTS5 query: each whitespace-separated part a phrase of short units, all required."""
-    parts = [search_tokens(p) for p in query.split()]
-    phrases = [f'"{p}"' for p in parts if p]
+    """A user's words as an FTS5 query: each whitespace-separated part a phrase of short units, as
+    written or in normalized form, all parts required."""
+    phrases = []
+    for part in query.split():
+        surface, variant = search_tokens(part), variant_tokens(part)
+        if surface and variant and variant != surface:
+            phrases.append(f'("{surface}" OR "{variant}")')
+        elif surface or variant:
+            phrases.append(f'"{surface or variant}"')
     if not phrases:
         raise ValueError("the search has no words in it")
     return " AND ".join(phrases)
@@ -70,28 +97,31 @@ class SQLite:
 
     def on_connect(self, dbapi_connection) -> None:
         dbapi_connection.create_function("ja_search_tokens", 1, search_tokens, deterministic=True)
+        dbapi_connection.create_function("ja_search_variants", 1, variant_tokens, deterministic=True)
         cursor = dbapi_connection.cursor()
         for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", "synchronous=NORMAL"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     def create_search_index(self, connection) -> None:
-        """An FTS5 index over Sudachi short units of items' titles and summaries.
+        """An FTS5 index over Sudachi short units of items' titles and summaries, as written (``title``,
+        ``body``) and in normalized form (``title_norm``, ``body_norm``).
 
         New items are indexed in batches by ``index_pending`` (the classify job, ``mynawatch search``),
         not by an insert trigger: tokenizing in the collector's transaction would cost it a third of
         its speed. Items already indexed are re-indexed when their text changes, and leave on delete.
         """
         connection.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(title, body, "
-                                "tokenize = 'unicode61 remove_diacritics 0')"))
+                                "title_norm, body_norm, tokenize = 'unicode61 remove_diacritics 0')"))
         connection.execute(text("DROP TRIGGER IF EXISTS items_fts_insert"))  # stores from before batch indexing
         connection.execute(text("DROP TRIGGER IF EXISTS items_fts_update"))
         connection.execute(text("""
             CREATE TRIGGER items_fts_update AFTER UPDATE OF title, summary ON items
             WHEN EXISTS (SELECT 1 FROM items_fts WHERE rowid = old.id) BEGIN
               DELETE FROM items_fts WHERE rowid = old.id;
-              INSERT INTO items_fts(rowid, title, body)
-              VALUES (new.id, ja_search_tokens(new.title), ja_search_tokens(new.summary));
+              INSERT INTO items_fts(rowid, title, body, title_norm, body_norm)
+              VALUES (new.id, ja_search_tokens(new.title), ja_search_tokens(new.summary),
+                      ja_search_variants(new.title), ja_search_variants(new.summary));
             END"""))
         connection.execute(text("CREATE TRIGGER IF NOT EXISTS items_fts_delete AFTER DELETE ON items BEGIN "
                                 "DELETE FROM items_fts WHERE rowid = old.id; END"))
@@ -101,8 +131,9 @@ class SQLite:
 
         The index is filled in id order, so everything above its highest rowid is what is pending."""
         return connection.execute(text("""
-            INSERT INTO items_fts(rowid, title, body)
-            SELECT id, ja_search_tokens(title), ja_search_tokens(summary) FROM items
+            INSERT INTO items_fts(rowid, title, body, title_norm, body_norm)
+            SELECT id, ja_search_tokens(title), ja_search_tokens(summary), ja_search_variants(title),
+                   ja_search_variants(summary) FROM items
             WHERE id > (SELECT coalesce(max(rowid), 0) FROM items_fts) ORDER BY id LIMIT :limit"""),
             {"limit": limit}).rowcount
 
@@ -113,13 +144,12 @@ class SQLite:
 
     def search(self, connection, fts_query: str, *, title_only: bool, exclude_title: bool, since, service,
                limit: int) -> list:
-        """Item ids, snippets and dates of matches, newest first (FTS5 walks its index by rowid)."""
-        match = f"{{title}} : ({fts_query})" if title_only else fts_query
+        """Id, title, publisher, date, link and summary of matches, newest first (FTS5 walks its index by rowid)."""
+        match = f"{{title title_norm}} : ({fts_query})" if title_only else fts_query
         if exclude_title:
-            match = f"({fts_query}) NOT {{title}} : ({fts_query})"
+            match = f"({fts_query}) NOT {{title title_norm}} : ({fts_query})"
         sql = """
-            SELECT i.id, i.title, i.publisher, i.published_at, i.canonical_url,
-                   snippet(items_fts, 0, '[', ']', '…', 16), snippet(items_fts, 1, '[', ']', '…', 20)
+            SELECT i.id, i.title, i.publisher, i.published_at, i.canonical_url, i.summary
             FROM items_fts JOIN items i ON i.id = items_fts.rowid
             WHERE items_fts MATCH :match"""
         params = {"match": match, "limit": limit}

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.clean import clean_text
-from store.dialect import dialect_for, phrase_query
+from store.dialect import dialect_for, phrase_query, search_units, unit_spans
 from store.records import Service
 
 MAX_LIMIT = 100_000  # hits one search returns
-_CJK_GAP = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef\]\[…]) (?=[\u3000-\u9fff\uff00-\uffef\[\]…])")
 
 
 @dataclass(frozen=True)
@@ -23,7 +21,7 @@ class SearchHit:
     publisher: str
     published: datetime
     url: str
-    snippet: str  # with [matches] bracketed
+    snippet: str  # the title (a title match) or a piece of the summary, as written, [matches] bracketed
     in_title: bool
 
 
@@ -61,31 +59,59 @@ def search_items(session: Session, query: str, *, service: str | None = None, si
     for in_title in (True, False):
         rows = dialect.search(connection, fts, title_only=in_title, exclude_title=not in_title, since=since,
                               service=service, limit=limit - len(hits))
-        hits += [_hit(row, in_title) for row in rows]
+        hits += [_hit(row, in_title, query) for row in rows]
         if len(hits) >= limit:
             break
     return hits
 
 
-def _hit(row, in_title: bool) -> SearchHit:
-    item_id, title, publisher, published, url, title_snip, body_snip = row
+def _hit(row, in_title: bool, query: str) -> SearchHit:
+    item_id, title, publisher, published, url, summary = row
     if isinstance(published, str):
         published = datetime.fromisoformat(published)
     if published.tzinfo is None:
         published = published.replace(tzinfo=timezone.utc)
-    return SearchHit(item_id, title, publisher, published, url, readable(title_snip if in_title else body_snip), in_title)
+    snippet = highlight(title, query) if in_title else variant_snippet(summary or "", query)
+    return SearchHit(item_id, title, publisher, published, url, snippet, in_title)
+
+
+def match_spans(text: str, query: str) -> list[tuple[int, int]]:
+    """(start, end) in ``text`` of each place a word of ``query`` occurs, as written or as a spelling
+    variant (the same Sudachi normalized forms), in text order and not overlapping."""
+    units = unit_spans(text)
+    found = []
+    for word in set(query.split()):
+        wanted = search_units(word)
+        if not wanted:
+            continue
+        n = len(wanted)
+        for i in range(len(units) - n + 1):
+            if all(u[2] == w[0] or u[3] == w[1] for u, w in zip(units[i:i + n], wanted)):
+                found.append((units[i][0], units[i + n - 1][1]))
+    spans: list[tuple[int, int]] = []
+    for start, end in sorted(found, key=lambda se: (se[0], -se[1])):
+        if not spans or start >= spans[-1][1]:
+            spans.append((start, end))
+    return spans
 
 
 def highlight(text: str, query: str) -> str:
-    """``text`` with each word of ``query`` bracketed where it occurs (NFKC, case-insensitive)."""
-    import unicodedata
-
-    out = unicodedata.normalize("NFKC", text)
-    for word in sorted(set(unicodedata.normalize("NFKC", query).split()), key=len, reverse=True):
-        out = re.sub(re.escape(word), lambda m: f"[{m.group(0)}]", out, flags=re.IGNORECASE)
-    return out
+    """``text`` as written, with each word of ``query`` bracketed where it occurs (spelling variants too)."""
+    return _bracket(text, match_spans(text, query))
 
 
-def readable(snippet: str) -> str:
-    """Join the short units back together: no spaces between Japanese characters."""
-    return _CJK_GAP.sub("", snippet or "")
+def variant_snippet(text: str, query: str, *, width: int = 40) -> str:
+    """About ``width`` characters of ``text`` as written around its first match, the matches bracketed."""
+    spans = match_spans(text, query)
+    start = max(0, spans[0][0] - width // 3) if spans else 0
+    end = min(len(text), start + width)
+    inside = [(s - start, e - start) for s, e in spans if s >= start and e <= end]
+    return ("…" if start else "") + _bracket(text[start:end], inside) + ("…" if end < len(text) else "")
+
+
+def _bracket(text: str, spans: list[tuple[int, int]]) -> str:
+    out, last = [], 0
+    for start, end in spans:
+        out += [text[last:start], "[", text[start:end], "]"]
+        last = end
+    return "".join(out) + text[last:]
