@@ -1,6 +1,7 @@
 """High-precision phrase rules (spaCy PhraseMatcher over Sudachi-normalized tokens).
 
 Each rule fires a feature such as ``svc:portal`` or ``cause:load``; the models learn how much to trust it.
+The ``svc:`` rules are the names and hints of ``store.records.SERVICE_WORDS``.
 """
 
 from __future__ import annotations
@@ -11,22 +12,10 @@ from functools import lru_cache
 from spacy.matcher import PhraseMatcher
 
 from classifier.text import make_doc, nlp, normalize, tokens
+from store.records import SERVICE_WORDS
 
 RULES: dict[str, list[str]] = {
-    "svc:health_insurance": ["マイナ保険証", "オンライン資格確認", "資格確認", "資格確認書", "顔認証付きカードリーダー",
-                             "カードリーダー", "保険証", "医療費情報", "薬剤情報", "健康保険証", "電子処方箋"],
-    "svc:portal": ["マイナポータル", "マイナポータルアプリ", "ぴったりサービス", "引越し手続オンライン"],
-    "svc:card": ["マイナンバーカード", "マイナカード", "個人番号カード", "カード管理システム", "交付窓口", "カードの交付",
-                 "カードの申請", "暗証番号", "再発行"],
-    "svc:certificate": ["電子証明書", "署名用電子証明書", "利用者証明用電子証明書", "公的個人認証", "JPKI", "J-LIS",
-                        "地方公共団体情報システム機構"],
-    "svc:convenience_store": ["コンビニ交付", "証明書コンビニ交付", "住民票の写し", "印鑑登録証明書", "キオスク端末",
-                              "マルチコピー機"],
-    "svc:public_funds_account": ["公金受取口座", "公金口座"],
-    "svc:points": ["マイナポイント"],
-    "svc:drivers_license": ["マイナ免許証", "運転免許証との一体化", "免許証の一体化", "運転免許証"],
-    "svc:smartphone": ["スマホ用電子証明書", "スマートフォン用電子証明書", "iPhone", "Android", "スマホ搭載"],
-    "svc:general": ["マイナンバー制度", "マイナンバー", "個人番号", "情報連携", "総点検", "デジタル庁"],
+    **{f"svc:{service}": [*words.names, *words.hints] for service, words in SERVICE_WORDS.items()},
     "cause:load": ["申請が殺到", "申請殺到", "更新ラッシュ", "駆け込み", "窓口が混雑", "長蛇の列", "待ち時間", "混み合", "予約が取れない", "順番待ち", "集中し", "申請が急増", "急増", "アクセス集中", "アクセスが集中", "アクセスの集中", "申込が殺到", "申し込みが殺到", "殺到", "過負荷",
                    "混雑", "つながりにくい", "繋がりにくい", "アクセスしにくい"],
     "cause:defect": ["処理遅延", "システム遅延", "エラー通知", "機能せず", "機能しなかった", "黒丸", "外字", "仕様", "誤作動", "読み取りエラー", "読み取れない", "読み込めない", "読み取り不良", "起動しない", "改修漏れ", "フリーズ", "動作不良", "端末の不具合", "カードリーダーの不具合", "システムの欠陥", "プログラムミス", "設計ミス", "表示されない文字", "不具合", "プログラムの誤り", "プログラムのミス", "バグ", "設定誤り", "設定ミス", "システムの不具合",

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from store.maintenance import Window
+from store.records import NEAR, SERVICE_WORDS, Service, ServiceWords
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 MAX_WINDOW = timedelta(days=14)
@@ -22,18 +23,19 @@ _PLANNED = re.compile(r"計画停止|メンテナンス|保守作業|定期点�
 _HALFWIDTH = re.compile(r"[\uff61-\uff9f]")  # ﾒﾝﾃﾅﾝｽ: NFKC makes it メンテナンス
 _INCIDENT = re.compile(r"障害|不具合|トラブル|復旧|つながりにくい|誤交付|不正アクセス")
 _FIRM = re.compile(r"計画停止|予定|お知らせ|のため|に伴い|休止します|停止(?:いた)?します|実施")
-SERVICES = [  # (service code, how notices name it); the first found in the title wins, else in the text
-    ("portal", r"マイナポータル"),
-    ("convenience_store", r"コンビニ交付|コンビニ(?:エンスストア)?等?での(?:各種)?証明書|証明書(?:の)?(?:コンビニ)?交付サービス"),
-    ("smartphone", r"スマ(?:ホ|ートフォン)用電子証明書|スマホ搭載"),
-    ("certificate", r"電子証明書|公的個人認証|JPKI|J-LIS|地方公共団体情報システム機構"),
-    ("health_insurance", r"マイナ保険証|オンライン資格確認|資格確認"),
-    ("card", r"カード管理システム|マイナンバーカード(?:の)?(?:交付|申請)"),
-    ("public_funds_account", r"公金受取口座"),
-    ("points", r"マイナポイント"),
-    ("drivers_license", r"マイナ免許証"),
-]
-_SERVICES = [(code, re.compile(pattern, re.IGNORECASE)) for code, pattern in SERVICES]
+# Services that notices about another service name in passing (「マイナンバーカードを利用したコンビニ交付の休止」):
+# a notice is theirs only when it names no other service.
+_BROAD = (Service.CARD, Service.GENERAL)
+
+
+def _service_patterns(words: ServiceWords) -> list[re.Pattern[str]]:
+    names = sorted((re.escape(n) for n in words.names), key=len, reverse=True)
+    near = [f"({re.escape(a)}).{{0,{NEAR}}}({re.escape(b)})" for a, b in words.near]
+    return [re.compile(f"({'|'.join(names)})", re.IGNORECASE)] + [re.compile(n, re.IGNORECASE) for n in near]
+
+
+# (service code, how notices name it: store.records.SERVICE_WORDS)
+_SERVICES = [(str(service), _service_patterns(words)) for service, words in SERVICE_WORDS.items()]
 
 _DATE = (r"(?:(?P<{p}era>令和|平成)(?P<{p}eray>\d{{1,2}}|元)年|(?P<{p}year>\d{{4}})年)?\s*"
          r"(?:(?P<{p}month>\d{{1,2}})月(?P<{p}day>\d{{1,2}})日|(?P<{p}smonth>\d{{1,2}})/(?P<{p}sday>\d{{1,2}}))"
@@ -66,12 +68,26 @@ def find_windows(title: str, text: str, *, notice_time: datetime, url: str = "",
 
 
 def notice_services(title: str, text: str) -> list[str]:
-    """Services named in the title; when none, the first one named in the text."""
-    in_title = [code for code, pattern in _SERVICES if pattern.search(title)]
-    if in_title:
-        return in_title
-    found = [(m.start(), code) for code, pattern in _SERVICES if (m := pattern.search(text))]
-    return [min(found)[1]] if found else []
+    """Services named in the title; when none, the first one named in the text. A name inside another
+    service's longer name does not count (電子証明書 in スマホ用電子証明書), nor a broad service beside another."""
+    return _named(title) or _named(text)[:1]
+
+
+def _named(text: str) -> list[str]:
+    """Codes named in ``text``, the first named first."""
+    found = [(m.start(), m.end(), code, m.regs[1:]) for code, patterns in _SERVICES for pattern in patterns
+             for m in pattern.finditer(text)]
+    first: dict[str, int] = {}
+    for start, _end, code, words in sorted(found):
+        if not any(_inside(word, (s, e), c != code) for word in words for s, e, c, _ in found):
+            first.setdefault(code, start)
+    named = sorted(first, key=first.get)
+    specific = [code for code in named if code not in _BROAD]
+    return specific or named
+
+
+def _inside(word: tuple[int, int], other: tuple[int, int], other_service: bool) -> bool:
+    return other_service and other[0] <= word[0] and word[1] <= other[1] and other[1] - other[0] > word[1] - word[0]
 
 
 def _normalize(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Plain records shared by every stage: the label vocabulary and frozen dataclasses.
+"""Plain records shared by every stage: the label vocabulary (codes, display names, the words that name
+each service) and frozen dataclasses.
 
 No SQLAlchemy here. The codes are a fixed contract (``shared/taxonomy.md``): never rename them.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Mapping
 
 
 class Service(StrEnum):
@@ -54,18 +57,61 @@ class Sentiment(StrEnum):
         return SENTIMENT_NAMES[self]
 
 
-SERVICE_NAMES = {
-    Service.HEALTH_INSURANCE: "マイナ保険証",
-    Service.PORTAL: "マイナポータル",
-    Service.CARD: "マイナンバーカード",
-    Service.CERTIFICATE: "電子証明書",
-    Service.CONVENIENCE_STORE: "コンビニ交付",
-    Service.PUBLIC_FUNDS_ACCOUNT: "公金受取口座",
-    Service.POINTS: "マイナポイント",
-    Service.DRIVERS_LICENSE: "マイナ免許証",
-    Service.SMARTPHONE: "スマホ搭載",
-    Service.GENERAL: "制度全般",
-}
+@dataclass(frozen=True)
+class ServiceWords:
+    """How texts name one service: the one vocabulary the gate, the rules and the maintenance parser read."""
+
+    display: str  # its name in reports
+    names: tuple[str, ...]  # words that name it on their own: the gate passes them, the rules fire on them,
+    # and the maintenance parser attributes a notice to the service by them
+    near: tuple[tuple[str, str], ...] = ()  # two words that name it when the second follows within NEAR characters
+    hints: tuple[str, ...] = ()  # words that point to it once an item is about the systems: the rules only
+    # (iPhone or 暗証番号 alone must not carry a bank's news past the gate)
+
+
+NEAR = 12  # characters allowed between the two words of a ServiceWords.near pair
+
+SERVICE_WORDS: Mapping[Service, ServiceWords] = MappingProxyType({
+    Service.HEALTH_INSURANCE: ServiceWords(
+        "マイナ保険証",
+        names=("マイナ保険証", "オンライン資格確認", "資格確認", "資格確認書", "顔認証付きカードリーダー", "顔認証カードリーダー",
+               "保険証", "健康保険証"),
+        hints=("カードリーダー", "医療費情報", "薬剤情報", "電子処方箋")),
+    Service.PORTAL: ServiceWords(
+        "マイナポータル",
+        names=("マイナポータル", "マイナポータルアプリ", "ぴったりサービス", "引越し手続オンライン")),
+    Service.CARD: ServiceWords(
+        "マイナンバーカード",
+        names=("マイナンバーカード", "マイナカード", "個人番号カード", "カード管理システム", "交付窓口"),
+        hints=("カードの交付", "カードの申請", "暗証番号", "再発行")),
+    Service.CERTIFICATE: ServiceWords(
+        "電子証明書",
+        names=("電子証明書", "署名用電子証明書", "利用者証明用電子証明書", "署名用", "利用者証明用", "公的個人認証", "JPKI",
+               "J-LIS", "地方公共団体情報システム機構")),
+    Service.CONVENIENCE_STORE: ServiceWords(
+        "コンビニ交付",
+        names=("コンビニ交付", "証明書コンビニ交付"),
+        near=(("住民票", "コンビニ"), ("コンビニ", "住民票"), ("コンビニ", "証明書"), ("コンビニ", "印鑑登録"),
+              ("証明書", "交付")),
+        hints=("住民票の写し", "印鑑登録証明書", "キオスク端末", "マルチコピー機")),
+    Service.PUBLIC_FUNDS_ACCOUNT: ServiceWords("公金受取口座", names=("公金受取口座", "公金口座")),
+    Service.POINTS: ServiceWords("マイナポイント", names=("マイナポイント",)),
+    Service.DRIVERS_LICENSE: ServiceWords(
+        "マイナ免許証",
+        names=("マイナ免許証", "運転免許証との一体化", "免許証の一体化"),
+        near=(("免許証", "一体化"),),
+        hints=("運転免許証",)),
+    Service.SMARTPHONE: ServiceWords(
+        "スマホ搭載",
+        names=("スマホ用電子証明書", "スマートフォン用電子証明書", "スマホ搭載"),
+        near=tuple((device, "マイナンバーカード機能") for device in ("スマートフォン", "スマホ", "iPhone", "Android")),
+        hints=("iPhone", "Android")),
+    Service.GENERAL: ServiceWords(
+        "制度全般",
+        names=("マイナンバー制度", "マイナンバー", "個人番号", "情報連携", "デジタル庁"),
+        hints=("総点検",)),
+})
+SERVICE_NAMES = {service: words.display for service, words in SERVICE_WORDS.items()}
 CAUSE_NAMES = {
     Cause.LOAD: "アクセス集中",
     Cause.DEFECT: "システム不具合",
