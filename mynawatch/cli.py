@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -578,6 +579,15 @@ def cmd_db(args) -> int:
     from store.db import backup_store, check_store, make_sessions, upgrade_store
     from store.search import index_pending, pending_count
 
+    if args.action == "datasette":
+        from mynawatch.datasette import database_name, datasette_metadata
+
+        try:
+            name = args.name or database_name(_settings(args).database_url)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        print(json.dumps(datasette_metadata(name), ensure_ascii=False, indent=2))
+        return 0
     settings = _settings(args)
     if args.action == "upgrade":
         before, after = upgrade_store(settings.database_url)
@@ -775,7 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop a statement that works longer than this (default 30)")
     p.set_defaults(func=cmd_sql)
 
-    p = sub.add_parser("db", help="store maintenance: upgrade, backup, check")
+    p = sub.add_parser("db", help="store maintenance: upgrade, backup, check; Datasette metadata")
     dsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="apply schema migrations (also done on every open)").set_defaults(func=cmd_db)
     d = dsub.add_parser("backup", help="a consistent online copy of the store")
@@ -783,6 +793,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace an existing file")
     d.set_defaults(func=cmd_db)
     dsub.add_parser("check", help="integrity, foreign-key and search-index checks; items waiting for the search index").set_defaults(func=cmd_db)
+    d = dsub.add_parser("datasette", help="print Datasette metadata for this store (whatever its file name): "
+                        "mynawatch db datasette > meta.json; datasette STORE --metadata meta.json")
+    d.add_argument("--name", help="the database name Datasette gives the file: its name without the extension "
+                   "(default: that of the store in the settings)")
+    d.set_defaults(func=cmd_db)
 
     p = sub.add_parser("sources", help="list each source's health: status, last success, failures, newest item, "
                                       "stale and backing-off flags")

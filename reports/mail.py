@@ -7,14 +7,15 @@ import hashlib
 import re
 import smtplib
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from html import escape
 
 from collector.deadline import Deadline, deadline
 from reports.daily import DailyReport
-from reports.notices import alert_line, display_name
-from reports.rendering import render_html, render_text
+from reports.notices import TOKYO, alert_line, display_name
+from reports.rendering import FONT, render_html, render_text
 from store.alerts import AlertView
 
 DOMAIN = "mynawatch.local"
@@ -48,7 +49,7 @@ def _headers(msg: EmailMessage, *, subject: str, sender: str, recipient: str, ke
     msg["Subject"] = subject
     msg["From"] = sender
     msg["To"] = recipient
-    msg["Date"] = formatdate(localtime=False)
+    msg["Date"] = format_datetime(datetime.now(TOKYO))  # +0900, the time the reader lives in
     msg["Message-ID"] = message_id(f"{key}|{recipient}")
 
 
@@ -67,8 +68,8 @@ def build_digest(report: DailyReport, *, charts: list[Chart], sender: str, recip
                         subtype="html", charset="utf-8")
     html = msg.get_payload()[1]
     for c in charts:
-        html.add_related(c.png, maintype="image", subtype="png", cid=cids[c.name],
-                         filename=f"{c.name}-{report.day.isoformat()}.png")
+        html.add_related(c.png, maintype="image", subtype="png", cid=cids[c.name], disposition="inline",
+                         filename=f"{c.name}-{report.day.isoformat()}.png")  # shown in the HTML, not a download
     return msg
 
 
@@ -87,7 +88,7 @@ def build_alert_email(service: str, events: list[tuple[str, AlertView]], *, send
     lines = [f"[{EVENT_NAMES[k]}] {alert_line(a)}" for k, a in events]
     msg.set_content("\n".join(lines) + "\n\nmynawatch のアラートです。時刻は日本時間。\n", charset="utf-8")
     items = "".join(f"<li>{escape(line)}</li>" for line in lines)
-    msg.add_alternative(f'<!DOCTYPE html><html lang="ja"><body style="font-family:sans-serif"><ul>{items}</ul>'
+    msg.add_alternative(f'<!DOCTYPE html><html lang="ja"><body style="{FONT}"><ul>{items}</ul>'
                         '<p style="color:#666;font-size:12px">mynawatch のアラートです。時刻は日本時間。</p>'
                         "</body></html>\n", subtype="html", charset="utf-8")
     return msg

@@ -77,6 +77,10 @@ def render_text(r: DailyReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+# A Japanese font the reader's system has: macOS and iOS (Hiragino), Windows (Yu Gothic, Meiryo), Linux and
+# Android (Noto Sans CJK JP, IPAex Gothic); the browser's sans-serif last. Single quotes: it sits in style="...".
+FONT = ("font-family:'Hiragino Sans','Hiragino Kaku Gothic ProN','Yu Gothic',YuGothic,Meiryo,"
+        "'Noto Sans CJK JP','Noto Sans JP','IPAexGothic',sans-serif")
 H2 = 'style="font-size:16px;margin:20px 0 6px;border-bottom:1px solid #ddd"'
 CELL = 'style="border:1px solid #ccc;padding:3px 6px;text-align:left"'
 NUM = 'style="border:1px solid #ccc;padding:3px 6px;text-align:right"'
@@ -131,7 +135,7 @@ def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
     """HTML with inline styles only (mail clients drop <style>). ``images``: chart name -> src (cid: or a file)."""
     e = escape
     parts = ["<!DOCTYPE html>", '<html lang="ja"><head><meta charset="utf-8">', f"<title>{e(r.title)}</title></head>",
-             '<body style="font-family:sans-serif;color:#222;max-width:760px;margin:0 auto;padding:8px">',
+             f'<body style="{FONT};color:#222;max-width:760px;margin:0 auto;padding:8px">',
              f'<h1 style="font-size:20px">{e(r.title)}</h1>', f"<p>{e(_summary(r))}</p>", f"<h2 {H2}>アラート</h2>"]
     colour = {"firing": "#b00", "resolved": "#b00", "inhibited": "#777"}
     parts += (["<ul>" + "".join(f'<li style="color:{colour.get(a.status, "#222")}">{e(alert_line(a))}</li>'
