@@ -25,7 +25,8 @@ from classifier.model import Classifier, _long_lived, train
 
 log = logging.getLogger(__name__)
 KEPT = 2  # model files left in the cache after a training: the served one and the newest
-CODE = ("model.py", "vectors.py", "rules.py", "text.py", "corpus.py", "cache.py")
+CODE = ("model.py", "vectors.py", "rules.py", "text.py", "corpus.py", "cache.py",
+        "../store/records.py")  # records: the words that name each service feed the svc: rules
 Progress = Callable[..., None]  # progress(done, total, step); total 0: done is the seconds elapsed
 
 

@@ -257,15 +257,41 @@ def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hype
         trial = _fit_axes(X[fit], [examples[i] for i in fit], seed, hyper)
         kept = np.flatnonzero(held)
         temps = temperatures(trial, X[kept], [examples[i] for i in kept])
+        threshold = trouble_threshold(model, trial, temps, X[kept], [examples[i] for i in kept], hyper)
+    else:
+        threshold = hyper.trouble_threshold
     model.relevance, model.services, model.cause, model.sentiment, model.trouble = _fit_axes(X, examples, seed, hyper)
-    model.trouble_threshold = hyper.trouble_threshold
+    model.trouble_threshold = threshold
     # one threshold for all: tuning each service's on out-of-fold predictions lost 0.005 services
     # micro-F1 in bench/classifier_cv.py (0.918 against 0.923)
     model.service_thresholds = dict.fromkeys(model.services, hyper.service_threshold)
     model.linear = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment,
                              model.trouble, temps)
-    model.info = {"examples": len(examples), "seed": seed, "temperatures": temps}
+    model.info = {"examples": len(examples), "seed": seed, "temperatures": temps, "trouble_threshold": threshold}
     return model
+
+
+TROUBLE_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(9))  # 0.30 ... 0.70
+
+
+def trouble_threshold(shell: Classifier, axes, temps, X, examples: list[Example], hyper: Hyper) -> float:
+    """The P(trouble) at which the trouble decision finds trouble reports best (F1) on held-out
+    ``examples``, scored by models fitted without them (ties go to the value nearest 0.5)."""
+    relevance, services, cause, sentiment, trouble = axes
+    probe = Classifier(shell.version, shell.words, shell.chars, relevance, services,
+                       dict.fromkeys(services, hyper.service_threshold), cause, sentiment, trouble=trouble)
+    probe.linear = Linear.of(relevance, list(services.values()), cause, sentiment, trouble, temps)
+    scores = X @ probe.linear.weights + probe.linear.bias
+    probabilities = [probe.linear.probabilities(scores, axis) for axis in range(5)]
+    gold = np.array([_is_trouble(e.label) for e in examples])
+
+    def f1(threshold: float) -> float:
+        probe.trouble_threshold = threshold
+        found = np.array([_is_trouble(label) for label in probe.labels(*probabilities)])
+        tp = int((found & gold).sum())
+        return 2 * tp / (int(found.sum()) + int(gold.sum())) if tp else 0.0
+
+    return max(TROUBLE_THRESHOLDS, key=lambda t: (round(f1(t), 4), -abs(t - 0.5)))
 
 
 def _fit_axes(X, examples: list[Example], seed: int, hyper: Hyper):
