@@ -44,8 +44,8 @@ LATEST = datetime(9998, 12, 31, 23, tzinfo=timezone.utc)
 @dataclass(frozen=True)
 class SpikeParams:
     min_count: int = 3
-    min_score: float = 5.0
-    cusum_score: float = 6.0
+    min_score: float = 6.0
+    cusum_score: float = 6.5
     keep_score: float = 2.0
     baseline_days: int = 28
     weekly: bool = True
@@ -217,6 +217,8 @@ class _Frame:
     phi: np.ndarray
     v: np.ndarray
     flagged: np.ndarray
+    mu0: np.ndarray  # the baseline's expected count, before the day's own level is taken into account
+    dphi: np.ndarray  # the baseline's day-level dispersion
 
     @classmethod
     def build(cls, counts: dict[datetime, int], start: datetime, now: datetime) -> _Frame:
@@ -226,7 +228,7 @@ class _Frame:
         return cls(hours=hours, x=np.array([counts.get(h, 0) for h in hours], dtype=float),
                    hod=np.array([t.hour for t in local], dtype=int), dow=np.array([t.weekday() for t in local], dtype=int),
                    day=np.array([t.toordinal() for t in local], dtype=int), mu=np.zeros(n), inv=np.ones(n),
-                   phi=np.zeros(n), v=np.zeros(n), flagged=np.zeros(n, dtype=bool))
+                   phi=np.zeros(n), v=np.zeros(n), flagged=np.zeros(n, dtype=bool), mu0=np.zeros(n), dphi=np.zeros(n))
 
     def days(self) -> list[tuple[int, int]]:
         """Index ranges of the local (Tokyo) days."""
@@ -242,6 +244,22 @@ class _Frame:
         h, w = self.hod[lo:hi], self.dow[lo:hi]
         self.mu[lo:hi], self.inv[lo:hi] = base.expected(h, w), base.inverse_size(h, w)
         self.phi[lo:hi], self.v[lo:hi] = base.dispersion, base.uncertainty(h, w) + base.day_dispersion
+        self.mu0[lo:hi], self.dphi[lo:hi] = self.mu[lo:hi], base.day_dispersion
+
+    def adapt(self, t: int, lo: int, since: int) -> None:
+        """Hour t's expected count and spread given the level its day has shown so far: the day's
+        unflagged hours before ``since`` (where a current rise began), against the gamma prior of a
+        day's level that the baseline's day dispersion describes. A busy news day then raises the
+        afternoon's expectation instead of alerting; at the start of a day nothing changes."""
+        if self.dphi[t] <= 1e-6:
+            return
+        keep = ~self.flagged[lo:since]
+        shape = 1 / self.dphi[t]
+        seen = float(self.x[lo:since][keep].sum())
+        level = (shape + seen) / (shape + float(self.mu0[lo:since][keep].sum()))
+        v = self.v[t] - self.dphi[t] + 1 / (shape + seen)
+        self.mu[t], self.v[t] = max(self.mu0[t] * level, 1e-9), v
+        self.inv[t] = self.phi[t] + v + self.phi[t] * v
 
     def window_score(self, first: int, t: int, min_count: int, min_len: int = 1) -> tuple[float, int]:
         """Best tail score among windows ending at t and starting at or after ``first`` (at least
@@ -272,9 +290,10 @@ def scan_series(name: str, counts: dict[datetime, int], *, start: datetime, now:
     run, build = _Run(), _Builder(name, params.resolve_after_hours)
     for lo, hi in frame.days():
         frame.fit(lo, hi, params)
-        single = _tail_scores(frame.x[lo:hi], frame.mu[lo:hi], frame.inv[lo:hi])
         for t in range(lo, hi):
-            _scan_hour(frame, t, float(single[t - lo]), params, run, build, warm)
+            frame.adapt(t, lo, max(lo, run.start) if run.cusum > 0 else t)
+            single = tail_score(float(frame.x[t]), float(frame.mu[t]), float(frame.inv[t]))
+            _scan_hour(frame, t, single, params, run, build, warm)
     return build.finish()
 
 
