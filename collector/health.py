@@ -99,14 +99,19 @@ def describe_sources(rows, *, policy: CollectPolicy, now: datetime) -> str:
     lines = [f"{'source':24} {'status':34} {'last success':12} {'failures':>8} {'newest item':12} "
              f"{'next fetch':12} flags   (times JST)"]
     for r in rows:
-        flags = []
-        stale = stale_reason(list(r.newest), answering=not r.status.startswith(("error", "offline", "new")),
-                             policy=policy, now=now)
-        if stale:
-            flags.append("STALE (" + stale.removeprefix("stale: ") + ")")
-        if is_held(r.hold_until, now=now):
-            flags.append(f"backing off until {fmt(r.hold_until)}")
         newest = r.newest[0] if r.newest else None
         lines.append(f"{r.name[:24]:24} {r.status[:34]:34} {fmt(r.last_success_at):12} {r.failure_score:8.1f} "
-                     f"{fmt(newest):12} {fmt(r.next_fetch_at):12} {'; '.join(flags)}")
+                     f"{fmt(newest):12} {fmt(r.next_fetch_at):12} {'; '.join(source_flags(r, policy=policy, now=now))}")
     return "\n".join(lines)
+
+
+def source_flags(row, *, policy: CollectPolicy, now: datetime) -> list[str]:
+    """What `mynawatch sources` flags on a source (a store.sources.SourceRow): stale, backing off."""
+    flags = []
+    stale = stale_reason(list(row.newest), answering=not row.status.startswith(("error", "offline", "new")),
+                         policy=policy, now=now)
+    if stale:
+        flags.append("STALE (" + stale.removeprefix("stale: ") + ")")
+    if is_held(row.hold_until, now=now):
+        flags.append(f"backing off until {row.hold_until.astimezone(TOKYO).strftime('%m-%d %H:%M')}")
+    return flags

@@ -11,6 +11,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from mynawatch import __version__
 from mynawatch.settings import Settings, SettingsError, load_settings
 from store.clean import clean_text, one_line
 from store.locks import AlreadyRunning, StoreBusy
@@ -163,7 +164,43 @@ def _print_delivery(delivery, *, queued: int | None = None) -> int:
         print(f"retry  {one_line(line)}  (kept in the outbox; `mynawatch run` retries, or `mynawatch alerts deliver`)")
     for line in delivery.gave_up:
         print(f"failed {one_line(line)}  (refused by the server; see `mynawatch alerts outbox`)")
+    if not (delivery.sent or delivery.failed or delivery.gave_up or getattr(delivery, "held", None)):
+        print("nothing to deliver: no notification in the outbox is due")
     return 1 if delivery.gave_up else 0
+
+
+def _print_json(value) -> None:
+    """One JSON document on one line of standard output; times in Tokyo time with their offset."""
+    from dataclasses import asdict, is_dataclass
+
+    from store.sql import safe_json
+
+    def plain(v):
+        if is_dataclass(v) and not isinstance(v, type):
+            return plain(asdict(v))
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, datetime):
+            return _tokyo(v).isoformat(timespec="seconds")
+        if hasattr(v, "item"):  # a NumPy number
+            return v.item()
+        return v
+
+    print(safe_json(plain(value)))  # control characters and bidi overrides escaped, nothing lost
+
+
+def _tokyo(when: datetime) -> datetime:
+    from reports.notices import TOKYO
+
+    return when.astimezone(TOKYO)
+
+
+def _shown(when: datetime) -> str:
+    """A time for a person: Tokyo date, hour and offset (2024-10-02 09:00 +09:00)."""
+    local = _tokyo(when)
+    return f"{local:%Y-%m-%d %H:%M} {local.isoformat()[-6:]}"
 
 
 def _alert_context(args):
@@ -178,6 +215,8 @@ def _alert_context(args):
 
 
 def cmd_alerts(args) -> int:
+    from dataclasses import asdict
+
     from reports.jobs import deliver_notifications, evaluate_alerts
     from reports.notices import alert_line
     from store import alerts as store_alerts
@@ -185,23 +224,55 @@ def cmd_alerts(args) -> int:
 
     settings, sessions, channels, version = _alert_context(args)
     if args.action == "check":
-        events = evaluate_alerts(sessions, model_version=version, now=_now(), params=settings.spikes,
+        now = _now()
+        events = evaluate_alerts(sessions, model_version=version, now=now, params=settings.spikes,
                                  params_for=dict(settings.spikes_for), policy=settings.alerting, channels=channels,
                                  deliver=False)
         for e in events:
             print(f"{e.kind:8} {alert_line(e.alert)}")
-        print(f"{len(events)} notification event(s)")
+        print(_check_summary(sessions, events, now=now))
     if args.action in ("check", "deliver"):
         return _print_delivery(deliver_notifications(sessions, channels, now=_now()))
     with sessions.begin() as session:
         if args.action == "list":
-            for a in store_alerts.all_alerts(session, limit=args.limit):
+            alerts = store_alerts.all_alerts(session, limit=args.limit)
+            if args.format == "json":
+                _print_json([{**asdict(a), "line": alert_line(a)} for a in alerts])
+                return 0
+            for a in alerts:
                 print(f"{a.status:9} {a.dedup_key:40} {alert_line(a)}")
+            if not alerts:
+                print("no alerts yet (`mynawatch alerts check` evaluates now)")
         else:
-            for n in store_out.notifications(session, limit=args.limit):
+            sent = store_out.notifications(session, limit=args.limit)
+            for n in sent:
                 print(f"{n.id:5} {n.status:8} {n.attempts:2}x {n.channel:7} {one_line(n.target)[:40]:40} {one_line(n.subject)[:60]}"
                       + (f"  [{one_line(n.last_error)}]" if n.last_error else ""))
+            if not sent:
+                print("the outbox is empty: no notification has been queued")
     return 0
+
+
+def _check_summary(sessions, events, *, now: datetime) -> str:
+    """What `alerts check` looked at and, when nothing fired, why."""
+    from collections import Counter
+
+    from reports.jobs import RECORD_WINDOW
+    from store import alerts as store_alerts
+    from store.records import Service
+
+    with sessions.begin() as session:
+        recent = store_alerts.recent_alerts(session, now - RECORD_WINDOW)
+    states = Counter(a.status for a in recent)
+    head = (f"{len(events)} notification event(s); evaluated {len(Service)} services over the "
+            f"{RECORD_WINDOW // timedelta(hours=1)} hours ending {_shown(now)}")
+    if events:
+        return head + f": {states.get('firing', 0)} alert(s) firing"
+    head += ": "
+    why = {"firing": "firing already (notified before)", "pending": "above the threshold, not yet for long enough",
+           "inhibited": "held back by a maintenance window", "resolved": "over (resolved)"}
+    parts = [f"{n} {why[k]}" for k, n in sorted(states.items()) if k in why]
+    return head + ("nothing new to notify: " + "; ".join(parts) if parts else "no series above its threshold")
 
 
 def _when(text: str) -> datetime:
@@ -246,9 +317,12 @@ def cmd_silence(args) -> int:
                 raise UserError(f"no silence {args.id} in force")
             print(f"silence {args.id} ended")
         else:
-            for sil in store_alerts.silences(session, now=now, include_expired=args.all):
+            silences = store_alerts.silences(session, now=now, include_expired=args.all)
+            for sil in silences:
                 print(f"{sil.id:4} {sil.service:20} {sil.starts_at.isoformat(timespec='minutes')} → "
                       f"{sil.ends_at.isoformat(timespec='minutes')}  {one_line(sil.comment)}")
+            if not silences:
+                print("no silences" + ("" if args.all else " in force or to come (--all for expired ones)"))
     return 0
 
 
@@ -403,6 +477,17 @@ def cmd_classifier_evaluate(args) -> int:
         raise UserError(str(exc)) from None
     ev = evaluate(gold, model.predict([(e.title, e.text) for e in gold]))
     floors = read_floors()
+    below = [k for k, v in ev.headline.items() if not args.gold and k in floors and v < floors[k]]
+    if args.format == "json":
+        if args.pin:
+            raise UserError("--pin prints the floors it pins: leave out --format json")
+        seen, total = real
+        _print_json({"model": model.version, "gold": args.gold or "test split", "items": ev.n,
+                     "headline": ev.headline, "floors": {} if args.gold else floors, "below_floors": below,
+                     "evaluation": ev, "real_check": {
+                         "visible": len(seen), "total": total,
+                         "evaluation": evaluate(seen, model.predict([(e.title, e.text) for e in seen])) if seen else None}})
+        return 1 if below else 0
     print(f"model {model.version} on {'the test split' if not args.gold else args.gold}")
     print(render_evaluation(ev, floors=None if args.gold else floors), end="")
     seen, total = real
@@ -415,7 +500,6 @@ def cmd_classifier_evaluate(args) -> int:
             raise UserError("--pin only applies to the test split")
         print("pinned floors:", pin_floors(ev))
         return 0
-    below = [k for k, v in ev.headline.items() if not args.gold and k in floors and v < floors[k]]
     return 1 if below else 0
 
 
@@ -536,6 +620,9 @@ def cmd_search(args) -> int:
             hits = search_items(session, args.query, service=args.service, since=since, limit=args.limit)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+    if args.format == "json":
+        _print_json(hits)
+        return 0
     for h in hits:  # stored text on a terminal: one line each, no control characters or bidi overrides
         when = h.published.astimezone(timezone(timedelta(hours=9))).strftime("%Y-%m-%d %H:%M")
         print(f"{when}  {one_line(h.publisher)}  #{h.item_id}")
@@ -543,7 +630,8 @@ def cmd_search(args) -> int:
         if not h.in_title:
             print(f"  {one_line(h.snippet)}")
         print(f"  {one_line(h.url)}")
-    print(f"{len(hits)} item(s)" + (" (title matches first, newest first)" if hits else ""))
+    print(f"{len(hits)} item(s) (title matches first, newest first)" if hits else
+          f"0 item(s): nothing indexed matches {one_line(args.query)!r}")
     return 0
 
 
@@ -631,17 +719,25 @@ def _backup(url: str, target: Path) -> None:
 
 
 def cmd_sources(args) -> int:
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
-    from collector.health import describe_sources
+    from collector.health import describe_sources, source_flags
     from store.db import make_sessions
     from store.sources import source_rows
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
     with sessions.begin() as session:
-        rows = [replace(r, name=one_line(r.name), status=one_line(r.status)) for r in source_rows(session)]
-    print(describe_sources(rows, policy=settings.collect, now=_now()))
+        rows = source_rows(session)
+    now = _now()
+    if args.format == "json":  # the stored text as it is, escaped where a terminal would act on it
+        _print_json([{**asdict(r), "flags": source_flags(r, policy=settings.collect, now=now)} for r in rows])
+        return 0
+    rows = [replace(r, name=one_line(r.name), status=one_line(r.status)) for r in rows]
+    if rows:
+        print(describe_sources(rows, policy=settings.collect, now=now))
+    else:
+        print("no sources in the store yet: `mynawatch collect` fetches those of the settings")
     return 0
 
 
@@ -653,6 +749,8 @@ def _alert_parsers(sub) -> None:
     for name, what in (("list", "recent alerts, newest first"), ("outbox", "recent notifications and their state")):
         c = a.add_parser(name, help=what)
         c.add_argument("--limit", type=int, default=30, help="how many (default 30)")
+        if name == "list":
+            c.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("silence", help="mute alert notifications for a service for a while")
@@ -688,6 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mynawatch", description="Monitor of Japan's My Number (マイナ) systems "
                                      "in news and social feeds: collect, classify, report, alert.")
     parser.add_argument("--config", help="settings file (default: ./mynawatch.toml)")
+    parser.add_argument("--version", action="version", version=f"mynawatch {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -742,6 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--real-check", metavar="TSV", help="labeled published URLs (default: classifier/data/real_check.tsv)")
     c.add_argument("--real-texts", metavar="JSONL", help='texts of real-check URLs, {"url","title","text"} per line '
                    "(their texts are not in the repository; without this, the URLs found in the store are measured)")
+    c.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
     c.set_defaults(func=cmd_classifier_evaluate)
     c = csub.add_parser("explain", help="the labels of one text, their probabilities and what drove them")
     c.add_argument("title", help="the headline (or the whole text)")
@@ -771,6 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service", help="only items labeled with this service code, e.g. portal")
     p.add_argument("--since", help="only items published on or after this Tokyo day, YYYY-MM-DD")
     p.add_argument("--limit", type=int, default=20, help="at most this many items (default 20)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("sql", help="run a read-only SQL query on the store (writes are refused)")
@@ -801,6 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sources", help="list each source's health: status, last success, failures, newest item, "
                                       "stale and backing-off flags")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
     p.set_defaults(func=cmd_sources)
     return parser
 
