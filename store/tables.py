@@ -235,7 +235,7 @@ class Alert(Base):
 
 
 class SentDigest(Base):
-    """A digest email that was sent (or written), never sent twice."""
+    """A digest email that was sent (or written): recorded so that a day's digest is queued once per recipient."""
 
     __tablename__ = "sent_digests"
     __table_args__ = (UniqueConstraint("report_date", "recipient"),)
@@ -262,7 +262,8 @@ class Silence(Base):
 
 
 class Notification(Base):
-    """The outbox: every notification (alert or digest) to one target, queued, retried and sent once."""
+    """The outbox: every notification (alert or digest) to one target, queued, retried until sent (at least once;
+    each copy carries the same idempotency key, see docs/alerts.md)."""
 
     __tablename__ = "notifications"
     __table_args__ = (UniqueConstraint("channel", "target", "key"), Index("ix_notifications_due", "status", "next_attempt_at"))
