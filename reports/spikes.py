@@ -45,7 +45,7 @@ LATEST = datetime(9998, 12, 31, 23, tzinfo=timezone.utc)
 class SpikeParams:
     min_count: int = 3
     min_score: float = 6.0
-    cusum_score: float = 6.5
+    cusum_score: float = 6.0
     keep_score: float = 2.0
     baseline_days: int = 28
     weekly: bool = True

@@ -141,3 +141,17 @@ def test_scan_is_deterministic_and_pure():
     a = scan_series("s", counts, start=START, now=START + DAYS * 24 * H, params=SpikeParams())
     b = scan_series("s", dict(counts), start=START, now=START + DAYS * 24 * H, params=SpikeParams())
     assert a == b and len(a) == 1
+
+
+def test_a_busy_news_day_raises_its_own_expectation_instead_of_alerting():
+    rng = np.random.default_rng(11)
+    days = 35
+    level = np.repeat(rng.gamma(8.0, 1 / 8.0, days), 24)
+    level[30 * 24:31 * 24] = 2.2  # one day at more than twice the usual level, every hour of it
+    lam = 3.0 * _cycle(days * 24) * level
+    counts = {START + i * H: int(c) for i, c in enumerate(rng.negative_binomial(4, 4 / (4 + lam))) if c}
+    assert _detect(counts) == []
+    busy_afternoon = START + (30 * 24 + 15) * H
+    counts[busy_afternoon] = counts.get(busy_afternoon, 0) + 40  # an outage on that day still fires
+    (episode,) = _detect(counts)
+    assert episode.start <= busy_afternoon <= episode.end
