@@ -392,19 +392,21 @@ def cmd_demo(args) -> int:
 def cmd_tag(args) -> int:
     from classifier.batch import tag_lines
 
-    model = _model_for(args)
-    if args.path == "-":
-        result = tag_lines(model, sys.stdin.buffer, sys.stdout)
-    else:
-        try:
-            with open(args.path, "rb") as fh:
-                result = tag_lines(model, fh, sys.stdout)
+    fh = sys.stdin.buffer
+    if args.path != "-":
+        try:  # the file first: a bad path is named before the model loads
+            fh = open(args.path, "rb")
         except FileNotFoundError:
             raise UserError(f"{args.path}: no such file") from None
         except IsADirectoryError:
             raise UserError(f"{args.path}: a folder, not a JSONL file") from None
         except PermissionError:
             raise UserError(f"{args.path}: not allowed to read it") from None
+    try:
+        result = tag_lines(_model_for(args), fh, sys.stdout)
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
     if result.refused:
         print(f"mynawatch tag: {result.summary()}", file=sys.stderr)
         return 1
@@ -469,12 +471,12 @@ def cmd_classifier_evaluate(args) -> int:
     from classifier.corpus import CorpusError, read_examples
     from classifier.evaluate import evaluate, pin_floors, read_floors, render_evaluation
 
-    model = _model_for(args)
-    try:
+    try:  # the files first: a bad one is named before the model loads
         gold = read_examples(Path(args.gold)) if args.gold else _test_split()
         real = _real_check_examples(args)
     except (CorpusError, FileNotFoundError, UnicodeDecodeError) as exc:
         raise UserError(str(exc)) from None
+    model = _model_for(args)
     ev = evaluate(gold, model.predict([(e.title, e.text) for e in gold]))
     floors = read_floors()
     below = [k for k, v in ev.headline.items() if not args.gold and k in floors and v < floors[k]]
@@ -651,8 +653,9 @@ def cmd_sql(args) -> int:
     except ReadOnlyError as exc:
         from mynawatch.disk import store_trouble
 
-        if (trouble := store_trouble(exc.__context__)) and trouble[0] != "read-only":  # a disk's trouble:
-            raise exc.__context__ from None  # main() names it with the store
+        cause = exc.__context__  # a disk's trouble, not a write refused (plain SQLITE_READONLY, code 8):
+        if (trouble := store_trouble(cause)) and (trouble[0] != "read-only" or getattr(cause, "sqlite_errorcode", 8) != 8):
+            raise cause from None  # main() names it with the store
         raise UserError(str(exc)) from None
     except BrokenPipeError:  # the reader stopped (| head): end quietly
         _quiet_stdout()

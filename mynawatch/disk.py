@@ -19,7 +19,8 @@ class DiskError(Exception):
 
 
 _ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EFBIG: "full", errno.EROFS: "read-only",
-          errno.EACCES: "not-allowed", errno.EPERM: "not-allowed", errno.EIO: "io"}
+          errno.EACCES: "not-allowed", errno.EPERM: "not-allowed", errno.EIO: "io", errno.ENOENT: "missing",
+          errno.ENOTDIR: "not-a-folder", errno.EEXIST: "not-a-folder", errno.EISDIR: "a-folder"}
 _SQLSTATE = {"53100": "full", "25006": "read-only"}  # PostgreSQL: disk_full, read_only_sql_transaction
 
 _STORE_LINES = {
@@ -44,6 +45,9 @@ _FILE_LINES = {
     "read-only": "cannot write {where} ({detail}): the file system is read-only; choose a folder on a writable disk",
     "not-allowed": "not allowed to use {where} ({detail}): give this user access to it, or choose another path",
     "io": "the disk failed on {where} ({detail}): check the disk (dmesg), then run the command again",
+    "missing": "{where}: {detail}; check the path (a file's folder must exist)",
+    "not-a-folder": "{where}: {detail}; a file stands where a folder is needed: choose another path",
+    "a-folder": "{where} is a folder ({detail}): give the path of a file",
     "other": "{where}: {detail}",
 }
 
