@@ -653,8 +653,9 @@ def cmd_sql(args) -> int:
     except ReadOnlyError as exc:
         from mynawatch.disk import store_trouble
 
-        cause = exc.__context__  # a disk's trouble, not a write refused (plain SQLITE_READONLY, code 8):
-        if (trouble := store_trouble(cause)) and (trouble[0] != "read-only" or getattr(cause, "sqlite_errorcode", 8) != 8):
+        cause = exc.__context__  # a disk's trouble, not a write refused (plain SQLITE_READONLY, code 8)
+        trouble = store_trouble(cause)
+        if trouble and (trouble[0] != "read-only" or getattr(cause, "sqlite_errorcode", 8) != 8):
             raise cause from None  # main() names it with the store
         raise UserError(str(exc)) from None
     except BrokenPipeError:  # the reader stopped (| head): end quietly

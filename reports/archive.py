@@ -105,7 +105,7 @@ def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, d
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write through a temporary file beside ``path``, renamed when whole: a reader never sees half a file,
     and a full or read-only folder leaves no temporary file behind (the error names ``path``)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes writing one day's report never share one
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes writing one report never share one
     try:
         tmp.write_bytes(data)
         tmp.replace(path)

@@ -115,7 +115,8 @@ def _namespaces(tmp: Path) -> bool:
     try:  # a write fails in each folder, and only in the namespace
         done = [subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(folder), "", "",
                                 "sh", "-c", 'echo x > "$0/x" && exit 1 || exit 0', str(folder)],
-                               capture_output=True, timeout=20) for script, folder in ((FULL, full), (READ_ONLY, read_only))]
+                               capture_output=True, timeout=20)
+                for script, folder in ((FULL, full), (READ_ONLY, read_only))]
     except (OSError, subprocess.TimeoutExpired):
         return False
     return all(d.returncode == 0 for d in done) and not (full / "x").exists() and not (read_only / "x").exists()
