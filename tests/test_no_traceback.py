@@ -301,3 +301,21 @@ def test_a_read_only_model_cache_still_serves_its_model(tmp_path, disks, base, m
                           preexec_fn=preexec)
     assert done.returncode == 0, done.stderr
     assert "relevant: True" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_postgresql_disk_errors_get_the_same_lines():
+    from mynawatch.disk import disk_line
+
+    class DiskFull(Exception):  # what psycopg raises carries the SQLSTATE
+        sqlstate = "53100"
+
+    class ReadOnly(Exception):
+        sqlstate = "25006"
+
+    url = "postgresql+psycopg://mw:secret@db.example/mynawatch"
+    full = disk_line(DiskFull("could not extend file: No space left on device"), store=url)
+    assert full.startswith("the disk holding the store postgresql+psycopg://mw:***@db.example/mynawatch is full")
+    assert "secret" not in full
+    assert disk_line(ReadOnly("cannot execute INSERT in a read-only transaction"), store=url).startswith(
+        "the store postgresql+psycopg://mw:***@db.example/mynawatch is read-only")
+    assert disk_line(ValueError("not a disk's trouble"), store=url) is None
