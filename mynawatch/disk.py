@@ -11,13 +11,14 @@ from sqlalchemy.engine import make_url
 
 from store.clean import one_line
 
-# SQLite's primary result codes (the low byte of an extended code) -> the kind of trouble
-_SQLITE = {13: "full", 8: "read-only", 3: "read-only", 14: "cannot-open", 10: "io", 26: "not-a-store",
-           11: "damaged", 5: "busy", 6: "busy"}
+
 class DiskError(Exception):
     """A disk's trouble already said in one line (what, where, what to do)."""
 
 
+# SQLite's primary result codes (the low byte of an extended code) -> the kind of trouble
+_SQLITE = {13: "full", 8: "read-only", 3: "read-only", 14: "cannot-open", 10: "io", 26: "not-a-store",
+           11: "damaged", 5: "busy", 6: "busy"}
 _ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EFBIG: "full", errno.EROFS: "read-only",
           errno.EACCES: "not-allowed", errno.EPERM: "not-allowed", errno.EIO: "io", errno.ENOENT: "missing",
           errno.ENOTDIR: "not-a-folder", errno.EEXIST: "not-a-folder", errno.EISDIR: "a-folder"}
@@ -25,7 +26,7 @@ _SQLSTATE = {"53100": "full", "25006": "read-only"}  # PostgreSQL: disk_full, re
 
 _STORE_LINES = {
     "full": "the disk holding the store {where} is full ({detail}): free some space there and run the command "
-            "again (SQLite rolled the unfinished write back; nothing is half-written)",
+            "again (the unfinished write was rolled back; nothing is half-written)",
     "read-only": "the store {where} is read-only ({detail}): make the file and its folder writable for this user, "
                  "or set [store] url to a writable copy",
     "cannot-open": "cannot open the store {where} ({detail}): its folder must exist and be writable for this user "
