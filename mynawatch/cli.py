@@ -380,10 +380,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from mynawatch.demo import describe, run_demo
+    from mynawatch.demo import DemoFolderError, describe, run_demo
 
     started = time.monotonic()
-    result = run_demo(Path(args.out), days=args.days)
+    try:
+        result = run_demo(Path(args.out), days=args.days)
+    except DemoFolderError as exc:
+        raise UserError(str(exc)) from None
     print(describe(result))
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0

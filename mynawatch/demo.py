@@ -54,15 +54,35 @@ def sample_feeds() -> dict[str, ReplayFeed]:
             for s in _sample_config()}
 
 
+def _clear_earlier_demo(out_dir: Path) -> None:
+    """Remove an earlier demo's output; refuse any other folder (a mistyped --out must never wipe one)."""
+    if not out_dir.is_dir():
+        raise DemoFolderError(f"{out_dir}: exists and is not a folder; choose another --out")
+    made_by_demo = (out_dir / MARKER).exists() or (out_dir / "summary.json").exists()  # summary: older demos
+    if any(out_dir.iterdir()) and not made_by_demo:
+        raise DemoFolderError(f"{out_dir}: not empty and not an earlier demo's output (no {MARKER}); "
+                              "choose another --out or empty it yourself")
+    shutil.rmtree(out_dir)
+
+
 def sample_sources(base_url: str) -> list[SourceConfig]:
     return [SourceConfig(url=base_url + s["file"], **{k: v for k, v in s.items() if k != "file"})
             for s in _sample_config()]
 
 
+MARKER = ".mynawatch-demo"  # marks a folder the demo made, which a later run may replace
+
+
+class DemoFolderError(ValueError):
+    """The demo's output folder holds something other than an earlier demo's output."""
+
+
 def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        _clear_earlier_demo(out_dir)
     out_dir.mkdir(parents=True)
+    (out_dir / MARKER).write_text("written by `mynawatch demo`; the next demo run may replace this folder\n",
+                                  encoding="utf-8")
     sessions = make_sessions(f"sqlite:///{out_dir / 'mynawatch.sqlite'}")
     start = datetime.combine(FIRST_DAY, time(0), tzinfo=TOKYO)
     say("training the classifier on the shipped corpus (cached after the first run) ...")

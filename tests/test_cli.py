@@ -70,3 +70,13 @@ def test_missing_config_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["collect"]) == 2
     assert "mynawatch init" in capsys.readouterr().err
+
+
+def test_demo_never_wipes_a_folder_it_did_not_make(tmp_path):
+    from mynawatch.cli import main
+
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.txt").write_text("draft", encoding="utf-8")
+    assert main(["demo", "--out", str(precious), "--days", "1"]) != 0
+    assert (precious / "chapter1.txt").read_text(encoding="utf-8") == "draft"
