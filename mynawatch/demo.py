@@ -81,8 +81,11 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
     if out_dir.exists():
         _clear_earlier_demo(out_dir)
     out_dir.mkdir(parents=True)
-    (out_dir / MARKER).write_text("written by `mynawatch demo`; the next demo run may replace this folder\n",
-                                  encoding="utf-8")
+    marker = out_dir / MARKER
+    try:
+        marker.write_text("written by `mynawatch demo`; the next demo run may replace this folder\n", encoding="utf-8")
+    except OSError as exc:  # a full disk fails the write, not the open: name the file, as an open would
+        raise OSError(exc.errno, exc.strerror, str(marker)) from None
     sessions = make_sessions(f"sqlite:///{out_dir / 'mynawatch.sqlite'}")
     start = datetime.combine(FIRST_DAY, time(0), tzinfo=TOKYO)
     say("training the classifier on the shipped corpus (cached after the first run) ...")
