@@ -59,10 +59,11 @@ class Route:
         self.hits = 0
 
 
-def send(handler, status: int, body: bytes, headers: dict) -> None:
-    """Answer one request with a status, headers and a body (a client that hung up is fine)."""
+def send(handler, status: int, body: bytes, headers) -> None:
+    """Answer one request with a status, headers (a dict, or (name, value) pairs when a name repeats) and a
+    body (a client that hung up is fine)."""
     handler.send_response(status)
-    for k, v in headers.items():
+    for k, v in (headers.items() if isinstance(headers, dict) else headers):
         handler.send_header(k, v)
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()

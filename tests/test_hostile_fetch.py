@@ -27,7 +27,7 @@ from collector.sources import SourceConfig
 from reports.mail import SmtpSettings, send_bytes
 from reports.webhook import WebhookFailed, post_webhook
 from store.tables import Item
-from tests.conftest import LoopbackServer, Route
+from tests.conftest import LoopbackServer, Route, send
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 FEED = (Path(__file__).parent / "fixtures" / "feeds" / "nhk_rss2.xml").read_bytes()
@@ -143,17 +143,9 @@ def test_a_collect_round_with_a_header_trickler_ends_on_time_and_stores_the_good
 
 
 def _serve_encoded(server, path, body, encodings):
-    def answer(handler):
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/rss+xml")
-        for value in encodings:  # one header line per value: "gzip, gzip" or two lines of "gzip"
-            handler.send_header("Content-Encoding", value)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        try:
-            handler.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+    def answer(handler):  # one header line per value: "gzip, gzip" or two lines of "gzip"
+        send(handler, 200, body, [("Content-Type", "application/rss+xml")]
+             + [("Content-Encoding", value) for value in encodings])
 
     server.routes[path] = Route(answer)
     return server.url(path)
