@@ -231,6 +231,11 @@ class Alert(Base):
     resolve_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     silenced: Mapped[bool] = mapped_column(Boolean, default=False, comment="a silence covered it at the last evaluation")
     note: Mapped[str] = mapped_column(Text, default="", comment="why inhibited (the maintenance window), etc.")
+    peak_expected: Mapped[float | None] = mapped_column(Float, comment="the baseline's expected count in the peak hour")
+    total_count: Mapped[int | None] = mapped_column(Integer, comment="trouble stories over the flagged hours")
+    total_expected: Mapped[float | None] = mapped_column(Float, comment="the baseline's expected count over those hours")
+    backfilled: Mapped[bool] = mapped_column(Boolean, default=False,
+                                             comment="recorded for past hours (alerts backfill, a catch-up): not notified then")
     updated_at: Mapped[datetime] = mapped_column()
 
 
@@ -297,3 +302,42 @@ class MaintenanceWindow(Base):
     url: Mapped[str] = mapped_column(Text, comment="where the notice was read")
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), comment="the collected item, when it came from a feed")
     found_at: Mapped[datetime] = mapped_column()
+
+
+class IncidentRow(Base):
+    """An incident: the overlapping trouble of one or more services, from the first trouble report to the
+    signal back at its baseline. Derived from the store (store/incidents.py), recomputed idempotently."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_started_at", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True,
+                                    comment="stable: Tokyo day and hour of the first trouble report, and the services")
+    services: Mapped[str] = mapped_column(String(300), comment="taxonomy service codes, comma-separated, sorted")
+    started_at: Mapped[datetime] = mapped_column(comment="the first trouble report (its published time)")
+    ended_at: Mapped[datetime] = mapped_column(comment="the signal back at its baseline (end of the last hour above it)")
+    ongoing: Mapped[bool] = mapped_column(Boolean, default=False, comment="the signal was still above its baseline")
+    peak_at: Mapped[datetime] = mapped_column(comment="the hour with the most trouble stories (its start)")
+    peak_count: Mapped[int] = mapped_column(Integer, comment="distinct trouble stories in that hour")
+    causes: Mapped[str] = mapped_column(String(200), comment="leading causes as the items give them, most stories first")
+    stories: Mapped[int] = mapped_column(Integer, comment="distinct trouble stories")
+    items: Mapped[int] = mapped_column(Integer, comment="trouble items")
+    publishers: Mapped[int] = mapped_column(Integer, comment="distinct publishers of trouble items")
+    first_item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), comment="the first trouble report")
+    official_at: Mapped[datetime | None] = mapped_column(comment="the first item from an official source")
+    official_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    recovered_at: Mapped[datetime | None] = mapped_column(comment="the first recovery report, official or not")
+    recovery_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    alerts: Mapped[str] = mapped_column(Text, default="", comment="dedup keys of the alerts it covers, comma-separated")
+
+
+class IncidentItem(Base):
+    """An item of an incident, with its part in it."""
+
+    __tablename__ = "incident_items"
+    __table_args__ = (Index("ix_incident_items_item", "item_id"),)
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), comment="trouble | recovery | followup")
+    official: Mapped[bool] = mapped_column(Boolean, default=False, comment="from an official source")
