@@ -341,3 +341,40 @@ class IncidentItem(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(20), comment="trouble | recovery | followup")
     official: Mapped[bool] = mapped_column(Boolean, default=False, comment="from an official source")
+
+
+class StreamState(Base):
+    """A stream source's position and health: the cursor is written in the transaction of the posts it
+    covers, so a restart resumes exactly after what was stored."""
+
+    __tablename__ = "stream_states"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text, comment="jetstream: time_us of the last frame stored; misskey: last note id")
+    cursor_at: Mapped[datetime | None] = mapped_column(comment="the time of that frame")
+    state: Mapped[str] = mapped_column(String(30), default="new",
+                                       comment="new | connected | reconnecting | dropping behind | paused | stopped")
+    connected_since: Mapped[datetime | None] = mapped_column()
+    last_frame_at: Mapped[datetime | None] = mapped_column(comment="when the last frame was received")
+    reconnects: Mapped[int] = mapped_column(Integer, default=0)
+    messages: Mapped[int] = mapped_column(Integer, default=0, comment="frames received (a replayed overlap not counted twice)")
+    kept: Mapped[int] = mapped_column(Integer, default=0, comment="posts that passed the prefilter")
+    errors: Mapped[int] = mapped_column(Integer, default=0, comment="frames skipped: malformed or over max_frame_bytes")
+    dropped: Mapped[int] = mapped_column(Integer, default=0, comment="frames lost while dropping behind (streams without replay)")
+    messages_per_min: Mapped[float] = mapped_column(Float, default=0.0, comment="over the last minute or so")
+    kept_per_min: Mapped[float] = mapped_column(Float, default=0.0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class StreamRepost(Base):
+    """A repost (Bluesky) or renote (Misskey) of a stored post: buzz on the original, not an item of its own."""
+
+    __tablename__ = "stream_reposts"
+    __table_args__ = (Index("ix_stream_reposts_reposted_at", "reposted_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True, comment="the original post")
+    repost_key: Mapped[str] = mapped_column(Text, unique=True, comment="the repost's own identity (at:// URI, note address)")
+    author: Mapped[str] = mapped_column(String(200), comment="who reposted")
+    reposted_at: Mapped[datetime] = mapped_column()
