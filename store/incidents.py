@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from store.clock import tokyo
-from store.tables import IncidentItem, IncidentRow, Item
+from store.tables import IncidentItem, IncidentRow, Item, Source
 
 HOUR = timedelta(hours=1)
 ROLES = ("trouble", "recovery", "followup")
@@ -199,3 +199,13 @@ def _replace_entries(session: Session, key: str, entries: list[IncidentEntry]) -
 
 def count_incidents(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(IncidentRow)) or 0)
+
+
+def sources_of(session: Session, item_ids: list[int]) -> dict[int, str]:
+    """The name of the source each item came from."""
+    out: dict[int, str] = {}
+    for n in range(0, len(item_ids), 500):
+        chunk = item_ids[n:n + 500]
+        out.update(session.execute(select(Item.id, Source.name).join(Source, Source.id == Item.source_id)
+                                   .where(Item.id.in_(chunk))).all())
+    return out
