@@ -12,7 +12,7 @@ notified then. Firing alerts are re-notified every ``repeat_hours``; resolving s
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from reports.spikes import HOUR, Episode
 from store.alerts import OPEN, AlertView, SilenceView
@@ -31,8 +31,11 @@ class AlertPolicy:
     maintenance_grace_hours: int = 1
     no_data_hours: int = 6
     send_email: bool = False  # email alerts to the [smtp] recipients
+    base_url: str = ""  # where an alert links to (generatorURL, the email's link): the report archive, a Datasette
 
     def __post_init__(self):
+        if not isinstance(self.base_url, str) or (self.base_url and not self.base_url.startswith(("http://", "https://"))):
+            raise ValueError(f"base_url = {self.base_url!r}: expected an http:// or https:// address, or nothing")
         for name in ("pending_hours", "repeat_hours", "no_data_hours"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -60,7 +63,8 @@ class Plan:
 
 
 def dedup_key(series: str, start: datetime) -> str:
-    return f"{series}@{start.strftime('%Y-%m-%dT%H:%MZ')}"
+    """``series@first hour`` in UTC with its ``Z`` (whatever zone ``start`` comes in)."""
+    return f"{series}@{start.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%MZ')}"
 
 
 def service_of(series: str) -> str:
@@ -98,13 +102,17 @@ def _from_episode(ep: Episode, old: AlertView | None, *, windows: list[Window], 
         w = inhibiting_window(service, ep.start, windows, grace)
         note = f"{INHIBITED}: {w.title}" if w else ""
     start = min(ep.start, old.started_at) if old else ep.start
+    peak = max(ep.hours, key=lambda h: h.count)
     return AlertView(
         dedup_key=old.dedup_key if old else dedup_key(ep.series, ep.start), series=ep.series, service=service,
         status=status, started_at=start, last_seen_at=max(ep.end, old.last_seen_at) if old else ep.end,
         resolved_at=ep.stop if status == "resolved" else None,
         peak_count=max(ep.peak_count, old.peak_count if old else 0), score=max(ep.score, old.score if old else 0.0),
         fired_at=fired_at, flagged_hours=len(counted), notified_at=old.notified_at if old else None,
-        resolve_notified=old.resolve_notified if old else False, note=note)
+        resolve_notified=old.resolve_notified if old else False, note=note,
+        peak_expected=peak.expected if not old or ep.peak_count >= old.peak_count else old.peak_expected,
+        total_count=sum(h.count for h in ep.hours), total_expected=round(sum(h.expected for h in ep.hours), 3),
+        backfilled=old.backfilled if old else False)
 
 
 def _overdue(a: AlertView, now: datetime, gap: timedelta) -> AlertView:

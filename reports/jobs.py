@@ -8,6 +8,7 @@ from datetime import datetime, time, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from reports.alerts import AlertPolicy, Event, no_data_alert, plan_alerts
+from reports.evidence import gather_evidence
 from reports.notices import TOKYO, alert_line
 from reports.outbox import Channels, Delivery, alert_messages, deliver_due, queue
 from reports.spikes import Episode, SpikeParams, detect_spikes
@@ -59,7 +60,9 @@ def evaluate_alerts(sessions: sessionmaker[Session], *, model_version: str, now:
             extra=(nodata,) if nodata else (), notify_since=now - NOTIFY_WINDOW)
         for alert in plan.alerts:
             store_alerts.save_alert(session, alert, now=now)
-        queue(session, alert_messages(plan.events, channels, now=now), now=now)
+        evidence = gather_evidence(session, [e.alert for e in plan.events], model_version=model_version,
+                                   base_url=policy.base_url)
+        queue(session, alert_messages(plan.events, channels, now=now, evidence=evidence), now=now)
     for event in plan.events:
         log.info("alert %s: %s", event.kind, alert_line(event.alert))
     if deliver:

@@ -14,9 +14,12 @@ from html import escape
 
 from collector.deadline import Deadline, deadline
 from reports.daily import DailyReport
-from reports.notices import TOKYO, alert_line, display_name
+from reports.evidence import Evidence
+from reports.notices import STATUS_NAMES, display_name
 from reports.rendering import FONT, render_html, render_text
 from store.alerts import AlertView
+from store.clean import one_line, web_link
+from store.clock import TOKYO, shown
 
 DOMAIN = "mynawatch.local"
 EVENT_NAMES = {"firing": "発生", "repeat": "継続中", "resolved": "解消"}
@@ -80,17 +83,83 @@ def alert_subject(service: str, events: list[tuple[str, AlertView]]) -> str:
     return f"【mynawatch】{EVENT_NAMES[kind]}: {what}"
 
 
+FOOTER = "mynawatch のアラートです。時刻は日本時間（+09:00）。"
+
+
+def _n(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def alert_facts(kind: str, a: AlertView, ev: Evidence) -> tuple[str, list[tuple[str, str]]]:
+    """The heading and the (label, value) lines of one event: span, counts against the baseline, cause,
+    incident. Every time is Tokyo time with its offset."""
+    state = STATUS_NAMES.get(a.status, a.status) + ("（サイレンス中）" if a.silenced else "")
+    if a.series == "nodata":
+        return f"[{EVENT_NAMES[kind]}] 情報収集の停止", [("期間", f"{shown(a.started_at)} 以降取得なし（{state}）")]
+    end = f" 〜 {shown(a.resolved_at)}" if a.resolved_at else " 〜"
+    facts = [("期間", f"{shown(a.started_at)}{end}（{state}）")]
+    peak = f"ピーク {a.peak_count} 件/時" + (f"（平常 {_n(a.peak_expected)} 件/時）" if a.peak_expected is not None else "")
+    if a.total_count is not None:
+        peak += f"、期間計 {a.total_count} 件" + (f"（平常 {_n(a.total_expected)} 件）" if a.total_expected is not None else "")
+    facts.append(("件数", f"{peak}、スコア {a.score:.1f}"))
+    if ev.cause is not None:
+        facts.append(("主な原因", ev.cause.display))
+    if ev.incident is not None:
+        i = ev.incident
+        text = f"#{one_line(i.id)}（{'、'.join(display_name(s) for s in i.services)}）{shown(i.start)} から"
+        text += f"、公式発表 {shown(i.first_official)}" if i.first_official else "、公式発表なし"
+        text += f"、復旧 {shown(i.recovered)}" if i.recovered else ""
+        facts.append(("インシデント", text))
+    if a.note:
+        facts.append(("備考", one_line(a.note)))
+    return f"[{EVENT_NAMES[kind]}] {display_name(a.service)}の障害報告が急増", facts
+
+
+def _text_block(kind: str, a: AlertView, ev: Evidence) -> str:
+    heading, facts = alert_facts(kind, a, ev)
+    lines = [heading] + [f"  {label}: {value}" for label, value in facts]
+    if ev.headlines:
+        lines.append(f"  主な報道（{ev.stories} 件中 上位 {len(ev.headlines)} 件）:")
+        for n, h in enumerate(ev.headlines, 1):
+            lines.append(f"    {n}. {one_line(h.title)}")
+            lines.append(f"       {'、'.join(one_line(p) for p in h.publishers)} {shown(h.first_seen)}")
+            lines.append(f"       {one_line(h.url)}")
+    if ev.link:
+        lines.append(f"  詳細: {ev.link}")
+    return "\n".join(lines)
+
+
+def _html_block(kind: str, a: AlertView, ev: Evidence) -> str:
+    heading, facts = alert_facts(kind, a, ev)
+    rows = "".join(f'<tr><th style="text-align:left;padding:2px 12px 2px 0;white-space:nowrap">{escape(label)}</th>'
+                   f"<td>{escape(value)}</td></tr>" for label, value in facts)
+    out = [f'<h2 style="font-size:16px;margin:16px 0 4px">{escape(heading)}</h2><table>{rows}</table>']
+    if ev.headlines:
+        items = []
+        for h in ev.headlines:
+            link = web_link(h.url)
+            title = f'<a href="{escape(link)}">{escape(one_line(h.title))}</a>' if link else escape(one_line(h.title))
+            items.append(f'<li>{title}<br><span style="color:#666">{escape("、".join(one_line(p) for p in h.publishers))}'
+                         f" {escape(shown(h.first_seen))}</span></li>")
+        out.append(f'<p style="margin:8px 0 2px">主な報道（{ev.stories} 件中 上位 {len(ev.headlines)} 件）</p>'
+                   f'<ol style="margin-top:0">{"".join(items)}</ol>')
+    if ev.link:
+        out.append(f'<p><a href="{escape(ev.link)}">詳細</a></p>')
+    return "".join(out)
+
+
 def build_alert_email(service: str, events: list[tuple[str, AlertView]], *, sender: str, recipient: str,
-                      key: str) -> EmailMessage:
-    """One notice for one group (one service): every event of this evaluation, text and HTML."""
+                      key: str, evidence: dict[str, Evidence] | None = None) -> EmailMessage:
+    """One notice for one group (one service): every event of this evaluation with its evidence (counts
+    against the baseline, cause, incident, the top stories with links and publishers), text and HTML."""
     msg = EmailMessage()
     _headers(msg, subject=alert_subject(service, events), sender=sender, recipient=recipient, key=key)
-    lines = [f"[{EVENT_NAMES[k]}] {alert_line(a)}" for k, a in events]
-    msg.set_content("\n".join(lines) + "\n\nmynawatch のアラートです。時刻は日本時間。\n", charset="utf-8")
-    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
-    msg.add_alternative(f'<!DOCTYPE html><html lang="ja"><body style="{FONT}"><ul>{items}</ul>'
-                        '<p style="color:#666;font-size:12px">mynawatch のアラートです。時刻は日本時間。</p>'
-                        "</body></html>\n", subtype="html", charset="utf-8")
+    blocks = [(k, a, (evidence or {}).get(a.dedup_key, Evidence())) for k, a in events]
+    msg.set_content("\n\n".join(_text_block(*b) for b in blocks) + f"\n\n{FOOTER}\n", charset="utf-8")
+    msg.add_alternative(f'<!DOCTYPE html><html lang="ja"><body style="{FONT}">'
+                        + "".join(_html_block(*b) for b in blocks)
+                        + f'<p style="color:#666;font-size:12px">{escape(FOOTER)}</p></body></html>\n',
+                        subtype="html", charset="utf-8")
     return msg
 
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from reports.alerts import Event
+from reports.evidence import Evidence
 from reports.mail import SmtpSettings, build_alert_email, is_permanent, send_bytes, wire_bytes
 from reports.notices import alert_summary
 from reports.webhook import WebhookFailed, WebhookSettings, alertmanager_payload, idempotency_key, post_webhook
@@ -65,8 +66,10 @@ def _group_key(service: str, events: list[Event], now: datetime) -> str:
     return f"alert|{service}|" + "+".join(sorted(parts))
 
 
-def alert_messages(events: list[Event], channels: Channels, *, now: datetime) -> list[Outgoing]:
-    """One message per group (service) and target for this evaluation's events."""
+def alert_messages(events: list[Event], channels: Channels, *, now: datetime,
+                   evidence: dict[str, Evidence] | None = None) -> list[Outgoing]:
+    """One message per group (service) and target for this evaluation's events, each alert with its
+    ``evidence`` (by dedup key; see ``reports.evidence.gather_evidence``)."""
     groups: dict[str, list[Event]] = defaultdict(list)
     for e in events:
         groups[e.alert.service].append(e)
@@ -77,7 +80,8 @@ def alert_messages(events: list[Event], channels: Channels, *, now: datetime) ->
         pairs = [(e.kind, e.alert) for e in evs]
         subject = "; ".join(dict.fromkeys(alert_summary(e.alert) for e in evs))
         for rcpt in channels.email_to:
-            msg = build_alert_email(service, pairs, sender=channels.smtp.sender, recipient=rcpt, key=key)
+            msg = build_alert_email(service, pairs, sender=channels.smtp.sender, recipient=rcpt, key=key,
+                                    evidence=evidence)
             out.append(Outgoing(key, "email", rcpt, kind, str(msg["Subject"]), wire_bytes(msg)))
         latest = {e.alert.dedup_key: e for e in evs}  # firing and resolved in one go: the receiver sees resolved
         for hook in channels.webhooks:
@@ -85,7 +89,7 @@ def alert_messages(events: list[Event], channels: Channels, *, now: datetime) ->
             if not hook.send_resolved:
                 alerts = [(a, s) for a, s in alerts if s == "firing"]
             if alerts:
-                body = alertmanager_payload(service, alerts, receiver=hook.name)
+                body = alertmanager_payload(service, alerts, receiver=hook.name, evidence=evidence)
                 out.append(Outgoing(key, "webhook", hook.url, kind, subject,
                                     json.dumps(body, ensure_ascii=False, indent=1).encode()))
     return out

@@ -10,9 +10,10 @@ from datetime import datetime, timezone
 import httpx
 
 from collector.deadline import deadline, deadline_transport
-from reports.notices import alert_summary
-from store.clean import one_line
+from reports.evidence import Evidence
+from reports.notices import alert_summary, display_name
 from store.alerts import AlertView
+from store.clean import one_line
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for an alert still firing
 USER_AGENT = "mynawatch/0.1 (alert webhook)"
@@ -51,15 +52,70 @@ def fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _alert(a: AlertView, status: str) -> dict:
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def describe(a: AlertView, ev: Evidence) -> str:
+    """The ``description``: counts against the baseline, cause, incident and the top stories, in one
+    paragraph. Times in UTC with ``Z``, like every time of the payload."""
+    if a.series == "nodata":
+        return f"{_rfc3339(a.started_at)} 以降、どの情報源からも取得できていません。" + (f" {one_line(a.note)}" if a.note else "")
+    parts = [f"{display_name(a.service)}: ピーク {a.peak_count} 件/時"
+             + (f"（平常 {_num(a.peak_expected)} 件/時）" if a.peak_expected is not None else "")
+             + (f"、期間計 {a.total_count} 件" if a.total_count is not None else "")
+             + (f"（平常 {_num(a.total_expected)} 件）" if a.total_expected is not None else "")
+             + f"、{_rfc3339(a.started_at)} から。"]
+    if ev.cause is not None:
+        parts.append(f"主な原因: {ev.cause.display}。")
+    if ev.incident is not None:
+        i = ev.incident
+        parts.append(f"インシデント #{one_line(i.id)}（{_rfc3339(i.start)} から"
+                     + (f"、公式発表 {_rfc3339(i.first_official)}" if i.first_official else "")
+                     + (f"、復旧 {_rfc3339(i.recovered)}" if i.recovered else "") + "）。")
+    if ev.headlines:
+        parts.append("主な報道: " + " ".join(f"{n}) {one_line(h.title)}（{'、'.join(one_line(p) for p in h.publishers)}）"
+                                              f" {one_line(h.url)}" for n, h in enumerate(ev.headlines, 1)))
+    if a.note:
+        parts.append(one_line(a.note))
+    return " ".join(parts)
+
+
+def _evidence_annotations(a: AlertView, ev: Evidence) -> dict[str, str]:
+    out = {"service_name": display_name(a.service)}
+    if a.peak_expected is not None:
+        out["peak_expected"] = _num(a.peak_expected)
+    if a.total_count is not None:
+        out["total_count"] = str(a.total_count)
+    if a.total_expected is not None:
+        out["total_expected"] = _num(a.total_expected)
+    if ev.cause is not None:
+        out["cause"], out["cause_name"] = str(ev.cause), ev.cause.display
+    for n, h in enumerate(ev.headlines, 1):
+        out[f"headline_{n}"] = one_line(h.title)
+        out[f"headline_{n}_url"] = one_line(h.url)
+        out[f"headline_{n}_publishers"] = "、".join(one_line(p) for p in h.publishers)
+        out[f"headline_{n}_at"] = _rfc3339(h.first_seen)
+    if ev.incident is not None:
+        i = ev.incident
+        out["incident"], out["incident_start"] = one_line(i.id), _rfc3339(i.start)
+        out["incident_services"] = ",".join(i.services)
+        if i.first_official:
+            out["incident_first_official"] = _rfc3339(i.first_official)
+        if i.recovered:
+            out["incident_recovered"] = _rfc3339(i.recovered)
+    return out
+
+
+def _alert(a: AlertView, status: str, ev: Evidence) -> dict:
     labels = alert_labels(a)
     ends = (a.resolved_at or a.last_seen_at) if status == "resolved" else None
     return {
         "status": status, "labels": labels,
-        "annotations": {"summary": alert_summary(a), "description": one_line(a.note), "dedup_key": a.dedup_key,
-                        "peak_count": str(a.peak_count), "score": f"{a.score:.1f}"},
+        "annotations": {"summary": alert_summary(a), "description": describe(a, ev), "dedup_key": a.dedup_key,
+                        "peak_count": str(a.peak_count), "score": f"{a.score:.1f}", **_evidence_annotations(a, ev)},
         "startsAt": _rfc3339(a.started_at), "endsAt": _rfc3339(ends) if ends else ZERO_TIME,
-        "generatorURL": "", "fingerprint": fingerprint(labels),
+        "generatorURL": ev.link, "fingerprint": fingerprint(labels),
     }
 
 
@@ -77,9 +133,10 @@ def idempotency_key(key: str, url: str) -> str:
 
 
 def alertmanager_payload(service: str, alerts: list[tuple[AlertView, str]], *, receiver: str,
-                         external_url: str = "") -> dict:
-    """The body Alertmanager posts to a webhook for one group (the alerts of one service)."""
-    items = [_alert(a, status) for a, status in alerts]
+                         external_url: str = "", evidence: dict[str, Evidence] | None = None) -> dict:
+    """The body Alertmanager posts to a webhook for one group (the alerts of one service), each alert with
+    its evidence (``evidence`` by dedup key) in its annotations."""
+    items = [_alert(a, status, (evidence or {}).get(a.dedup_key, Evidence())) for a, status in alerts]
     common_labels = dict(set.intersection(*(set(i["labels"].items()) for i in items))) if items else {}
     common_ann = dict(set.intersection(*(set(i["annotations"].items()) for i in items))) if items else {}
     status = "firing" if any(s == "firing" for _, s in alerts) else "resolved"

@@ -32,6 +32,10 @@ class AlertView:
     resolve_notified: bool = False
     silenced: bool = False
     note: str = ""
+    peak_expected: float | None = None  # the baseline's expected count in the peak hour
+    total_count: int | None = None  # trouble stories over the flagged hours
+    total_expected: float | None = None  # the baseline's expected count over those hours
+    backfilled: bool = False  # recorded for past hours (a backfill or a catch-up), not notified then
 
     @property
     def ever_fired(self) -> bool:

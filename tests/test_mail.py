@@ -35,5 +35,5 @@ def test_alert_emails_are_grouped_by_service_and_readable(tmp_path):
     assert subjects == ["【mynawatch】発生: マイナポータルの障害報告が急増", "【mynawatch】発生: マイナ保険証の障害報告が急増"]
     assert sorted(m["To"] for m in messages) == ["a@example.jp", "a@example.jp", "b@example.jp", "b@example.jp"]
     body = messages[0].get_body(("plain",)).get_content()
-    assert "[発生]" in body and "ピーク 6 件/時" in body and "09/15 09:00" in body
+    assert "[発生]" in body and "ピーク 6 件/時" in body and "2024-09-15 09:00 +09:00" in body
     assert messages[0].get_body(("html",)) is not None
