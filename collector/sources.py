@@ -19,6 +19,7 @@ class SourceConfig:
     interval_minutes: int = 60
     selector: str | None = None  # kind "page": CSS selector of the watched region (default main/article/body)
     service: str | None = None  # the service a source's maintenance notices are about when they do not say
+    official: bool = False  # an official source (デジタル庁, J-LIS, 厚労省, a municipality): its items acknowledge incidents
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -17,6 +17,7 @@ from collector.fetch import FetchPolicy
 from collector.policy import CollectPolicy
 from collector.sources import SourceConfig
 from reports.alerts import AlertPolicy
+from reports.incidents import IncidentPolicy
 from reports.mail import SmtpSettings
 from reports.spikes import SpikeParams
 from reports.webhook import WebhookSettings
@@ -49,6 +50,7 @@ class Settings:
     spikes: SpikeParams = SpikeParams()
     spikes_for: tuple[tuple[str, SpikeParams], ...] = ()  # [alerts.services.<code>]: thresholds of one service
     alerting: AlertPolicy = AlertPolicy()
+    incidents: IncidentPolicy = IncidentPolicy()  # [incidents]: how incidents are derived from the store
     webhooks: tuple[WebhookSettings, ...] = ()
     smtp: SmtpSettings = SmtpSettings()
     send_digest: bool = False
@@ -203,7 +205,7 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
     base = Path(path).resolve().parent
-    allowed = {"store", "reports", "fetch", "collect", "sources", "schedule", "alerts", "smtp", "webhooks"}
+    allowed = {"store", "reports", "fetch", "collect", "sources", "schedule", "alerts", "smtp", "webhooks", "incidents"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise SettingsError(f"{path}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
@@ -241,4 +243,5 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
         schedule=_build(Schedule, data.get("schedule", {}), f"{path}: [schedule]"),
         **_alerts(data, str(path)),
         smtp=smtp_settings, send_digest=send,
+        incidents=_build(IncidentPolicy, data.get("incidents", {}), f"{path}: [incidents]"),
     )
