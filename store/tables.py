@@ -308,8 +308,8 @@ class IncidentRow(Base):
     """An incident: the overlapping trouble of one or more services, from the first trouble report to the
     signal back at its baseline. Derived from the store (store/incidents.py), recomputed idempotently."""
 
-    __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_started_at", "started_at"),)
+    __tablename__ = "incident_records"
+    __table_args__ = (Index("ix_incident_records_started_at", "started_at"),)
 
     id: Mapped[str] = mapped_column(String(120), primary_key=True,
                                     comment="stable: Tokyo day and hour of the first trouble report, and the services")
@@ -334,10 +334,10 @@ class IncidentRow(Base):
 class IncidentItem(Base):
     """An item of an incident, with its part in it."""
 
-    __tablename__ = "incident_items"
-    __table_args__ = (Index("ix_incident_items_item", "item_id"),)
+    __tablename__ = "incident_item_records"
+    __table_args__ = (Index("ix_incident_item_records_item", "item_id"),)
 
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incident_records.id", ondelete="CASCADE"), primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(20), comment="trouble | recovery | followup")
     official: Mapped[bool] = mapped_column(Boolean, default=False, comment="from an official source")

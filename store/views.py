@@ -53,6 +53,20 @@ VIEWS: dict[str, str] = {
     "story_publishers": """
         SELECT i.story_id, i.publisher, min(i.published_at) AS first_published_at, count(*) AS items
         FROM items i GROUP BY i.story_id, i.publisher""",
+    "incidents": """
+        SELECT i.id AS incident_id, {day} AS day, i.services, i.started_at, i.ended_at, i.ongoing, i.peak_at,
+               i.peak_count, i.causes, i.stories, i.items, i.publishers, i.official_at, i.recovered_at,
+               f.title AS first_title, f.publisher AS first_publisher, o.title AS official_title,
+               o.publisher AS official_publisher, r.title AS recovery_title, r.publisher AS recovery_publisher,
+               i.alerts
+        FROM (SELECT inc.*, inc.started_at AS published_at FROM incident_records inc) i
+        JOIN items f ON f.id = i.first_item_id
+        LEFT JOIN items o ON o.id = i.official_item_id
+        LEFT JOIN items r ON r.id = i.recovery_item_id""",
+    "incident_items": """
+        SELECT m.incident_id, m.role, m.official, l.item_id, l.published_at, l.day, l.publisher, l.title, l.url,
+               l.story_id, l.source, l.services, l.cause, l.sentiment
+        FROM incident_item_records m JOIN items_labeled l ON l.item_id = m.item_id""",
 }
 
 # The current classification of item i: a person's, else the served model version's (the newest

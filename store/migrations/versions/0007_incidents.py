@@ -1,5 +1,6 @@
-"""incidents and incident_items (issue 16): incidents derived from the store (store/incidents.py), an
-incident's items with their part in it. Both are recomputed from the items, so the tables start empty.
+"""incident_records and incident_item_records (issue 16): incidents derived from the store (store/incidents.py)
+and each incident's items with their part in it; analysts read them through the views incidents and
+incident_items. Both are recomputed from the items, so the tables start empty.
 
 Revision ID: 0007
 Revises: 0006
@@ -16,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('incidents',
+    op.create_table('incident_records',
     sa.Column('id', sa.String(length=120), nullable=False, comment='stable: Tokyo day and hour of the first trouble report, and the services'),
     sa.Column('services', sa.String(length=300), nullable=False, comment='taxonomy service codes, comma-separated, sorted'),
     sa.Column('started_at', sa.DateTime(), nullable=False, comment='the first trouble report (its published time)'),
@@ -39,21 +40,21 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['recovery_item_id'], ['items.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_incidents_started_at', 'incidents', ['started_at'], unique=False)
-    op.create_table('incident_items',
+    op.create_index('ix_incident_records_started_at', 'incident_records', ['started_at'], unique=False)
+    op.create_table('incident_item_records',
     sa.Column('incident_id', sa.String(length=120), nullable=False),
     sa.Column('item_id', sa.Integer(), nullable=False),
     sa.Column('role', sa.String(length=20), nullable=False, comment='trouble | recovery | followup'),
     sa.Column('official', sa.Boolean(), nullable=False, comment='from an official source'),
-    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['incident_id'], ['incident_records.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['item_id'], ['items.id'], ),
     sa.PrimaryKeyConstraint('incident_id', 'item_id')
     )
-    op.create_index('ix_incident_items_item', 'incident_items', ['item_id'], unique=False)
+    op.create_index('ix_incident_item_records_item', 'incident_item_records', ['item_id'], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_incident_items_item', table_name='incident_items')
-    op.drop_table('incident_items')
-    op.drop_index('ix_incidents_started_at', table_name='incidents')
-    op.drop_table('incidents')
+    op.drop_index('ix_incident_item_records_item', table_name='incident_item_records')
+    op.drop_table('incident_item_records')
+    op.drop_index('ix_incident_records_started_at', table_name='incident_records')
+    op.drop_table('incident_records')
