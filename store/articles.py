@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import column, select, table
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from store.dialect import insert_for
 from store.tables import Article, Item
 
 # The current label of each item (a person's correction, else the newest model's): a view of store/views.py.
@@ -39,14 +39,14 @@ def items_needing_article(session: Session, *, since: datetime, limit: int) -> l
         select(Item.id, Item.canonical_url, Item.published_at)
         .join(_CURRENT, _CURRENT.c.item_id == Item.id)
         .outerjoin(Article, Article.item_id == Item.id)
-        .where(_CURRENT.c.relevant.is_(True) | (_CURRENT.c.relevant == 1), Article.id.is_(None),
+        .where(_CURRENT.c.relevant.is_(True), Article.id.is_(None),
                Item.gate == "pass", Item.published_at >= since)
         .order_by(Item.published_at.desc()).limit(limit))
     return [ArticleTodo(*row) for row in rows]
 
 
 def save_article(session: Session, item_id: int, record: ArticleRecord, *, fetched_at: datetime) -> None:
-    session.execute(sqlite_insert(Article).values(
+    session.execute(insert_for(session, Article).values(
         item_id=item_id, url=record.url, status=record.status, title=record.title, publisher=record.publisher,
         published_at=record.published, text=record.text, error=record.error, fetched_at=fetched_at,
     ).on_conflict_do_nothing())

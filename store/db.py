@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,13 +21,25 @@ def open_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     with open_lock(url):  # processes starting at once: one creates or migrates, the others then find it done
-        engine = create_engine(url)
+        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         dialect = dialect_for(engine)
         event.listen(engine, "connect", lambda conn, _record: dialect.on_connect(conn))
-        migrate(engine)  # reads the schema's revision under the lock, so it never repeats another's work
-        with engine.begin() as connection:
-            dialect.create_search_index(connection)
-            create_views(connection, engine.dialect.name)
+        if dialect.name == "sqlite":
+            migrate(engine)  # reads the schema's revision under the lock, so it never repeats another's work
+            with engine.begin() as connection:
+                dialect.create_search_index(connection)
+                create_views(connection, engine.dialect.name)
+        else:
+            with engine.connect() as lock:  # PostgreSQL: an advisory lock held by this session meanwhile
+                lock.execute(text("SELECT pg_advisory_lock(7240115, 1)"))
+                try:
+                    migrate(engine)
+                    with engine.begin() as connection:
+                        dialect.create_search_index(connection)
+                        create_views(connection, engine.dialect.name)
+                finally:
+                    lock.execute(text("SELECT pg_advisory_unlock(7240115, 1)"))
+                    lock.commit()
     return engine
 
 

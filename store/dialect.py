@@ -1,21 +1,33 @@
-"""Everything database-specific, behind one small interface: connection setup, the Japanese search
-index, read-only connections, online backup and integrity checks.
+"""Everything database-specific, behind one small interface: connection setup, inserts that ignore or
+update duplicates, the Japanese search index, read-only connections, online backup, integrity checks and
+the few SQL expressions that differ (hour and Tokyo-day buckets, joined strings).
 
-SQLite (the default) is implemented and tested here. The PostgreSQL class keeps the same interface
-for the scale-out path; the models, views and queries elsewhere are plain SQLAlchemy/SQL.
+SQLite is the default; PostgreSQL (``postgresql+psycopg://``) has the same interface. The models, views and
+queries elsewhere are plain SQLAlchemy/SQL and ask this module for what differs.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import sqlite3
+import subprocess
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, String, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
+from store.clock import SQL_INTERVAL, SQL_OFFSET
 from store.views import CURRENT
 
 
@@ -72,28 +84,178 @@ def variant_tokens(value: str | None) -> str:
     return " ".join(normal for _, normal in search_units(value)) if value else ""
 
 
-def phrase_query(query: str) -> str:
+def query_parts(query: str) -> list[tuple[str, str]]:
+    """A user's words as (short units as written, in normalized form) per whitespace-separated part, each
+    space-separated; parts without a word left out. ValueError when no part has a word."""
+    parts = [(search_tokens(part), variant_tokens(part)) for part in query.split()]
+    parts = [(surface, variant) for surface, variant in parts if surface or variant]
+    if not parts:
+        raise ValueError("the search has no words in it")
+    return parts
+
+
+def phrase_query(query: str | list[tuple[str, str]]) -> str:
     """A user's words as an FTS5 query: each whitespace-separated part a phrase of short units, as
     written or in normalized form, all parts required."""
     phrases = []
-    for part in query.split():
-        surface, variant = search_tokens(part), variant_tokens(part)
+    for surface, variant in query_parts(query) if isinstance(query, str) else query:
         if surface and variant and variant != surface:
             phrases.append(f'("{surface}" OR "{variant}")')
-        elif surface or variant:
+        else:
             phrases.append(f'"{surface or variant}"')
-    if not phrases:
-        raise ValueError("the search has no words in it")
     return " AND ".join(phrases)
+
+
+# PostgreSQL's tsvector holds the words FTS5's unicode61 tokenizer makes of the same short units: runs of
+# letters and digits (its default categories, L* N*), so both engines match the same phrases.
+_WORD = re.compile(r"[^\W_]+")
+MAX_WORD = 500  # characters of one word kept (a tsvector lexeme holds at most 2047 bytes)
+MAX_POSITION = 16383  # PostgreSQL's largest tsvector position; later words share it
+
+
+def fts_words(units: str) -> list[str]:
+    """The index words of space-separated short units."""
+    return [w[:MAX_WORD] for w in _WORD.findall(units)]
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_text(title: str | None, summary: str | None) -> str:
+    """An item's search document as tsvector input: the title's words as written (weight A) and in
+    normalized form (B), the summary's as written (C) and normalized (D), each section at its own positions
+    with a gap between, so that a phrase never runs from one section into the next (as in FTS5's columns)."""
+    positions: dict[str, list[str]] = {}
+    at = 1
+    for value, tokens, weight in ((title, search_tokens, "A"), (title, variant_tokens, "B"),
+                                  (summary, search_tokens, "C"), (summary, variant_tokens, "D")):
+        for word in fts_words(tokens(value)):
+            positions.setdefault(word, []).append(f"{min(at, MAX_POSITION)}{weight}")
+            at += 1
+        at += 1
+    return " ".join(f"{_lexeme(word)}:{','.join(dict.fromkeys(where))}" for word, where in positions.items())
+
+
+def tsquery_text(parts: list[tuple[str, str]], *, title_only: bool = False) -> str:
+    """The parts as tsquery input: every part required, each a phrase of words as written or in normalized
+    form; ``title_only`` keeps a match to the title's sections (weights A and B)."""
+    weight = ":AB" if title_only else ""
+    clauses = []
+    for surface, variant in parts:
+        phrases = []
+        for units in dict.fromkeys(u for u in (surface, variant) if u):
+            words = fts_words(units)
+            if words:
+                phrases.append("(" + " <-> ".join(_lexeme(w) + weight for w in words) + ")")
+        if not phrases:
+            return ""
+        clauses.append("(" + " | ".join(phrases) + ")")
+    return " & ".join(clauses)
+
+
+class hour_text(FunctionElement):
+    """The UTC hour of a stored time as text, 'YYYY-MM-DD HH:00:00'."""
+
+    type = String()
+    name = "hour_text"
+    inherit_cache = True
+
+
+class tokyo_day(FunctionElement):
+    """The Tokyo calendar day of a stored (UTC) time as text, 'YYYY-MM-DD'."""
+
+    type = String()
+    name = "tokyo_day"
+    inherit_cache = True
+
+
+class joined(FunctionElement):
+    """An aggregate: the group's values joined with commas (SQLite's group_concat)."""
+
+    type = String()
+    name = "joined"
+    inherit_cache = True
+
+
+@compiles(hour_text, "sqlite")
+def _hour_sqlite(element, compiler, **kw):
+    return f"strftime('%Y-%m-%d %H:00:00', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(hour_text, "postgresql")
+def _hour_postgresql(element, compiler, **kw):
+    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM-DD HH24:00:00')"
+
+
+@compiles(tokyo_day, "sqlite")
+def _day_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)}, '{SQL_OFFSET}')"
+
+
+@compiles(tokyo_day, "postgresql")
+def _day_postgresql(element, compiler, **kw):
+    return f"to_char({compiler.process(element.clauses, **kw)} + {SQL_INTERVAL}, 'YYYY-MM-DD')"
+
+
+@compiles(joined, "sqlite")
+def _joined_sqlite(element, compiler, **kw):
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(joined, "postgresql")
+def _joined_postgresql(element, compiler, **kw):
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+def insert_for(session_or_connection, table):
+    """An INSERT for the store's engine that knows ``on_conflict_do_nothing`` and ``on_conflict_do_update``."""
+    bind = session_or_connection.get_bind() if hasattr(session_or_connection, "get_bind") else session_or_connection
+    return dialect_for(bind).insert(table)
 
 
 class ReadOnlyRefused(Exception):
     """A statement tried to change the store through a read-only connection."""
 
 
+class BackupUnavailable(Exception):
+    """The engine's backup tool is missing or failed; the message says which and what to do."""
+
+
+SERVICE_FILTER = f""" AND i.gate = 'pass' AND EXISTS (
+    SELECT 1 FROM classification_services s JOIN classifications c ON c.id = s.classification_id
+    WHERE s.classification_id = ({CURRENT}) AND s.service = :service AND c.relevant)"""
+
+
 @dataclass(frozen=True)
 class SQLite:
     name: str = "sqlite"
+
+    def insert(self, table):
+        return sqlite_dialect.insert(table)
+
+    def insert_new_rows(self, connection, table, values: list[dict]) -> int:
+        """Insert rows, ignoring those a unique key already holds; how many were inserted. A plain
+        executemany of one cached statement: the hot path of a collector's backlog."""
+        fields = list(values[0])
+        sql = (f"INSERT INTO {table.__tablename__} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
+               "ON CONFLICT DO NOTHING")
+        result = connection.exec_driver_sql(sql, [tuple(_sqlite_value(v[f]) for f in fields) for v in values])
+        return max(result.rowcount, 0)
+
+    def known_item_values(self, connection, column: str, values: list, *, source_id: int | None = None) -> list:
+        """Which of ``values`` items already hold in ``column`` (of this source's items, when given): the
+        list as one JSON parameter, so one cached statement whatever its length."""
+        sql = f"SELECT {column} FROM items WHERE {column} IN (SELECT value FROM json_each(?))"
+        params: tuple = (json.dumps(list(values)),)
+        if source_id is not None:
+            sql, params = sql + " AND source_id = ?", params + (source_id,)
+        return [r[0] for r in connection.exec_driver_sql(sql, params)]
+
+    def view_words(self) -> dict[str, str]:
+        """What the analysts' views (store/views.py) spell differently on this engine."""
+        return {"day": f"date(i.published_at, '{SQL_OFFSET}')", "group_concat": "group_concat(s.service, ',')",
+                "false": "0", "current": CURRENT}
 
     def on_connect(self, dbapi_connection) -> None:
         dbapi_connection.create_function("ja_search_tokens", 1, search_tokens, deterministic=True)
@@ -142,9 +304,10 @@ class SQLite:
         return connection.execute(text(
             "SELECT count(*) FROM items WHERE id > (SELECT coalesce(max(rowid), 0) FROM items_fts)")).scalar()
 
-    def search(self, connection, fts_query: str, *, title_only: bool, exclude_title: bool, since, service,
-               limit: int) -> list:
+    def search(self, connection, parts: list[tuple[str, str]], *, title_only: bool, exclude_title: bool, since,
+               service, limit: int) -> list:
         """Id, title, publisher, date, link and summary of matches, newest first (FTS5 walks its index by rowid)."""
+        fts_query = phrase_query(parts)
         match = f"{{title title_norm}} : ({fts_query})" if title_only else fts_query
         if exclude_title:
             match = f"({fts_query}) NOT {{title title_norm}} : ({fts_query})"
@@ -157,15 +320,13 @@ class SQLite:
             sql += " AND i.published_at >= :since"
             params["since"] = since.strftime("%Y-%m-%d %H:%M:%S.%f")
         if service is not None:
-            sql += f""" AND i.gate = 'pass' AND EXISTS (
-                SELECT 1 FROM classification_services s JOIN classifications c ON c.id = s.classification_id
-                WHERE s.classification_id = ({CURRENT}) AND s.service = :service AND c.relevant)"""
+            sql += SERVICE_FILTER
             params["service"] = service
         sql += " ORDER BY items_fts.rowid DESC LIMIT :limit"
         return connection.execute(text(sql), params).all()
 
-    def connect_read_only(self, url: str, *, memory_bytes: int | None = None):
-        """A connection that cannot change the store: opened ``mode=ro`` through a quoted ``file:`` URI (a
+    def connect_read_only(self, url: str, *, memory_bytes: int | None = None, seconds: float | None = None):
+        """A connection that cannot change the store (``seconds`` is kept by store/sql.py's own clock): opened ``mode=ro`` through a quoted ``file:`` URI (a
         path may hold ``#``, ``?``, ``%`` or spaces), ``query_only``, and an authorizer that refuses writes.
         ``memory_bytes``: temporary data stays in memory, and SQLite's heap is capped there (process-wide:
         the caller restores it with ``restore_heap_limit``)."""
@@ -281,47 +442,241 @@ def _read_only_authorizer(action, arg1, arg2, dbname, source):
     return sqlite3.SQLITE_DENY
 
 
+def _sqlite_value(value):
+    """Datetimes as SQLAlchemy stores them in SQLite (naive UTC text, see store.tables.UTCDateTime)."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
 def _sqlite_path(url: str) -> str:
     return make_url(url).database or ""
 
 
+READER_ROLE = "mynawatch_sql"  # what `mynawatch sql` runs as when the store's own user may touch server files
+_SERVER_FILE_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
+
+
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL as libpq (psycopg, pg_dump) reads it, password included."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 @dataclass(frozen=True)
 class PostgreSQL:
-    """The same interface for PostgreSQL (search over a tsvector of the same short units)."""
+    """The same interface on PostgreSQL: search over a tsvector of the same short units, read-only SQL
+    enforced by the server, backups through pg_dump."""
 
     name: str = "postgresql"
+
+    def insert(self, table):
+        return pg_dialect.insert(table)
+
+    def insert_new_rows(self, connection, table, values: list[dict]) -> int:
+        """Insert rows, ignoring those a unique key already holds; how many were inserted (counted through
+        RETURNING: an executemany reports no row count here)."""
+        stmt = pg_dialect.insert(table).on_conflict_do_nothing().returning(*table.__table__.primary_key.columns)
+        return len(connection.execute(stmt, values).all())
+
+    def known_item_values(self, connection, column: str, values: list, *, source_id: int | None = None) -> list:
+        """Which of ``values`` items already hold in ``column`` (of this source's items, when given): the
+        list as one array parameter."""
+        sql = f"SELECT {column} FROM items WHERE {column} = ANY(:values)"
+        params = {"values": list(values)}
+        if source_id is not None:
+            sql, params["source_id"] = sql + " AND source_id = :source_id", source_id
+        return [r[0] for r in connection.execute(text(sql), params)]
+
+    def view_words(self) -> dict[str, str]:
+        return {"day": f"to_char(i.published_at + {SQL_INTERVAL}, 'YYYY-MM-DD')",
+                "group_concat": "string_agg(s.service, ',')", "false": "false", "current": CURRENT}
 
     def on_connect(self, dbapi_connection) -> None:
         pass
 
     def create_search_index(self, connection) -> None:
-        raise NotImplementedError("Japanese search on PostgreSQL: planned (a tsvector of the same short units)")
-
-    def search(self, connection, fts_query: str, **kw) -> list:
-        raise NotImplementedError("Japanese search on PostgreSQL: planned (a tsvector of the same short units)")
+        """A table of search documents (a tsvector per item, see ``tsvector_text``) with a GIN index. Items
+        are indexed in batches by ``index_pending``, as on SQLite; an edit of an indexed item's title or
+        summary takes it out of the index, and the next batch indexes it again; a deleted item leaves."""
+        connection.execute(text("""
+            CREATE TABLE IF NOT EXISTS items_fts (
+              item_id integer PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+              doc tsvector NOT NULL)"""))
+        connection.execute(text("CREATE INDEX IF NOT EXISTS ix_items_fts_doc ON items_fts USING gin (doc)"))
+        connection.execute(text("""
+            CREATE OR REPLACE FUNCTION items_fts_forget() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN DELETE FROM items_fts WHERE item_id = NEW.id; RETURN NULL; END $$"""))
+        connection.execute(text("""
+            CREATE OR REPLACE TRIGGER items_fts_update AFTER UPDATE OF title, summary ON items FOR EACH ROW
+            WHEN (OLD.title IS DISTINCT FROM NEW.title OR OLD.summary IS DISTINCT FROM NEW.summary)
+            EXECUTE FUNCTION items_fts_forget()"""))
 
     def index_pending(self, connection, limit: int) -> int:
-        raise NotImplementedError("Japanese search on PostgreSQL: planned (a tsvector of the same short units)")
+        """Index up to ``limit`` items not in the search index, oldest id first; how many were indexed. Items
+        another process is indexing at the same time are skipped (their rows are locked), not done twice."""
+        rows = connection.execute(text("""
+            SELECT i.id, i.title, i.summary FROM items i
+            WHERE NOT EXISTS (SELECT 1 FROM items_fts f WHERE f.item_id = i.id)
+            ORDER BY i.id LIMIT :limit FOR UPDATE OF i SKIP LOCKED"""), {"limit": limit}).all()
+        if rows:
+            connection.execute(text("INSERT INTO items_fts (item_id, doc) VALUES (:id, CAST(:doc AS tsvector)) "
+                                    "ON CONFLICT (item_id) DO NOTHING"),
+                               [{"id": i, "doc": tsvector_text(title, summary)} for i, title, summary in rows])
+        return len(rows)
 
     def pending_count(self, connection) -> int:
-        raise NotImplementedError("Japanese search on PostgreSQL: planned (a tsvector of the same short units)")
+        return connection.execute(text("SELECT count(*) FROM items i WHERE NOT EXISTS "
+                                       "(SELECT 1 FROM items_fts f WHERE f.item_id = i.id)")).scalar()
 
-    def connect_read_only(self, url: str, *, memory_bytes: int | None = None):
-        import psycopg  # noqa: F401  (optional: only PostgreSQL users install a driver)
+    def search(self, connection, parts: list[tuple[str, str]], *, title_only: bool, exclude_title: bool, since,
+               service, limit: int) -> list:
+        """The same matches as SQLite's, newest first (by item id, as FTS5 orders by rowid)."""
+        anywhere, in_title = tsquery_text(parts), tsquery_text(parts, title_only=True)
+        if not anywhere:
+            return []
+        sql = """
+            SELECT i.id, i.title, i.publisher, i.published_at, i.canonical_url, i.summary
+            FROM items_fts f JOIN items i ON i.id = f.item_id WHERE """
+        if title_only:
+            sql += "f.doc @@ CAST(:title AS tsquery)"
+        elif exclude_title:
+            sql += "f.doc @@ CAST(:any AS tsquery) AND NOT f.doc @@ CAST(:title AS tsquery)"
+        else:
+            sql += "f.doc @@ CAST(:any AS tsquery)"
+        params = {"any": anywhere, "title": in_title, "limit": limit}
+        if since is not None:
+            sql += " AND i.published_at >= :since"
+            params["since"] = since.astimezone(timezone.utc).replace(tzinfo=None)
+        if service is not None:
+            sql += SERVICE_FILTER
+            params["service"] = service
+        sql += " ORDER BY f.item_id DESC LIMIT :limit"
+        return connection.execute(text(sql), params).all()
 
-        conn = psycopg.connect(make_url(url).render_as_string(hide_password=False).replace("+psycopg", ""))
-        conn.execute("SET default_transaction_read_only = on")
+    def connect_read_only(self, url: str, *, memory_bytes: int | None = None, seconds: float | None = None):
+        """A psycopg connection in a read-only transaction (the server refuses every write), with a statement
+        timeout of ``seconds``. When the store's user may read or run files on the server (a superuser, or a
+        member of pg_read_server_files and the like), the statement runs as the role READER_ROLE, which can
+        only read (pg_read_all_data): connected as that role where the server lets it log in without a
+        password, else switched to with SET ROLE. ``memory_bytes`` caps temporary files where allowed."""
+        import psycopg
+
+        conn = psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10)
+        try:
+            privileged = conn.execute(
+                "SELECT rolsuper OR " + " OR ".join(f"pg_has_role(current_user, '{r}', 'USAGE')" for r in _SERVER_FILE_ROLES)
+                + " FROM pg_roles WHERE rolname = current_user").fetchone()
+            if privileged and privileged[0]:
+                conn = _reader_connection(conn, url)
+            if seconds is not None:
+                conn.execute(f"SET statement_timeout = {max(1, int(seconds * 1000))}")
+            conn.execute("SET default_transaction_read_only = on")
+            conn.execute("SET idle_in_transaction_session_timeout = 0")
+        except BaseException:
+            conn.close()
+            raise
+        conn.autocommit = False
+        conn.read_only = True
+        conn.execute("SELECT 1")  # the transaction's first query: read-write mode can no longer be set in it
         return conn
 
     def backup(self, url: str, target: Path) -> None:
-        raise NotImplementedError("use pg_dump for PostgreSQL backups")
+        """``pg_dump --format=custom`` into ``target`` (restore with ``pg_restore``): a consistent snapshot
+        taken while the workers write."""
+        tool = shutil.which("pg_dump")
+        if tool is None:
+            raise BackupUnavailable("pg_dump is not on the PATH: install PostgreSQL's client tools (Debian: "
+                                    "apt-get install postgresql-client) to back up a PostgreSQL store")
+        parsed = make_url(url)
+        env = dict(os.environ)
+        if parsed.password is not None:
+            env["PGPASSWORD"] = str(parsed.password)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dsn = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+        proc = subprocess.run([tool, "--format=custom", "--no-owner", f"--file={target}", f"--dbname={dsn}"],
+                              env=env, capture_output=True, text=True, errors="replace")
+        if proc.returncode != 0:
+            lines = [line for line in proc.stderr.splitlines() if line.strip()] or [f"exit status {proc.returncode}"]
+            raise BackupUnavailable(f"pg_dump failed: {lines[-1].strip()}")
 
     def check(self, engine: Engine) -> list[str]:
-        return []
+        """What SQLite's check reports: indexes that are damaged (amcheck, where installed) or left invalid,
+        rows whose reference leads nowhere, and a search index that is missing or holds rows of no item."""
+        from store.tables import Base
+
+        problems = []
+        with engine.connect() as c:
+            problems += [f"index {r[0]} is invalid (a failed CREATE INDEX CONCURRENTLY?): REINDEX it"
+                         for r in c.execute(text("SELECT indexrelid::regclass::text FROM pg_index "
+                                                 "WHERE NOT indisvalid ORDER BY 1"))]
+            if c.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'")).first():
+                for (index,) in c.execute(text("""
+                        SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class r ON r.oid = i.indrelid
+                        JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am a ON a.oid = x.relam
+                        JOIN pg_namespace n ON n.oid = r.relnamespace
+                        WHERE a.amname = 'btree' AND n.nspname = current_schema() AND i.indisvalid ORDER BY 1""")):
+                    try:
+                        with c.begin_nested():
+                            c.execute(text("SELECT bt_index_check(CAST(:i AS regclass), true)"), {"i": index})
+                    except Exception as exc:  # amcheck reports corruption as an error
+                        problems.append(f"index {index}: {str(exc).splitlines()[0]}")
+            problems += _orphans(c, Base.metadata)
+            if not c.execute(text("SELECT 1 FROM pg_indexes WHERE tablename = 'items_fts' "
+                                  "AND indexname = 'ix_items_fts_doc'")).first():
+                problems.append("search index: its GIN index ix_items_fts_doc is missing (opening the store makes it)")
+            c.rollback()
+        return problems
+
+
+def _orphans(connection, metadata) -> list[str]:
+    """'foreign key: TABLE row ID -> PARENT' for each row whose reference leads nowhere (at most 5 per key)."""
+    problems = []
+    for table in metadata.sorted_tables:
+        for fk in table.foreign_key_constraints:
+            child = [c.name for c in fk.columns]
+            parent = [e.column for e in fk.elements]
+            pk = [c.name for c in table.primary_key.columns]
+            cond = " AND ".join(f"p.{p.name} = c.{name}" for p, name in zip(parent, child))
+            present = " AND ".join(f"c.{name} IS NOT NULL" for name in child)
+            rows = connection.execute(text(
+                f"SELECT {', '.join('c.' + k for k in pk)} FROM {table.name} c WHERE {present} AND NOT EXISTS "
+                f"(SELECT 1 FROM {fk.referred_table.name} p WHERE {cond}) LIMIT 5")).all()
+            problems += [f"foreign key: {table.name} row {'/'.join(map(str, r))} -> {fk.referred_table.name}"
+                         for r in rows]
+    return problems
+
+
+def _reader_connection(conn, url: str):
+    """A connection that runs as READER_ROLE (made here when missing: no password, no rights but those of
+    pg_read_all_data): logged in as it where the server allows that, else the store's user with SET ROLE."""
+    import psycopg
+
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone()
+    if not exists:
+        try:
+            conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT")
+        except psycopg.errors.DuplicateObject:  # another process made it first
+            pass
+        except psycopg.Error as exc:
+            conn.close()
+            raise ReadOnlyRefused(f"the store's user may read server files, and a read-only role {READER_ROLE} "
+                                  f"cannot be made ({str(exc).splitlines()[0]}): create it as in "
+                                  "docs/scale-out.md, or connect as a user without those rights") from None
+        conn.execute(f"GRANT pg_read_all_data TO {READER_ROLE}")
+    try:
+        reader = psycopg.connect(make_url(libpq_url(url)).set(username=READER_ROLE, password=None)
+                                 .render_as_string(hide_password=False), autocommit=True, connect_timeout=10)
+    except psycopg.Error:  # the server wants a password for it: switch roles in this session instead
+        conn.execute(f"SET ROLE {READER_ROLE}")
+        return conn
+    conn.close()
+    return reader
 
 
 def dialect_for(url_or_engine) -> SQLite | PostgreSQL:
-    name = url_or_engine.dialect.name if isinstance(url_or_engine, Engine) else make_url(url_or_engine).get_backend_name()
+    """The dialect of a URL, or of an engine or connection."""
+    dialect = getattr(url_or_engine, "dialect", None)
+    name = dialect.name if dialect is not None else make_url(url_or_engine).get_backend_name()
     if name == "sqlite":
         return SQLite()
     if name in ("postgresql", "postgres"):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from store.dialect import dialect_for, insert_for
 from store.records import Entry, ItemText, TrendEntry
 from store.sources import SourceState, record_fetch, upsert_source  # noqa: F401 (older imports)
 from store.tables import Item, Story, TrendPoint
@@ -58,26 +57,12 @@ def known_keys(session: Session, urls: list[str], title_keys: list[str], *, sour
     """The canonical URLs, title keys and (this source's) GUIDs among these that are already stored."""
     known = KnownKeys()
     guids = [g for g in guids if g] if source_id is not None else []
-    if session.get_bind().dialect.name == "sqlite":  # each list as one JSON parameter: one cached statement
-        run = session.connection().exec_driver_sql
-        known.urls.update(r[0] for r in run(_KNOWN_URLS, (json.dumps(urls),)))
-        known.title_keys.update(r[0] for r in run(_KNOWN_KEYS, (json.dumps(title_keys),)))
-        if guids:
-            known.guids.update(r[0] for r in run(_KNOWN_GUIDS, (source_id, json.dumps(guids))))
-        return known
-    for chunk in _chunks(urls):
-        known.urls.update(session.scalars(select(Item.canonical_url).where(Item.canonical_url.in_(chunk))))
-    for chunk in _chunks(title_keys):
-        known.title_keys.update(session.scalars(select(Item.title_key).where(Item.title_key.in_(chunk))))
-    for chunk in _chunks(guids):
-        known.guids.update(session.scalars(select(Item.guid).where(Item.source_id == source_id,
-                                                                   Item.guid.in_(chunk))))
+    dialect, connection = dialect_for(session.get_bind()), session.connection()
+    known.urls.update(dialect.known_item_values(connection, "canonical_url", urls))  # one statement per list
+    known.title_keys.update(dialect.known_item_values(connection, "title_key", title_keys))
+    if guids:
+        known.guids.update(dialect.known_item_values(connection, "guid", guids, source_id=source_id))
     return known
-
-
-_KNOWN_URLS = "SELECT canonical_url FROM items WHERE canonical_url IN (SELECT value FROM json_each(?))"
-_KNOWN_KEYS = "SELECT title_key FROM items WHERE title_key IN (SELECT value FROM json_each(?))"
-_KNOWN_GUIDS = "SELECT guid FROM items WHERE source_id = ? AND guid IN (SELECT value FROM json_each(?))"
 
 
 def recent_stories(session: Session, since: datetime, until: datetime | None = None) -> list[StoryCandidate]:
@@ -110,21 +95,7 @@ def save_items(session: Session, source_id: int, rows: list[tuple[NewItem, int]]
                    title=i.entry.title, summary=i.entry.summary, publisher=i.publisher, title_key=i.title_key,
                    published_at=i.published, fetched_at=fetched_at, date_note=i.entry.date_note,
                    social_count=i.entry.social_count, gate=i.gate, gate_reason=i.gate_reason) for i, story_id in rows]
-    if session.get_bind().dialect.name == "sqlite":  # the hot path of a backlog: plain executemany
-        fields = list(values[0])
-        sql = f"INSERT INTO items ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) ON CONFLICT DO NOTHING"
-        params = [tuple(_sqlite_value(v[f]) for f in fields) for v in values]
-        result = session.connection().exec_driver_sql(sql, params)
-    else:
-        result = session.connection().execute(sqlite_insert(Item).on_conflict_do_nothing(), values)
-    return max(result.rowcount, 0)
-
-
-def _sqlite_value(value):
-    """Datetimes as SQLAlchemy stores them in SQLite (naive UTC text, see store.tables.UTCDateTime)."""
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+    return dialect_for(session.get_bind()).insert_new_rows(session.connection(), Item, values)
 
 
 def move_stories_back(session: Session, times: dict[int, datetime]) -> None:
@@ -176,7 +147,7 @@ def update_social_counts(session: Session, counts: dict[str, int]) -> None:
 def save_trends(session: Session, source_id: int, trends: list[TrendEntry], *, fetched_at: datetime) -> int:
     inserted = 0
     for t in trends:
-        stmt = sqlite_insert(TrendPoint).values(
+        stmt = insert_for(session, TrendPoint).values(
             source_id=source_id, term=t.term, traffic=t.traffic, traffic_raw=t.traffic_raw,
             published_at=t.published or fetched_at, fetched_at=fetched_at,
             news_titles="\n".join(title for title, _url, _src in t.news),

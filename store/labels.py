@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store.dialect import insert_for
 from store.records import Cause, Label, LabeledItem, Sentiment, Service
 from store.tables import Classification, ClassificationService, Item, ServedModel
 
@@ -41,8 +41,7 @@ def serve(session: Session, serving: Serving, *, only_if_none: bool = False) -> 
     """Make ``serving`` the served model (or only when the store serves none yet). True when it was written."""
     values = {"id": 1, "model_version": serving.model_version, "model_key": serving.model_key,
               "basis": serving.basis, "corrections": serving.corrections, "served_since": serving.served_since}
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(ServedModel).values(**values)
+    stmt = insert_for(session, ServedModel).values(**values)
     if only_if_none:
         stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
     else:

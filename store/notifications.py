@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from store.dialect import insert_for
 from store.tables import Notification
 
 
@@ -57,7 +57,7 @@ def _queued(n: Notification) -> Queued:
 
 def enqueue(session: Session, msg: Outgoing, *, now: datetime) -> bool:
     """Queue ``msg`` unless the same (channel, target, key) is already queued or sent. True when new."""
-    stmt = sqlite_insert(Notification).values(
+    stmt = insert_for(session, Notification).values(
         key=msg.key, channel=msg.channel, target=msg.target, kind=msg.kind, subject=msg.subject, body=msg.body,
         status="pending", attempts=0, created_at=now, next_attempt_at=now,
     ).on_conflict_do_nothing()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from store.dialect import insert_for
 from store.tables import Item, PublisherHost
 
 CHUNK = 400  # values per IN (...) list
@@ -38,7 +38,7 @@ def record_publisher(session: Session, host: str, publisher: str, *, learned_fro
     key = host_key(host)
     if not key or not publisher:
         return False
-    stmt = sqlite_insert(PublisherHost).values(host=key, publisher=publisher, learned_from=learned_from,
+    stmt = insert_for(session, PublisherHost).values(host=key, publisher=publisher, learned_from=learned_from,
                                                updated_at=now).on_conflict_do_nothing()
     if session.execute(stmt).rowcount != 1:
         return False

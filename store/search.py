@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.clean import clean_text
-from store.dialect import dialect_for, phrase_query, search_units, unit_spans
+from store.dialect import dialect_for, query_parts, search_units, unit_spans
 from store.records import Service
 
 MAX_LIMIT = 100_000  # hits one search returns
@@ -52,12 +52,12 @@ def search_items(session: Session, query: str, *, service: str | None = None, si
     query = clean_text(query)  # no control characters or lone surrogates (bytes that were not UTF-8) in the words
     if service is not None and service not in {str(s) for s in Service}:
         raise ValueError(f"--service {service!r}: not a service code (one of {', '.join(str(s) for s in Service)})")
-    fts = phrase_query(query)
+    parts = query_parts(query)
     dialect = dialect_for(session.get_bind())
     connection = session.connection()
     hits = []
     for in_title in (True, False):
-        rows = dialect.search(connection, fts, title_only=in_title, exclude_title=not in_title, since=since,
+        rows = dialect.search(connection, parts, title_only=in_title, exclude_title=not in_title, since=since,
                               service=service, limit=limit - len(hits))
         hits += [_hit(row, in_title, query) for row in rows]
         if len(hits) >= limit:

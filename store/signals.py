@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
+from store.dialect import hour_text, joined, tokyo_day
 from store.labels import HUMAN
 from store.records import TROUBLE_CAUSES, Cause, Label, LabeledItem, Sentiment, Service
 from store.tables import Classification, ClassificationService, Item, Source, TrendPoint
@@ -68,9 +69,9 @@ def current_labels(model_version: str, since: datetime, until: datetime):
 
 def bucket_of(column, by: str):
     if by == "hour":
-        return func.strftime("%Y-%m-%d %H:00:00", column)
+        return hour_text(column)
     if by == "day":
-        return func.date(column, LOCAL_OFFSET)
+        return tokyo_day(column)  # LOCAL_OFFSET, spelled for each engine by store/dialect.py
     raise ValueError(f"bucket {by!r}: hour or day")
 
 
@@ -146,8 +147,8 @@ def count_social(session: Session, model_version: str, since: datetime, until: d
     cur = current_labels(model_version, since, until)
     c, s = Classification, ClassificationService
     bucket = bucket_of(cur.c.published_at, by).label("bucket")
-    is_post = func.sum(func.iif(Source.kind == "mastodon", 1, 0))
-    bookmarks = func.sum(func.iif(Source.kind == "hatena", func.coalesce(cur.c.social_count, 0), 0))
+    is_post = func.sum(case((Source.kind == "mastodon", 1), else_=0))
+    bookmarks = func.sum(case((Source.kind == "hatena", func.coalesce(cur.c.social_count, 0)), else_=0))
     rows = session.execute(select(bucket, s.service, bookmarks, is_post)
                            .join(c, c.id == cur.c.cid).join(s, s.classification_id == c.id)
                            .join(Source, Source.id == cur.c.source_id)
@@ -186,9 +187,12 @@ def relevant_items(session: Session, model_version: str, since: datetime, until:
     c, s = Classification, ClassificationService
     rows = session.execute(
         select(cur.c.item_id, cur.c.story_id, Item.title, Item.canonical_url, cur.c.publisher, cur.c.published_at,
-               c.cause, c.sentiment, func.group_concat(s.service))
+               c.cause, c.sentiment, joined(s.service))
         .join(Item, Item.id == cur.c.item_id).join(c, c.id == cur.c.cid).join(s, s.classification_id == c.id)
-        .where(c.relevant.is_(True)).group_by(cur.c.item_id).order_by(cur.c.published_at, cur.c.item_id))
+        .where(c.relevant.is_(True))
+        .group_by(cur.c.item_id, cur.c.story_id, Item.title, Item.canonical_url, cur.c.publisher, cur.c.published_at,
+                  c.cause, c.sentiment)
+        .order_by(cur.c.published_at, cur.c.item_id))
     return [LabeledItem(i, story, title, url, publisher, published,
                         Label(True, tuple(Service(x) for x in sorted(services.split(","))), Cause(cause), Sentiment(sentiment)))
             for i, story, title, url, publisher, published, cause, sentiment, services in rows]

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 VIEWS: dict[str, str] = {
     "item_labels_current": """
-        SELECT i.id AS item_id, CASE WHEN i.gate = 'pass' THEN c.relevant ELSE 0 END AS relevant, c.cause,
+        SELECT i.id AS item_id, CASE WHEN i.gate = 'pass' THEN c.relevant ELSE {false} END AS relevant, c.cause,
                c.sentiment, c.confidence, c.model_version,
                CASE WHEN c.model_version = 'human' THEN 'human' ELSE 'model' END AS labeled_by,
                c.id AS classification_id
@@ -24,7 +24,7 @@ VIEWS: dict[str, str] = {
     "items_labeled": """
         SELECT i.id AS item_id, i.published_at, {day} AS day, i.publisher, i.title, i.canonical_url AS url,
                i.story_id, src.name AS source, i.gate,
-               COALESCE(l.relevant, 0) AS relevant,
+               COALESCE(l.relevant, {false}) AS relevant,
                (SELECT {group_concat} FROM item_labels_current_services s WHERE s.item_id = i.id) AS services,
                COALESCE(l.cause, 'none') AS cause, l.sentiment, l.labeled_by, l.confidence
         FROM items i JOIN sources src ON src.id = i.source_id
@@ -77,10 +77,6 @@ CURRENT = """SELECT c2.id FROM classifications c2 WHERE c2.item_id = i.id
                   OR c2.model_version = (SELECT model_version FROM served_model WHERE id = 1))
              ORDER BY CASE WHEN c2.model_version = 'human' THEN 0 ELSE 1 END, c2.created_at DESC, c2.id DESC
              LIMIT 1"""
-SQLITE = {"day": "date(i.published_at, '+9 hours')", "group_concat": "group_concat(s.service, ',')",
-          "current": CURRENT}
-POSTGRESQL = {"day": "to_char(i.published_at + interval '9 hours', 'YYYY-MM-DD')",
-              "group_concat": "string_agg(s.service, ',')", "current": CURRENT}
 
 
 def drop_views(connection) -> None:
@@ -89,8 +85,14 @@ def drop_views(connection) -> None:
 
 
 def create_views(connection, dialect_name: str) -> None:
-    """(Re)create every view; views hold no data, so replacing them never loses any."""
-    words = SQLITE if dialect_name == "sqlite" else POSTGRESQL
-    drop_views(connection)
+    """(Re)create every view; views hold no data, so replacing them never loses any. What the engines spell
+    differently (the Tokyo day, joined strings, false) comes from store/dialect.py. PostgreSQL replaces them
+    in place, so a reader never finds them missing."""
+    from store.dialect import dialect_for
+
+    words = dialect_for(connection).view_words()
+    if dialect_name == "sqlite":
+        drop_views(connection)
     for name, body in VIEWS.items():
-        connection.execute(text(f"CREATE VIEW {name} AS {body.format(**words)}"))
+        create = "CREATE VIEW" if dialect_name == "sqlite" else "CREATE OR REPLACE VIEW"
+        connection.execute(text(f"{create} {name} AS {body.format(**words)}"))

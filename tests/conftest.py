@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from pg import engine_sessions, pg_module_url, pg_store_url, pg_url, store_url, summary_line  # noqa: F401 E402
+
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say once (not per test) that the PostgreSQL half was skipped, and why."""
+    if (line := summary_line(terminalreporter.stats)) is not None:
+        terminalreporter.write_line(line)
 
 
 class QuietServer(ThreadingHTTPServer):
