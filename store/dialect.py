@@ -651,18 +651,22 @@ def _reader_connection(conn, url: str):
     pg_read_all_data): logged in as it where the server allows that, else the store's user with SET ROLE."""
     import psycopg
 
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone()
-    if not exists:
+    ready = conn.execute("SELECT pg_has_role(%s, 'pg_read_all_data', 'USAGE') FROM pg_roles WHERE rolname = %s",
+                         (READER_ROLE, READER_ROLE)).fetchone()
+    if not (ready and ready[0]):
         try:
-            conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT")
-        except psycopg.errors.DuplicateObject:  # another process made it first
-            pass
+            if not ready:
+                try:
+                    conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT")
+                except psycopg.errors.DuplicateObject:  # another process made it first
+                    pass
+            conn.execute(f"ALTER ROLE {READER_ROLE} INHERIT")
+            conn.execute(f"GRANT pg_read_all_data TO {READER_ROLE}")
         except psycopg.Error as exc:
             conn.close()
             raise ReadOnlyRefused(f"the store's user may read server files, and a read-only role {READER_ROLE} "
                                   f"cannot be made ({str(exc).splitlines()[0]}): create it as in "
                                   "docs/scale-out.md, or connect as a user without those rights") from None
-        conn.execute(f"GRANT pg_read_all_data TO {READER_ROLE}")
     try:
         reader = psycopg.connect(make_url(libpq_url(url)).set(username=READER_ROLE, password=None)
                                  .render_as_string(hide_password=False), autocommit=True, connect_timeout=10)

@@ -4,6 +4,10 @@ Bounded whatever the statement does: at most ``Limits.rows`` rows (unless told o
 ``Limits.seconds`` of work inside SQLite, no value longer than ``Limits.cell_bytes`` and at most
 ``Limits.memory_bytes`` of SQLite memory (temporary data kept in memory, so nothing grows on disk).
 Rows are written as they come; stored text is shown without control characters or bidi overrides.
+
+On PostgreSQL the server enforces it: a read-only transaction, ``statement_timeout`` of ``Limits.seconds``,
+one statement only (the extended protocol takes no more), and a role that can only read when the store's
+user could touch server files (see store/dialect.py); its refusals read as SQLite's do.
 """
 
 from __future__ import annotations
@@ -56,11 +60,18 @@ def read_only_query(url: str, query: str, *, limits: Limits = Limits()) -> Itera
     previous = dialects.heap_limit()
     try:
         try:
-            connection = dialects.dialect_for(url).connect_read_only(url, memory_bytes=limits.memory_bytes)
+            connection = dialects.dialect_for(url).connect_read_only(url, memory_bytes=limits.memory_bytes,
+                                                                     seconds=limits.seconds)
         except FileNotFoundError as exc:
             raise ReadOnlyError(str(exc)) from None
         except sqlite3.Error as exc:  # unreadable, locked away, not a database
             raise ReadOnlyError(f"cannot open the store read-only: {one_line(str(exc))}") from None
+        except dialects.ReadOnlyRefused as exc:
+            raise ReadOnlyError(str(exc)) from None
+        except Exception as exc:
+            if not _is_postgres_error(exc):
+                raise
+            raise ReadOnlyError(f"cannot open the store read-only: {_first_line(exc)}") from None
         try:
             yield _start(connection, query, limits)
         finally:
@@ -70,6 +81,8 @@ def read_only_query(url: str, query: str, *, limits: Limits = Limits()) -> Itera
 
 
 def _start(connection, query: str, limits: Limits) -> Result:
+    if not isinstance(connection, sqlite3.Connection):
+        return _start_postgresql(connection, query, limits)
     clock = _Clock(limits.seconds)
     if isinstance(connection, sqlite3.Connection):
         connection.set_progress_handler(clock.expired, 10_000)  # a true answer interrupts the statement
@@ -158,6 +171,85 @@ def _translated(limits: Limits, rows_before: int = 0):
         raise ReadOnlyError(f"the query failed: {one_line(str(exc))}") from None
     except UnicodeEncodeError:  # bytes that are not UTF-8 on the command line
         raise ReadOnlyError("the query is not valid UTF-8 text") from None
+
+
+def _start_postgresql(connection, query: str, limits: Limits) -> Result:
+    """The statement streamed row by row through the extended protocol (so one statement only); the server
+    stops it after ``limits.seconds``."""
+    cursor = connection.cursor()
+    rows = cursor.stream(query)
+    with _pg_translated(limits):
+        try:
+            first = next(rows, None)
+        except UnicodeEncodeError:  # bytes that are not UTF-8 on the command line
+            raise ReadOnlyError("the query is not valid UTF-8 text") from None
+    result = Result([d.name for d in cursor.description or []], iter(()))
+    result.rows = _pg_rows(first, rows, result, limits)
+    return result
+
+
+def _pg_rows(first, rows, result: Result, limits: Limits) -> Iterator[tuple]:
+    sent = 0
+    pending = [first] if first is not None else []
+    while True:
+        if not pending:
+            with _pg_translated(limits, sent):
+                row = next(rows, None)
+            if row is None:
+                return
+            pending.append(row)
+        row = pending.pop()
+        if limits.rows is not None and sent >= limits.rows:
+            result.cut = True
+            return
+        for value in row:
+            if isinstance(value, (str, bytes)) and len(value) > limits.cell_bytes // 4 and (
+                    len(value.encode() if isinstance(value, str) else value) > limits.cell_bytes):
+                raise ReadOnlyError(f"a value is longer than {limits.cell_bytes // MIB} MiB, the most `mynawatch "
+                                    f"sql` returns in one cell (select length(...) to find it)" + _after(sent))
+        sent += 1
+        yield row
+
+
+def _after(rows_before: int) -> str:
+    return f"; {rows_before} row{'s' if rows_before != 1 else ''} written before it stopped" if rows_before else ""
+
+
+def _is_postgres_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("psycopg")
+
+
+def _first_line(exc: BaseException) -> str:
+    return one_line((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+
+
+_CANNOT = re.compile(r"cannot execute (.+?) in a read-only transaction")
+
+
+@contextmanager
+def _pg_translated(limits: Limits, rows_before: int = 0):
+    """PostgreSQL's errors as the same clear ReadOnlyErrors as SQLite's."""
+    after = _after(rows_before)
+    try:
+        yield
+    except ReadOnlyError:
+        raise
+    except Exception as exc:
+        if not _is_postgres_error(exc):
+            raise
+        state, text = getattr(exc, "sqlstate", None) or "", _first_line(exc)
+        if state == "57014":  # query_canceled: the statement timeout
+            raise ReadOnlyError(f"stopped after {limits.seconds:g} s (--timeout SECONDS allows longer){after}") from None
+        if state.startswith("25"):  # read_only_sql_transaction, or read-write mode asked for too late
+            what = m.group(1) if (m := _CANNOT.search(text)) else "writing"
+            raise ReadOnlyError(f"refused: {what} would change the store, and `mynawatch sql` is read-only "
+                                "(the store was not changed)") from None
+        if state == "42501":  # insufficient_privilege: server files, programs, other roles' work
+            raise ReadOnlyError(f"refused: {text}; `mynawatch sql` only reads (the store was not changed)") from None
+        if state in ("53200", "53400", "53100", "54000"):  # out of memory, temp_file_limit, disk full, too large
+            raise ReadOnlyError(f"the query needed more memory or temporary space than allowed ({text}): narrow it "
+                                f"with WHERE or LIMIT{after}") from None
+        raise ReadOnlyError(f"the query failed: {text}{after}") from None
 
 
 def write_result(columns: list[str], rows: Iterable[tuple], fmt: str, out: IO[str]) -> int:
