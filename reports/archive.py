@@ -12,13 +12,15 @@ from time import time as time_now
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from reports.charts import render_hourly_chart, render_mentions_chart
+from reports.charts import render_hourly_chart, render_incident_chart, render_mentions_chart
 from reports.daily import DailyReport, DayInputs, TrendRow, build_daily_report
 from reports.mail import Chart, SmtpSettings, build_digest, wire_bytes
 from reports.notices import TOKYO
 from reports.outbox import Channels, Delivery, deliver_due, queue
 from reports.rendering import render_html, render_text
+from reports.timeline import Timeline, build_timeline, chart_name, services_ja
 from store import alerts as store_alerts
+from store import incidents as store_incidents
 from store import health as store_health
 from store import items as store_items
 from store import maintenance as store_maintenance
@@ -59,8 +61,20 @@ def read_day(session: Session, *, model_version: str, day: date, now: datetime) 
         alert_days=[a.started_at.astimezone(TOKYO).date() for a in store_alerts.alerts_between(
             session, start - timedelta(days=HISTORY_DAYS), end) if a.ever_fired],
         windows=store_maintenance.windows_between(session, start, end + UPCOMING),
-        sources=store_health.source_health(session), as_of=now,
+        sources=store_health.source_health(session), as_of=now, incidents=read_timelines(session, start, end),
     )
+
+
+def read_timelines(session: Session, since: datetime, until: datetime) -> list[Timeline]:
+    """The incidents that overlap [since, until), each with its timeline."""
+    return [build_timeline(inc, store_incidents.timeline_rows(session, inc.id))
+            for inc in store_incidents.incidents_between(session, since, until)]
+
+
+def incident_chart(t: Timeline) -> bytes:
+    inc = t.incident
+    return render_incident_chart(t.hourly, start=inc.start, end=inc.end, marks=[(m.kind, m.at) for m in t.moments],
+                                 title=f"インシデントの経過: {services_ja(inc)}（障害報告の記事群数／時）")
 
 
 def render_charts(report: DailyReport) -> list[Chart]:
@@ -70,7 +84,8 @@ def render_charts(report: DailyReport) -> list[Chart]:
     spans = [(a.started_at, a.resolved_at or a.last_seen_at + timedelta(hours=1)) for a in report.alerts if a.ever_fired]
     hourly = render_hourly_chart(report.hourly, day=report.day, marks=spans,
                                  title=f"障害報告の記事群数（時間帯別） {report.day:%m/%d}")
-    return [Chart("trend", trend), Chart("hourly", hourly)]
+    return [Chart("trend", trend), Chart("hourly", hourly)] + [Chart(chart_name(n), incident_chart(t))
+                                                              for n, t in enumerate(report.incidents)]
 
 
 def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, day: date, out_dir: Path,
@@ -85,11 +100,15 @@ def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, d
     paths = {"text": out_dir / f"report-{day}.txt", "html": out_dir / f"report-{day}.html",
              "chart": out_dir / f"chart-{day}.png", "hourly": out_dir / f"hourly-{day}.png",
              "eml": out_dir / f"digest-{day}.eml"}
+    paths |= {c.name: out_dir / f"{c.name}-{day}.png" for c in charts[2:]}  # incident timelines
     archive = build_digest(report, charts=charts, sender=smtp.sender, recipient=", ".join(smtp.recipients) or smtp.sender)
     _write_atomic(paths["text"], render_text(report).encode())
-    _write_atomic(paths["html"], render_html(report, {"trend": paths["chart"].name, "hourly": paths["hourly"].name}).encode())
+    images = {"trend": paths["chart"].name, "hourly": paths["hourly"].name} | {c.name: paths[c.name].name for c in charts[2:]}
+    _write_atomic(paths["html"], render_html(report, images).encode())
     _write_atomic(paths["chart"], charts[0].png)
     _write_atomic(paths["hourly"], charts[1].png)
+    for c in charts[2:]:
+        _write_atomic(paths[c.name], c.png)
     _write_atomic(paths["eml"], archive.as_bytes())
     files = ReportFiles(paths)
     if send:

@@ -83,3 +83,43 @@ def render_hourly_chart(hourly: dict[str, dict[datetime, int]], *, day: date, ti
         ax.text(11.5, 0.5, "障害報告なし", ha="center", va="center", color="#888")
         ax.set_ylim(0, 1)
     return _png(fig)
+
+
+MARKERS = {"first": ("#e67e00", "最初の報告"), "official": ("#1f5fbf", "公式発表"), "recovery": ("#1a8a3a", "復旧報告")}
+
+
+def render_incident_chart(hourly: dict[str, dict[datetime, int]], *, start: datetime, end: datetime,
+                          marks: list[tuple[str, datetime]], title: str) -> bytes:
+    """A PNG timeline of one incident: trouble stories per hour (JST) and service, stacked, from two hours
+    before ``start`` to two hours after ``end``; ``marks``: (first | official | recovery, time) as vertical lines."""
+    from store.clock import tokyo
+
+    def local(when: datetime) -> datetime:
+        return tokyo(when).replace(tzinfo=None)
+
+    lo = local(start).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    hi = max([local(end)] + [local(t) for _, t in marks]).replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
+    hours = [lo + timedelta(hours=n) for n in range(int((hi - lo) / timedelta(hours=1)))]
+    fig, ax = plt.subplots(figsize=(9, 3.0), dpi=100)
+    bottom = [0] * len(hours)
+    for service in sorted(hourly, key=lambda s: -sum(hourly[s].values())):
+        counts = {local(h): n for h, n in hourly[service].items()}
+        values = [counts.get(h, 0) for h in hours]
+        ax.bar([h + timedelta(minutes=30) for h in hours], values, bottom=bottom, width=1 / 24 * 0.8,
+               label=display_name(service))
+        bottom = [a + b for a, b in zip(bottom, values)]
+    ax.axvspan(local(start), local(end), color="#d33", alpha=0.08, linewidth=0)
+    top = max(bottom + [1]) * 1.35 + 0.5
+    for kind, when in marks:
+        colour, name = MARKERS[kind]
+        ax.axvline(local(when), color=colour, linewidth=1.6, linestyle="--", label=f"{name} {local(when):%H:%M}")
+    ax.set_ylim(0, top)
+    ax.set_xlim(lo, hi)
+    ax.set_title(title)
+    ax.set_ylabel("記事群数／時")
+    span_days = (hi - lo).days
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H時" if span_days < 1 else "%m/%d %H時"))
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper left", fontsize=8, ncol=3)
+    fig.autofmt_xdate()
+    return _png(fig)

@@ -12,6 +12,7 @@ from store.maintenance import Window
 from store.records import Cause, LabeledItem, Sentiment, Service
 from store.health import SourceHealth
 from store.signals import Count, SocialCount
+from reports.timeline import Timeline
 
 STALE_AFTER = timedelta(days=3)  # no new item for this long: the source may have stopped updating
 SILENT_AFTER = timedelta(hours=24)  # no successful fetch for this long
@@ -43,6 +44,7 @@ class DayInputs:
     windows: list[Window] = field(default_factory=list)  # overlapping ``day`` or in the 7 days after
     sources: list[SourceHealth] = field(default_factory=list)
     as_of: datetime | None = None  # when the report is made (for source health)
+    incidents: list[Timeline] = field(default_factory=list)  # incidents that overlap ``day``
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class DailyReport:
     per_day: dict[date, dict[Service, int]] = field(default_factory=dict, compare=False)  # for the chart
     alert_days: list[date] = field(default_factory=list, compare=False)
     hourly: dict[str, dict[datetime, int]] = field(default_factory=dict, compare=False)
+    incidents: list[Timeline] = field(default_factory=list)
 
     @property
     def irrelevant(self) -> int:
@@ -126,6 +129,7 @@ def build_daily_report(inputs: DayInputs, *, top: int = 10) -> DailyReport:
         notices=[s for s in stories if s.cause == Cause.MAINTENANCE], trends=list(inputs.trends),
         sources=sources, sources_ok=len(inputs.sources) - len(sources),
         per_day=per_day, hourly=inputs.hourly, alert_days=sorted(set(inputs.alert_days)),
+        incidents=list(inputs.incidents),
     )
 
 

@@ -11,6 +11,7 @@ from html import escape
 
 from reports.daily import DailyReport, ServiceRow, StoryRow
 from reports.notices import TOKYO, alert_line, display_name, jst
+from reports.timeline import chart_name, timeline_html, timeline_text
 from store.clean import one_line, web_link
 from store.maintenance import Window
 from store.records import CAUSE_NAMES, SENTIMENT_NAMES
@@ -52,6 +53,8 @@ def _url_text(url: str | None) -> str:
 def render_text(r: DailyReport) -> str:
     lines = [r.title, "=" * 40, "", _summary(r), "", "■ アラート"]
     lines += [f"- {alert_line(a)}" for a in r.alerts] or ["- なし"]
+    lines += ["", "■ インシデント（最初の報告から公式発表・復旧報告まで）"]
+    lines += [line for t in r.incidents for line in timeline_text(t)] or ["- なし"]
     lines += ["", "■ サービス別の言及（記事群数 / 記事数 / 媒体数）"]
     lines += [f"- {_service_line(row)}" for row in r.services] or ["- なし"]
     lines += ["", "■ 主な記事"]
@@ -140,6 +143,8 @@ def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
     colour = {"firing": "#b00", "resolved": "#b00", "inhibited": "#777"}
     parts += (["<ul>" + "".join(f'<li style="color:{colour.get(a.status, "#222")}">{e(alert_line(a))}</li>'
                                 for a in r.alerts) + "</ul>"] if r.alerts else ["<p>なし</p>"])
+    parts += [f"<h2 {H2}>インシデント</h2>"] + ([p for n, t in enumerate(r.incidents) for p in timeline_html(
+        t, (images or {}).get(chart_name(n)))] or ["<p>なし</p>"])
     parts += _img("trend", images)
     parts += [f"<h2 {H2}>サービス別の言及</h2>"] + _services_table(r) + _img("hourly", images)
     parts += [f"<h2 {H2}>主な記事</h2>"]

@@ -209,3 +209,35 @@ def sources_of(session: Session, item_ids: list[int]) -> dict[int, str]:
         out.update(session.execute(select(Item.id, Source.name).join(Source, Source.id == Item.source_id)
                                    .where(Item.id.in_(chunk))).all())
     return out
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """An incident's item with its current label (from the incident_items view)."""
+
+    item_id: int
+    role: str
+    official: bool
+    published_at: datetime
+    publisher: str
+    title: str
+    url: str
+    story_id: int
+    source: str
+    services: tuple[str, ...]
+    cause: str
+    sentiment: str | None
+
+
+def timeline_rows(session: Session, incident_id_: str) -> list[TimelineRow]:
+    """The items of an incident with their current labels, in order of publication."""
+    from sqlalchemy import text
+
+    from store.tables import UTCDateTime
+
+    rows = session.execute(text(
+        "SELECT item_id, role, official, published_at, publisher, title, url, story_id, source, services, cause, "
+        "sentiment FROM incident_items WHERE incident_id = :id ORDER BY published_at, item_id")
+        .columns(published_at=UTCDateTime()), {"id": incident_id_})
+    return [TimelineRow(r[0], r[1], bool(r[2]), r[3], r[4] or "", r[5] or "", r[6] or "", r[7], r[8] or "",
+                        _split(r[9]), r[10] or "none", r[11]) for r in rows]
