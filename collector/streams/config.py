@@ -14,7 +14,7 @@ WEB = {"jetstream": "https://bsky.app"}  # where a Bluesky post is read by peopl
 @dataclass(frozen=True)
 class StreamConfig:
     name: str
-    url: str  # the WebSocket endpoint: wss://jetstream2.us-east.bsky.network/subscribe, wss://misskey.io/streaming
+    endpoint: str  # the WebSocket address: wss://jetstream2.us-east.bsky.network/subscribe, wss://misskey.io/streaming
     kind: str = "jetstream"
     collections: tuple[str, ...] = ("app.bsky.feed.post", "app.bsky.feed.repost")  # jetstream: wantedCollections
     dids: tuple[str, ...] = ()  # jetstream: wantedDids (empty: every account)
@@ -37,8 +37,8 @@ class StreamConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"stream {self.name!r}: unknown kind {self.kind!r} (one of {', '.join(KINDS)})")
-        if urlsplit(self.url).scheme not in ("ws", "wss"):
-            raise ValueError(f"stream {self.name!r}: url must start with wss:// or ws:// (got {self.url!r})")
+        if urlsplit(self.endpoint).scheme not in ("ws", "wss"):
+            raise ValueError(f"stream {self.name!r}: endpoint must start with wss:// or ws:// (got {self.endpoint!r})")
         if self.web_url and urlsplit(self.web_url).scheme not in ("http", "https"):
             raise ValueError(f"stream {self.name!r}: web_url must start with https:// or http://")
         if self.kind == "misskey" and not set(self.channels) <= {"localTimeline", "hashtag", "globalTimeline"}:
@@ -57,7 +57,7 @@ class StreamConfig:
             return self.web_url.rstrip("/")
         if self.kind in WEB:
             return WEB[self.kind]
-        parts = urlsplit(self.url)
+        parts = urlsplit(self.endpoint)
         return f"{'http' if parts.scheme == 'ws' else 'https'}://{parts.netloc}"
 
     def as_source(self) -> SourceConfig:

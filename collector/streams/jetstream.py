@@ -31,7 +31,7 @@ def subscribe_url(config: StreamConfig, cursor: str | None, *, rewind_seconds: f
     params.append(("maxMessageSizeBytes", str(config.max_frame_bytes)))
     if cursor is not None:
         params.append(("cursor", str(max(0, int(cursor) - int(rewind_seconds * 1_000_000)))))
-    return f"{config.url}{'&' if '?' in config.url else '?'}{urlencode(params)}"
+    return f"{config.endpoint}{'&' if '?' in config.endpoint else '?'}{urlencode(params)}"
 
 
 def hello(config: StreamConfig) -> list[str]:

@@ -30,7 +30,7 @@ def subscribe_url(config: StreamConfig, cursor: str | None, *, rewind_seconds: f
                   environ=os.environ) -> str:
     """The streaming address, with the access token from the environment when ``token_env`` names one."""
     token = environ.get(config.token_env, "") if config.token_env else ""
-    return f"{config.url}{'&' if '?' in config.url else '?'}{urlencode({'i': token})}" if token else config.url
+    return f"{config.endpoint}{'&' if '?' in config.endpoint else '?'}{urlencode({'i': token})}" if token else config.endpoint
 
 
 def hello(config: StreamConfig) -> list[str]:

@@ -1,0 +1,320 @@
+"""One stream's connection, kept up: a reader thread (frames -> batches) and a writer thread (batches -> the
+store), a bounded queue between them.
+
+- **Reconnects** with jittered, doubling backoff (``backoff_seconds`` up to ``max_backoff_seconds``; back to
+  the start once a connection brought frames) when the connection drops, stalls (no frame for
+  ``stall_seconds``) or the server closes it.
+- **Resumes** from the cursor stored with the last committed batch: the reader waits for the queue to be
+  stored first, then subscribes ``rewind_seconds`` earlier (Jetstream); the store ignores the overlap.
+- **Backpressure**: at most ``queue_batches`` batches wait for the store. A full queue holds the reader
+  (the socket then stops being read); after ``backpressure_seconds`` the stream is **dropping behind**: a
+  resumable stream (Jetstream) lets the connection go and resumes from the stored cursor once the store
+  caught up, so nothing is lost; a stream without replay (Misskey) drops the batch and counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
+from websockets.sync.client import connect
+
+from collector.policy import CollectPolicy
+from collector.stories import StoryIndex
+from collector.streams import ADAPTERS
+from collector.streams.config import StreamConfig
+from collector.streams.events import POST, REPOST
+from collector.streams.intake import Batch, Intake
+from collector.streams.save import save_batch
+from store import clock
+from store import streams as store_streams
+
+log = logging.getLogger(__name__)
+HARD_FRAME_CAP = 16 * 1024 * 1024  # a frame larger than this ends the connection (smaller oversized ones are skipped)
+RATE_WINDOW = 60.0  # seconds behind messages and kept per minute
+WATCH_RECENT = timedelta(hours=24)  # misskey: notes stored this recently are watched again after a reconnect
+WATCH_LIMIT = 1000
+USER_AGENT = "mynawatch/0.1 (+https://github.com/mynawatch/mynawatch; stream reader)"
+
+
+class Stalled(Exception):
+    """No frame for stall_seconds."""
+
+
+class Behind(Exception):
+    """The store did not take a batch for backpressure_seconds (a resumable stream reconnects later)."""
+
+
+class Backoff:
+    """Doubling delays with full jitter in the upper half, so clients cut off together do not return in step."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random):
+        self.base, self.cap, self.rng, self.attempt = base, cap, rng, 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        return self.rng.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class StreamRunner:
+    def __init__(self, config: StreamConfig, sessions: sessionmaker[Session], *,
+                 policy: CollectPolicy = CollectPolicy(), now: Callable[[], datetime] = clock.now,
+                 rng: random.Random | None = None, environ=os.environ):
+        self.config, self.sessions, self.policy, self.now, self.environ = config, sessions, policy, now, environ
+        self.adapter = ADAPTERS[config.kind]
+        self.intake = Intake(config)
+        self.backoff = Backoff(config.backoff_seconds, config.max_backoff_seconds, rng or random.Random())
+        self.queue: queue.Queue[Batch] = queue.Queue(config.queue_batches)
+        self.stopping, self.resync = threading.Event(), threading.Event()
+        self.stories = StoryIndex(hours=policy.story_hours, threshold=policy.story_similarity)
+        self.behind = False
+        self.source_id: int | None = None
+        self.ws = None
+        self.frames = 0  # frames of the current connection
+        self._rates: deque[tuple[float, int, int]] = deque()
+        self._totals = [0, 0]
+        self._threads: list[threading.Thread] = []
+
+    # lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self.sessions.begin() as session:
+            self.source_id = store_streams.register_stream(session, name=self.config.name, url=self.config.endpoint,
+                                                           kind=self.config.kind, now=self.now())
+        if self.config.paused:
+            self._state("paused")
+            return
+        self._threads = [threading.Thread(target=self._read_loop, name=f"stream-read:{self.config.name}", daemon=True),
+                         threading.Thread(target=self._write_loop, name=f"stream-write:{self.config.name}",
+                                          daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop reading, store what was read, record the state."""
+        self.stopping.set()
+        ws = self.ws
+        if ws is not None:
+            try:
+                ws.close()
+            except Exception:  # noqa: BLE001 - closing a connection that is already going
+                pass
+        for t in self._threads:
+            t.join(timeout)
+        if self._threads:
+            self._state("stopped")
+
+    @property
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    # reader ----------------------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        while not self.stopping.is_set():
+            self._drain()
+            if self.stopping.is_set():
+                break
+            self.frames, reason = 0, "the server closed the stream"
+            try:
+                reason = self._connection()
+            except Behind:
+                self.intake.cut()  # not stored: replayed from the stored cursor
+                reason = "dropping behind: the store is slower than the stream; resuming from the stored cursor"
+            except Exception as exc:  # a connection boundary: any failure means reconnecting
+                if not isinstance(exc, (OSError, WebSocketException, TimeoutError, Stalled, InvalidURI)):
+                    log.exception("stream %s: reader failed", self.config.name)
+                reason = _why(exc, self.config)
+            finally:
+                self.ws = None
+            if self.stopping.is_set():
+                break
+            if self.frames:
+                self.backoff.reset()
+            delay = self.backoff.next()
+            log.warning("stream %s: %s; reconnecting in %.1f s", self.config.name, reason, delay)
+            self._state("reconnecting", error=reason, reconnected=True)
+            self.stopping.wait(delay)
+
+    def _connection(self) -> str:
+        with self.sessions.begin() as session:
+            cursor, _at = store_streams.position(session, self.source_id)
+            watched = self._watched(session) if self.config.kind == "misskey" else []
+        self.intake.resume = cursor
+        url = self.adapter.subscribe_url(self.config, cursor, rewind_seconds=self.config.rewind_seconds) \
+            if self.adapter.RESUMABLE else self.adapter.subscribe_url(self.config, cursor, environ=self.environ)
+        with connect(url, max_size=HARD_FRAME_CAP, open_timeout=min(self.config.stall_seconds, 30.0),
+                     close_timeout=2.0, compression=None, user_agent_header=USER_AGENT) as ws:
+            self.ws = ws
+            if self.stopping.is_set():
+                return "stopping"
+            for message in self.adapter.hello(self.config) + [self.adapter.watch(n) for n in watched]:
+                ws.send(message)
+            self._state("connected")
+            try:
+                self._pump(ws)
+            except ConnectionClosed as exc:
+                self._flush_partial()
+                return _why(exc, self.config)
+            except Stalled:
+                self._flush_partial()
+                raise
+        self._flush_partial()
+        return "the store failed a batch; resuming from the stored cursor" if self.resync.is_set() else "stopping"
+
+    def _pump(self, ws) -> None:
+        cfg, intake = self.config, self.intake
+        last = time.monotonic()
+        due = last + cfg.batch_seconds
+        watch = self.config.kind == "misskey"
+        while not self.stopping.is_set() and not self.resync.is_set():
+            now_m = time.monotonic()
+            try:
+                frame = ws.recv(timeout=max(0.0, min(due, last + cfg.stall_seconds) - now_m), decode=False)
+            except TimeoutError:
+                frame = None
+            now_m = time.monotonic()
+            if frame is not None:
+                last = now_m
+                self.frames += 1
+                posts = len(intake.batch.posts)
+                event = intake.take(frame, received=self.now())
+                if watch and event is not None and event.kind in (POST, REPOST) and len(intake.batch.posts) > posts:
+                    ws.send(self.adapter.watch(intake.batch.posts[-1].key.rsplit("/", 1)[-1]))
+            elif now_m - last >= cfg.stall_seconds:
+                raise Stalled(f"no frame for {cfg.stall_seconds:g} s")
+            if intake.batch.frames >= cfg.batch_messages or now_m >= due:
+                if intake.batch:
+                    self._put(intake.cut())
+                due = now_m + cfg.batch_seconds
+
+    def _flush_partial(self) -> None:
+        """The frames read before the connection ended are stored (unless a resync throws them away)."""
+        batch = self.intake.cut()
+        if batch and not self.resync.is_set():
+            try:
+                self._put(batch)
+            except Behind:
+                pass  # not stored: replayed from the stored cursor
+
+    def _put(self, batch: Batch) -> None:
+        try:
+            self.queue.put_nowait(batch)
+        except queue.Full:
+            try:
+                self.queue.put(batch, timeout=self.config.backpressure_seconds)
+            except queue.Full:
+                self._fall_behind(batch)
+                return
+        if self.behind and self.queue.qsize() <= self.config.queue_batches // 2:
+            self.behind = False
+            self._state("connected")
+
+    def _fall_behind(self, batch: Batch) -> None:
+        self.behind = True
+        self._state("dropping behind", error=f"the store took no batch for {self.config.backpressure_seconds:g} s")
+        if self.adapter.RESUMABLE:
+            raise Behind()
+        self.intake.batch.dropped += batch.messages  # lost: this stream cannot replay it
+        log.warning("stream %s: dropping behind, %d frames lost", self.config.name, batch.messages)
+
+    def _drain(self) -> None:
+        """Wait until every queued batch is stored (or thrown away after a failed one)."""
+        while self.queue.unfinished_tasks and not self.stopping.is_set():
+            time.sleep(0.02)
+        self.resync.clear()
+
+    def _watched(self, session: Session) -> list[str]:
+        from store.tables import Item
+
+        since = self.now() - WATCH_RECENT
+        keys = session.scalars(select(Item.guid).where(Item.source_id == self.source_id, Item.published_at >= since)
+                               .order_by(Item.published_at.desc()).limit(WATCH_LIMIT))
+        return [k.rsplit("/", 1)[-1] for k in keys if k]
+
+    # writer ----------------------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                batch = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                if self.stopping.is_set() and not self._threads[0].is_alive():
+                    return
+                continue
+            try:
+                if not self.resync.is_set():  # after a failed batch, the rest is replayed from the stored cursor
+                    self._save(batch)
+            except Exception as exc:  # a batch boundary: the store failed (disk full, locked); resume from the cursor
+                log.exception("stream %s: storing a batch failed", self.config.name)
+                self.stories.clear()
+                self.resync.set()
+                self._state("reconnecting", error=f"storing failed: {type(exc).__name__}: {str(exc)[:200]}")
+            finally:
+                self.queue.task_done()
+
+    def _save(self, batch: Batch) -> None:
+        now = self.now()
+        with self.sessions.begin() as session:
+            save_batch(session, self.source_id, self.config, batch, now=now, stories=self.stories,
+                       policy=self.policy, rates=self._rate(batch))
+
+    def _rate(self, batch: Batch) -> tuple[float, float]:
+        """Messages and kept posts per minute over the last RATE_WINDOW seconds."""
+        t = time.monotonic()
+        self._totals[0] += batch.messages
+        self._totals[1] += batch.kept
+        self._rates.append((t, *self._totals))
+        while len(self._rates) > 2 and t - self._rates[1][0] >= RATE_WINDOW:
+            self._rates.popleft()
+        t0, m0, k0 = self._rates[0]
+        span = t - t0
+        if span < 1.0:
+            return float(batch.messages), float(batch.kept)  # too early to say: this batch, as if a minute
+        return (self._totals[0] - m0) * 60 / span, (self._totals[1] - k0) * 60 / span
+
+    def _state(self, state: str, *, error: str | None = None, reconnected: bool = False) -> None:
+        try:
+            with self.sessions.begin() as session:
+                store_streams.set_state(session, self.source_id, state, now=self.now(), error=error,
+                                        reconnected=reconnected)
+        except Exception:  # the store is failing: the writer says so; the connection goes on
+            log.exception("stream %s: recording its state failed", self.config.name)
+
+
+def _why(exc: BaseException, config: StreamConfig) -> str:
+    """A one-line reason for a reconnect."""
+    if isinstance(exc, ConnectionClosed):
+        close = exc.rcvd
+        if close is None:
+            return "the connection dropped"
+        return f"the server closed the stream ({close.code}{' ' + close.reason if close.reason else ''})"
+    if isinstance(exc, Stalled):
+        return f"stalled: no frame for {config.stall_seconds:g} s"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def run_streams(configs, sessions: sessionmaker[Session], *, stop: threading.Event,
+                policy: CollectPolicy = CollectPolicy()) -> list[StreamRunner]:
+    """Run every configured stream until ``stop`` is set; then stop them (what was read is stored)."""
+    runners = [StreamRunner(c, sessions, policy=policy) for c in configs]
+    for r in runners:
+        r.start()
+    stop.wait()
+    for r in runners:
+        r.stop()
+    return runners

@@ -1,0 +1,118 @@
+"""Alerts on stream signals, within minutes: the project's seasonal detector (``reports.spikes``, its own
+defaults and thresholds) run on five-minute bins.
+
+At each evaluation the five-minute bins are rolled up into hours that end at the last complete bin (a
+moving hour), and ``detect_spikes`` runs on those hours exactly as it does on the news signal's clock
+hours: the same hour-of-day and weekday baseline (shifted by less than an hour, which its smoothing over
+neighbouring hours absorbs), the same tail and cumulative tests, the same warm-up and hysteresis. So a
+burst is judged as soon as a bin closes, not when a clock hour ends, and one evaluation's false-alert
+budget is the hourly one (evaluating every five minutes tests overlapping hours, which are strongly
+correlated; tests/test_streams_alerts.py measures a week of ordinary chatter).
+
+``[alerts] signal`` chooses what alerts watch: ``trouble`` (the default: distinct news stories of
+trouble reports per clock hour, ``reports.jobs``), or one of the stream signals (``stream_trouble``:
+distinct authors of trouble posts; ``stream_authors``, ``stream_posts``, ``stream_reposts``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime, time, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from reports.alerts import AlertPolicy, Event, plan_alerts
+from reports.notices import TOKYO, alert_line
+from reports.outbox import Channels, alert_messages, deliver_due, queue
+from reports.spikes import Episode, SpikeParams, detect_spikes, floor_hour
+from store import alerts as store_alerts
+from store import maintenance as store_maintenance
+from store import stream_signals
+
+log = logging.getLogger(__name__)
+BIN = timedelta(minutes=5)
+SIGNALS = ("trouble", "stream_trouble", "stream_authors", "stream_posts", "stream_reposts")
+RECORD_WINDOW = timedelta(hours=48)
+NOTIFY_WINDOW = timedelta(hours=24)
+
+
+def series_name(signal: str, service: str) -> str:
+    return f"{signal}:{service}"
+
+
+def bin_end(now: datetime) -> datetime:
+    """The end of the last complete five-minute bin at ``now``."""
+    return now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+
+
+def moving_hours(bins: dict[datetime, int], offset: timedelta) -> dict[datetime, int]:
+    """Five-minute bins summed into hours that start ``offset`` after the clock hour, keyed by the clock hour
+    they are shifted onto (the detector works on hour starts)."""
+    out: dict[datetime, int] = {}
+    for start, n in bins.items():
+        hour = floor_hour(start - offset)
+        out[hour] = out.get(hour, 0) + n
+    return out
+
+
+def detect_bins(series: dict[str, dict[datetime, int]], *, start: datetime, now: datetime,
+                params: SpikeParams = SpikeParams(), params_for: dict[str, SpikeParams] | None = None,
+                warm_from: datetime | None = None) -> list[Episode]:
+    """Episodes of five-minute series over [start, now): ``detect_spikes`` on the moving hours that end at
+    the last complete bin. Episode hours are given back on the real clock (they start at that offset)."""
+    end = bin_end(now)
+    offset = end - floor_hour(end)
+    shifted = {name: moving_hours(bins, offset) for name, bins in series.items()}
+    episodes = detect_spikes(shifted, start=floor_hour(start - offset), now=end - offset, params=params,
+                             params_for=params_for, warm_from=None if warm_from is None else warm_from - offset)
+    if not offset:
+        return episodes
+    return [replace(e, hours=tuple(replace(h, hour=h.hour + offset) for h in e.hours)) for e in episodes]
+
+
+def detect_recent(session: Session, *, model_version: str, signal: str, now: datetime, params: SpikeParams,
+                  params_for: dict[str, SpikeParams]) -> list[Episode]:
+    """Episodes of the stream signal of every service that reach into the last RECORD_WINDOW."""
+    first = stream_signals.first_post_at(session)
+    if first is None:
+        return []
+    days = max([params.baseline_days] + [p.baseline_days for p in params_for.values()])
+    midnight = datetime.combine(now.astimezone(TOKYO).date(), time(0), tzinfo=TOKYO)
+    start = max(first, midnight - timedelta(days=days) - RECORD_WINDOW)
+    counts = stream_signals.stream_series(session, model_version, start, bin_end(now),
+                                          signal=signal.removeprefix("stream_"))
+    series = {series_name(signal, service): bins for service, bins in counts.items()}
+    episodes = detect_bins(series, start=start, now=now, params=params, params_for=params_for, warm_from=first)
+    return [e for e in episodes if e.stop > now - RECORD_WINDOW]
+
+
+def evaluate_stream_alerts(sessions: sessionmaker[Session], *, model_version: str, now: datetime,
+                           signal: str = "stream_trouble", params: SpikeParams = SpikeParams(),
+                           params_for: dict[str, SpikeParams] | None = None, policy: AlertPolicy = AlertPolicy(),
+                           channels: Channels = Channels(), deliver: bool = True) -> list[Event]:
+    """One evaluation of the stream alerts (every five minutes under ``run``): alert state and the
+    notifications it implies in one transaction, then the outbox is delivered. Only this signal's alerts
+    are touched; the news alerts are ``reports.jobs``'s."""
+    if signal not in SIGNALS or signal == "trouble":
+        raise ValueError(f"stream alert signal {signal!r}: one of {', '.join(SIGNALS[1:])}")
+    per_series = {series_name(signal, k): v for k, v in (params_for or {}).items()}
+    with sessions.begin() as session:
+        episodes = detect_recent(session, model_version=model_version, signal=signal, now=now, params=params,
+                                 params_for=per_series)
+        known = [a for a in store_alerts.recent_alerts(session, now - RECORD_WINDOW - timedelta(days=1))
+                 if a.series.startswith(signal + ":")]
+        plan = plan_alerts(
+            episodes, known, now=now, policy=policy,
+            windows=store_maintenance.windows_between(session, now - timedelta(days=35), now + timedelta(hours=1)),
+            silences=store_alerts.silences(session, now=now),
+            gap_for={k: p.resolve_after_hours for k, p in per_series.items()}, default_gap=params.resolve_after_hours,
+            notify_since=now - NOTIFY_WINDOW)
+        for alert in plan.alerts:
+            store_alerts.save_alert(session, alert, now=now)
+        queue(session, alert_messages(plan.events, channels, now=now), now=now)
+    for event in plan.events:
+        log.info("stream alert %s: %s", event.kind, alert_line(event.alert))
+    if deliver:
+        deliver_due(sessions, channels, now=now)
+    return plan.events
