@@ -16,6 +16,7 @@ import pydantic
 from collector.fetch import FetchPolicy
 from collector.policy import CollectPolicy
 from collector.sources import SourceConfig
+from collector.streams.config import StreamConfig
 from reports.alerts import AlertPolicy
 from reports.incidents import IncidentPolicy
 from reports.mail import SmtpSettings
@@ -54,6 +55,8 @@ class Settings:
     webhooks: tuple[WebhookSettings, ...] = ()
     smtp: SmtpSettings = SmtpSettings()
     send_digest: bool = False
+    streams: tuple[StreamConfig, ...] = ()  # [[streams]]: Bluesky Jetstream and Misskey streaming sources
+    alert_signal: str = "trouble"  # [alerts] signal: what alerts watch (reports.stream_alerts.SIGNALS)
 
 
 # Ranges of numeric settings, by field name (every class): a number outside is refused at load.
@@ -167,6 +170,7 @@ def _alerts(data: dict, where: str) -> dict:
     """[alerts] (thresholds and lifecycle), [alerts.services.<code>] overrides and [[webhooks]]."""
     alerts = dict(data.get("alerts", {}))
     services = alerts.pop("services", {})
+    signal = _alert_signal(alerts.pop("signal", "trouble"), where)
     policy_keys = {f.name for f in fields(AlertPolicy)}
     policy = _build(AlertPolicy, {k: alerts.pop(k) for k in list(alerts) if k in policy_keys}, f"{where}: [alerts]")
     spikes = _build(SpikeParams, alerts, f"{where}: [alerts]")
@@ -179,7 +183,16 @@ def _alerts(data: dict, where: str) -> dict:
         spikes_for.append((code, _build(SpikeParams, merged, f"{where}: [alerts.services.{code}]")))
     webhooks = tuple(_build(WebhookSettings, w, f"{where}: [[webhooks]] #{n}")
                      for n, w in enumerate(data.get("webhooks", []), 1))
-    return {"spikes": spikes, "spikes_for": tuple(spikes_for), "alerting": policy, "webhooks": webhooks}
+    return {"spikes": spikes, "spikes_for": tuple(spikes_for), "alerting": policy, "webhooks": webhooks,
+            "alert_signal": signal}
+
+
+def _alert_signal(value, where: str) -> str:
+    from reports.stream_alerts import SIGNALS
+
+    if value not in SIGNALS:
+        raise SettingsError(f"{where}: [alerts] signal: {_shown(value)} is not a signal (one of {', '.join(SIGNALS)})")
+    return value
 
 
 def _sqlite_url_under(base: Path, url: str) -> str:
@@ -205,12 +218,13 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
     base = Path(path).resolve().parent
-    allowed = {"store", "reports", "fetch", "collect", "sources", "schedule", "alerts", "smtp", "webhooks", "incidents"}
+    allowed = {"store", "reports", "fetch", "collect", "sources", "schedule", "alerts", "smtp", "webhooks", "incidents",
+               "streams"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise SettingsError(f"{path}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
     for section in allowed & set(data):
-        expected = list if section in ("sources", "webhooks") else dict
+        expected = list if section in ("sources", "webhooks", "streams") else dict
         if not isinstance(data[section], expected):
             form = f"[[{section}]] entries" if expected is list else f"a [{section}] table"
             raise SettingsError(f"{path}: {section}: expected {form}, found {type(data[section]).__name__}")
@@ -232,14 +246,15 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     smtp_settings = dataclasses.replace(smtp_settings, password=environ.get(password_env) if password_env else None)
     sources = tuple(_build(SourceConfig, s, f"{path}: [[sources]] #{n}")
                     for n, s in enumerate(data.get("sources", []), 1))
-    names = [s.name for s in sources]
+    streams = tuple(_build(StreamConfig, s, f"{path}: [[streams]] #{n}") for n, s in enumerate(data.get("streams", []), 1))
+    names = [s.name for s in sources] + [s.name for s in streams]
     if len(set(names)) != len(names):
-        raise SettingsError(f"{path}: two [[sources]] share a name; names must be unique")
+        raise SettingsError(f"{path}: two [[sources]] or [[streams]] share a name; names must be unique")
     return Settings(
         database_url=url, report_dir=report_dir,
         fetch=_build(FetchPolicy, data.get("fetch", {}), f"{path}: [fetch]"),
         collect=_build(CollectPolicy, data.get("collect", {}), f"{path}: [collect]"),
-        sources=sources,
+        sources=sources, streams=streams,
         schedule=_build(Schedule, data.get("schedule", {}), f"{path}: [schedule]"),
         **_alerts(data, str(path)),
         smtp=smtp_settings, send_digest=send,
