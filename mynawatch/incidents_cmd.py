@@ -8,10 +8,14 @@ import io
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from reports.timeline import Timeline, build_timeline, duration_short
+from typing import TYPE_CHECKING
+
 from store.clean import one_line
 from store.clock import parse_local, shown, tokyo
-from store.incidents import Incident
+
+if TYPE_CHECKING:  # the command line starts without loading the reports
+    from reports.timeline import Timeline
+    from store.incidents import Incident
 
 BAR = "█"
 MOMENT_NAMES = {"first": "first report", "official": "acknowledged", "recovery": "recovered"}
@@ -56,6 +60,7 @@ def cmd_incidents(args) -> int:
     from mynawatch.cli import UserError, _settings
     from mynawatch.serving import served_version
     from reports.incidents import recompute_incidents
+    from reports.timeline import build_timeline
     from store import incidents as store_incidents
     from store.clock import now as clock_now
     from store.db import make_sessions
@@ -114,6 +119,8 @@ def _json(value) -> str:
 
 
 def _list_line(i: Incident) -> str:
+    from reports.timeline import duration_short
+
     end = "ongoing" if i.ongoing else shown(i.end)
     return (f"{i.id}  {','.join(i.services)}  {shown(i.start)} -> {end}  peak {i.peak_count}/h  "
             f"stories {i.stories}  ack {'+' + duration_short(i.to_acknowledge) if i.first_official else '-'}  "
@@ -125,15 +132,15 @@ def render_list(incidents: list[Incident], fmt: str = "text") -> str:
         return _json([incident_json(i) for i in incidents])
     if fmt == "csv":
         buf = io.StringIO()
-        names = list(incident_json(incidents[0])) if incidents else list(incident_json.__annotations__)
         if incidents:
+            names = list(incident_json(incidents[0]))
             w = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
             w.writeheader()
             for i in incidents:
                 row = incident_json(i)
                 w.writerow({k: ",".join(v) if isinstance(v, list) else v for k, v in row.items()})
         else:
-            buf.write("id,services,start,end\n")
+            buf.write("id\n")
         return buf.getvalue()
     if not incidents:
         return "no incidents in the store (`mynawatch run` derives them after each alert evaluation; " \
@@ -142,6 +149,8 @@ def render_list(incidents: list[Incident], fmt: str = "text") -> str:
 
 
 def render_show(t: Timeline, fmt: str = "text") -> str:
+    from reports.timeline import duration_short
+
     i = t.incident
     if fmt == "json":
         return _json({**incident_json(i),
@@ -191,3 +200,26 @@ def _bars(t: Timeline) -> list[str]:
             out.append(f"  {shown(hour)}  {'  '.join(cells) or '.':40} {note}".rstrip())
         hour += timedelta(hours=1)
     return out
+
+
+def cmd_monthly_report(args, settings) -> int:
+    """`mynawatch report --month YYYY-MM`: the monthly summary into the report folder (or --out)."""
+    from pathlib import Path
+
+    from mynawatch.cli import UserError
+    from mynawatch.serving import served_version
+    from reports.monthly import MonthError, parse_month, write_monthly_report
+    from store.db import make_sessions
+
+    if args.date or args.send:
+        raise UserError("--month writes the monthly summary: leave out --date and --send")
+    try:
+        month = parse_month(args.month)
+    except MonthError as exc:
+        raise UserError(str(exc)) from None
+    sessions = make_sessions(settings.database_url)
+    paths = write_monthly_report(sessions, model_version=served_version(sessions), month=month,
+                                 out_dir=Path(args.out) if args.out else settings.report_dir)
+    for kind, path in paths.items():
+        print(f"{kind:9} {path}")
+    return 0

@@ -85,7 +85,8 @@ def render_hourly_chart(hourly: dict[str, dict[datetime, int]], *, day: date, ti
     return _png(fig)
 
 
-MARKERS = {"first": ("#e67e00", "最初の報告"), "official": ("#1f5fbf", "公式発表"), "recovery": ("#1a8a3a", "復旧報告")}
+MARKERS = {"first": ("#e67e00", "最初の報告", "--"), "official": ("#1f5fbf", "公式発表", ":"),
+           "recovery": ("#1a8a3a", "復旧報告", "-.")}  # three line styles: two moments at one time stay visible
 
 
 def render_incident_chart(hourly: dict[str, dict[datetime, int]], *, start: datetime, end: datetime,
@@ -111,8 +112,8 @@ def render_incident_chart(hourly: dict[str, dict[datetime, int]], *, start: date
     ax.axvspan(local(start), local(end), color="#d33", alpha=0.08, linewidth=0)
     top = max(bottom + [1]) * 1.35 + 0.5
     for kind, when in marks:
-        colour, name = MARKERS[kind]
-        ax.axvline(local(when), color=colour, linewidth=1.6, linestyle="--", label=f"{name} {local(when):%H:%M}")
+        colour, name, style = MARKERS[kind]
+        ax.axvline(local(when), color=colour, linewidth=2.2, linestyle=style, label=f"{name} {local(when):%H:%M}")
     ax.set_ylim(0, top)
     ax.set_xlim(lo, hi)
     ax.set_title(title)

@@ -8,7 +8,7 @@ and its services, so recomputing from the same store gives the same ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -109,12 +109,18 @@ def _row_values(incident: Incident) -> dict:
 
 def incident_for(session: Session, service: str, when: datetime) -> Incident | None:
     """The incident of ``service`` whose span covers ``when`` (from the hour of its first trouble report to
-    its end; an ongoing one has no end yet), or None. The latest such incident when two qualify."""
-    rows = session.scalars(select(IncidentRow).where(IncidentRow.started_at < when + HOUR)
-                           .where(or_(IncidentRow.ended_at > when, IncidentRow.ongoing.is_(True)))
-                           .order_by(IncidentRow.started_at.desc()))
+    its end; an ongoing one has no end yet), or None. The latest such incident when two qualify. An alert of
+    a service the incident lists as a co-mention (its trouble stories all named the incident's services)
+    or as a follow-up finds it too: ``when`` is then the alert's first hour."""
+    rows = list(session.scalars(select(IncidentRow).where(IncidentRow.started_at < when + HOUR)
+                                .where(IncidentRow.started_at >= when - timedelta(days=7))
+                                .order_by(IncidentRow.started_at.desc())))
     for row in rows:
-        if service in _split(row.services):
+        if service in _split(row.services) and (row.ended_at > when or row.ongoing):
+            return _incident(row)
+    prefix = f"trouble:{service}@{when.astimezone(timezone.utc):%Y-%m-%dT%H}"
+    for row in rows:
+        if any(key.startswith(prefix) for key in _split(row.alerts)):
             return _incident(row)
     return None
 
