@@ -49,10 +49,10 @@ def _episode() -> list[Row]:
 
 
 @pytest.fixture
-def store(tmp_path):
-    sessions = make_sessions(f"sqlite:///{tmp_path / 's.sqlite'}")
-    add_items(sessions, _history() + _episode())
-    return sessions
+def store(engine_sessions):
+    """The episode in a fresh store, once on SQLite and once on PostgreSQL."""
+    add_items(engine_sessions, _history() + _episode())
+    return engine_sessions
 
 
 def _notify(sessions, now, *, with_incidents=True):

@@ -5,11 +5,11 @@ backfill changes nothing; a catch-up after downtime notifies only what still fir
 from __future__ import annotations
 
 import email
-import sqlite3
 from datetime import datetime, timedelta
 from email import policy
 
 import pytest
+from sqlalchemy import select
 from test_alerts import at
 from test_reports import _free_port, _Sink, _smtp, _wait
 from test_reports_data import MODEL, Row, add_items
@@ -24,6 +24,7 @@ from store import alerts as store_alerts
 from store import notifications as store_out
 from store.clock import today
 from store.db import make_sessions
+from store.tables import Alert
 
 DAYS = 32
 BURSTS = {("portal", 14): [9, 10, 11], ("health_insurance", 20): [14, 15, 16], ("portal", 26): [20, 21],
@@ -44,11 +45,10 @@ def _month() -> list[Row]:
 
 
 @pytest.fixture
-def month(tmp_path):
-    url = f"sqlite:///{tmp_path / 'month.sqlite'}"
-    sessions = make_sessions(url)
-    add_items(sessions, _month())
-    return sessions, tmp_path / "month.sqlite"
+def month(engine_sessions):
+    """The month in a fresh store, once on SQLite and once on PostgreSQL."""
+    add_items(engine_sessions, _month())
+    return engine_sessions
 
 
 @pytest.fixture
@@ -66,16 +66,13 @@ def _backfill(sessions, since, until, now):
         return backfill_alerts(session, since=since, until=until, now=now, model_version=MODEL)
 
 
-def _rows(path):
-    db = sqlite3.connect(path)
-    try:
-        return db.execute("SELECT * FROM alerts ORDER BY id").fetchall()
-    finally:
-        db.close()
+def _rows(sessions):
+    with sessions.begin() as session:
+        return [tuple(r) for r in session.execute(select(Alert.__table__).order_by(Alert.id))]
 
 
 def test_a_backfill_records_the_months_alerts_silently_and_a_second_one_changes_nothing(month, channels):
-    sessions, path = month
+    sessions = month
     chans, sink, receiver = channels
     now = at(DAYS + 400, 12)  # long after the month
     done = _backfill(sessions, at(0, 0), at(DAYS, 0), now)
@@ -95,14 +92,15 @@ def test_a_backfill_records_the_months_alerts_silently_and_a_second_one_changes_
     with sessions.begin() as session:
         assert store_out.notifications(session) == []
 
-    before = _rows(path)
+    before = _rows(sessions)
     again = _backfill(sessions, at(0, 0), at(DAYS, 0), now + timedelta(hours=5))
     assert again.new == [] and again.changed == []
-    assert _rows(path) == before  # not even updated_at moved
+    assert _rows(sessions) == before  # not even updated_at moved
 
 
-def test_a_backfill_records_what_hourly_evaluations_would_have(month, tmp_path):
-    sessions, path = month
+def test_a_backfill_records_what_hourly_evaluations_would_have(tmp_path):
+    sessions = make_sessions(f"sqlite:///{tmp_path / 'month.sqlite'}")
+    add_items(sessions, _month())
     live = make_sessions(f"sqlite:///{tmp_path / 'live.sqlite'}")
     add_items(live, _month())
     for h in range(13 * 24, 27 * 24 + 1):  # every burst, and the quiet hours that end the last one
@@ -117,7 +115,7 @@ def test_a_backfill_records_what_hourly_evaluations_would_have(month, tmp_path):
 
 def test_a_backfill_up_to_now_leaves_a_firing_alert_to_the_next_evaluation(month, channels):
     """Trouble still going on when the backfill ends is news: the next live evaluation notifies it."""
-    sessions, _ = month
+    sessions = month
     chans, sink, receiver = channels
     now = at(26, 21, 30)
     _backfill(sessions, at(0, 0), now, now)
@@ -132,7 +130,7 @@ def test_a_backfill_up_to_now_leaves_a_firing_alert_to_the_next_evaluation(month
 def test_catch_up_after_downtime_notifies_only_what_still_fires(month, channels):
     """Down from day 20 08:00 to day 26 21:30: health insurance's trouble (day 20, over) is recorded silently;
     portal and card, firing when the monitor is back, are notified; nothing before the downtime is repeated."""
-    sessions, _ = month
+    sessions = month
     chans, sink, receiver = channels
     for h in range(13 * 24, 20 * 24 + 8 + 1):  # hourly evaluations until the downtime
         evaluate_alerts(sessions, model_version=MODEL, now=at(0, h), channels=chans)
@@ -168,7 +166,7 @@ def test_catch_up_after_downtime_notifies_only_what_still_fires(month, channels)
 
 
 def test_catch_up_sends_the_resolve_notice_of_an_alert_notified_before_the_downtime(month, channels):
-    sessions, _ = month
+    sessions = month
     chans, sink, receiver = channels
     for h in range(13 * 24, 14 * 24 + 10 + 1):  # portal fires at 10:00 on day 14, then the monitor goes down
         evaluate_alerts(sessions, model_version=MODEL, now=at(0, h), channels=chans)
