@@ -1,6 +1,7 @@
 """`mynawatch sql` bounded: rows streamed up to a limit, a statement timeout, capped cells, read-only PRAGMAs
 and search-index reads allowed, writes refused with the file unchanged, and the store path opened exactly;
-`search` refuses a limit below 1 and an unknown service."""
+`search` refuses a limit below 1 and an unknown service. What is not about SQLite's own files and PRAGMAs
+runs on PostgreSQL too, where the server refuses writes, DDL, COPY ... TO PROGRAM and server files."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from collector.jobs import save_entries
 from collector.sources import SourceConfig
@@ -50,6 +51,34 @@ def _make_store(folder):
     return path
 
 
+def _make_pg_store(url: str, *, big: bool = True) -> str:
+    sessions = make_sessions(url)
+    with sessions.begin() as s:
+        source = SourceConfig("src", "http://127.0.0.1/feed", publisher="NHK")
+        state = store_items.upsert_source(s, name="src", url=source.url, kind="feed", publisher="NHK", interval_minutes=60)
+        save_entries(s, state.id, source, [Entry(url=f"https://example.com/{n}", title=f"マイナポータル障害 {n}",
+                                                 summary="アクセス集中", published=T0) for n in range(3)], now=T0)
+        s.execute(text("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text)"))
+        s.execute(text("INSERT INTO notes (body) VALUES (:a), (repeat('x', :n))"), {"a": "長い" * 5000,
+                                                                                 "n": 20 * 1024 * 1024 if big else 10})
+    index_pending(sessions)
+    sessions.kw["bind"].dispose()
+    return url
+
+
+def _fingerprint(url: str) -> dict[str, str]:
+    """Every table's rows (and the sequences' positions) as one digest each."""
+    engine = create_engine(url)
+    with engine.connect() as c:
+        names = c.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars().all()
+        out = {n: c.execute(text(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {n} t"))
+               .scalar() for n in names}
+        out |= {n: str(c.execute(text(f"SELECT last_value FROM {n}")).scalar()) for n in c.execute(text(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")).scalars()}
+    engine.dispose()
+    return out
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     path = _make_store(tmp_path / "data")
@@ -58,19 +87,31 @@ def store(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture(params=("sqlite", "postgresql"))
+def any_store(request, tmp_path, monkeypatch):
+    """The same store on each engine, named in ./mynawatch.toml; its URL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{_make_store(tmp_path / 'data')}"
+    else:
+        url = _make_pg_store(request.getfixturevalue("pg_store_url"))
+    (tmp_path / "mynawatch.toml").write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
 def _lines(capsys) -> tuple[list[str], str]:
     got = capsys.readouterr()
     return got.out.splitlines(), got.err
 
 
-def test_rows_stop_at_the_default_limit_with_a_note(store, capsys):
+def test_rows_stop_at_the_default_limit_with_a_note(any_store, capsys):
     assert main(["sql", ENDLESS, "--format", "csv"]) == 0
     out, err = _lines(capsys)
     assert out[0] == "x" and out[1:] == [str(n) for n in range(1, 1001)]
     assert "1000 rows" in err and "--all" in err
 
 
-def test_limit_and_all(store, capsys):
+def test_limit_and_all(any_store, capsys):
     assert main(["sql", ENDLESS, "--limit", "5"]) == 0
     out, err = _lines(capsys)
     assert out[2:] == ["1", "2", "3", "4", "5", "(5 rows)"] and "left out" in err
@@ -86,7 +127,7 @@ def test_limit_and_all(store, capsys):
         assert "at least 1" in capsys.readouterr().err
 
 
-def test_a_statement_that_runs_too_long_is_stopped(store, capsys):
+def test_a_statement_that_runs_too_long_is_stopped(any_store, capsys):
     started = time.monotonic()
     assert main(["sql", ENDLESS.replace("SELECT x FROM c", "SELECT count(*) FROM c"), "--timeout", "1"]) == 2
     assert time.monotonic() - started < 15
@@ -98,7 +139,7 @@ def test_a_statement_that_runs_too_long_is_stopped(store, capsys):
     assert len(out) > 1000 and "stopped after 1 s" in err and "written before it stopped" in err
 
 
-def test_big_cells_are_capped_and_cut_in_tables_only(store, capsys):
+def test_big_cells_are_capped_and_cut_in_tables_only(any_store, capsys):
     assert main(["sql", "SELECT id, length(body) FROM notes ORDER BY id"]) == 0
     assert "20971520" in capsys.readouterr().out
     assert main(["sql", "SELECT body FROM notes WHERE id = 2"]) == 2
@@ -108,6 +149,8 @@ def test_big_cells_are_capped_and_cut_in_tables_only(store, capsys):
     assert out[2].endswith("…") and len(out[2]) <= 31  # 60 display columns of double-width characters
     assert main(["sql", "SELECT body FROM notes WHERE id = 1", "--format", "csv"]) == 0
     assert _lines(capsys)[0][1] == "長い" * 5000
+    if not any_store.startswith("sqlite"):
+        return
     assert main(["sql", "SELECT body FROM notes WHERE id = 3", "--format", "json"]) == 0
     assert _lines(capsys)[0] == ['{"body": "\ufffdA\ufffd"}']  # not UTF-8 in the store: shown, not an error
 
@@ -173,7 +216,7 @@ def test_json_output_stays_valid_and_names_are_clean(store, capsys):
     assert "only reads" in capsys.readouterr().err
 
 
-def test_a_query_that_is_not_utf8_is_a_clear_error(store, capsys):
+def test_a_query_that_is_not_utf8_is_a_clear_error(any_store, capsys):
     assert main(["sql", "SELECT '\udcff'"]) == 2
     assert "not valid UTF-8" in capsys.readouterr().err
 
@@ -194,14 +237,14 @@ def test_a_store_path_with_uri_characters_opens_that_file(tmp_path, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a ", "a #b 100% ?c", "mynawatch.toml"]  # no stray folder
 
 
-def test_a_closed_pipe_ends_quietly(store, tmp_path):
+def test_a_closed_pipe_ends_quietly(any_store, tmp_path):
     proc = subprocess.run(f'"{sys.executable}" -m mynawatch.cli sql "{ENDLESS}" --all --timeout 20 | head -n 2',
                           shell=True, capture_output=True, timeout=120, cwd=tmp_path, env={**os.environ})
     assert len(proc.stdout.splitlines()) == 2
     assert b"Traceback" not in proc.stderr, proc.stderr.decode()
 
 
-def test_search_refuses_a_limit_below_one_and_an_unknown_service(store, capsys):
+def test_search_refuses_a_limit_below_one_and_an_unknown_service(any_store, capsys):
     for limit in ("0", "-1"):
         assert main(["search", "障害", "--limit", limit]) == 2
         assert "at least 1" in capsys.readouterr().err
@@ -215,3 +258,52 @@ def test_search_refuses_a_limit_below_one_and_an_unknown_service(store, capsys):
     assert main(["search", "障害", "--limit", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("2 item(s)")
     assert main(["search", "障害", "--service", "portal"]) == 0
+
+
+PG_WRITES = [
+    "INSERT INTO sources (name, url, kind, interval_minutes, failure_score, status) VALUES ('x', 'u', 'feed', 1, 0, 'ok')",
+    "UPDATE items SET title = 'x'", "DELETE FROM items", "WITH x AS (DELETE FROM items RETURNING 1) SELECT * FROM x",
+    "TRUNCATE items CASCADE", "DROP TABLE notes", "CREATE TABLE t (x int)", "ALTER TABLE items ADD COLUMN x int",
+    "CREATE TEMP TABLE t AS SELECT * FROM items", "CREATE INDEX ix ON notes (body)", "CREATE ROLE intruder",
+    "GRANT ALL ON items TO PUBLIC", "SELECT nextval('items_id_seq')", "SELECT setval('items_id_seq', 1)",
+    "DO $$ BEGIN DELETE FROM items; END $$", "SET TRANSACTION READ WRITE", "COPY notes FROM '/etc/hostname'",
+    "COPY (SELECT 1) TO PROGRAM 'touch {tmp}/pwned'", "COPY (SELECT 1) TO '{tmp}/copied'",
+    "SELECT pg_read_file('/etc/hostname')", "SELECT pg_read_binary_file('/etc/hostname')", "SELECT pg_ls_dir('.')",
+    "SELECT lo_import('/etc/hostname')", "SELECT lo_create(0)", "VACUUM", "ANALYZE items", "REINDEX TABLE items",
+    "SELECT 1; DELETE FROM items", "LOCK TABLE items IN ACCESS EXCLUSIVE MODE", "ALTER SYSTEM SET work_mem = '1MB'",
+    "SELECT pg_reload_conf()", "SELECT set_config('role', 'none', false), pg_read_file('/etc/hostname')",
+    "REFRESH MATERIALIZED VIEW x", "CREATE EXTENSION amcheck", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+]
+
+
+@pytest.fixture(scope="module")
+def pg_writes_url():
+    """One PostgreSQL store for every refusal below (each checks that it stays as it was)."""
+    import pg
+
+    pg.require_server()
+    url = _make_pg_store(pg.create_database(), big=False)
+    yield url
+    pg.drop_database(url)
+
+
+@pytest.mark.parametrize("statement", PG_WRITES)
+def test_postgresql_refuses_writes_ddl_and_server_files_and_the_store_stays(pg_writes_url, tmp_path, monkeypatch,
+                                                                           capsys, statement):
+    url = pg_writes_url
+    (tmp_path / "mynawatch.toml").write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    before = _fingerprint(url)
+    code = main(["sql", statement.format(tmp=tmp_path)])
+    err = capsys.readouterr().err
+    if "pg_terminate_backend" in statement or "lo_create" in statement:  # allowed to run, leaving nothing behind:
+        assert code in (0, 2) and ("refused" in err or err == ""), err  # no session ended, the object rolled back
+    else:
+        assert code == 2 and ("refused" in err or "failed" in err) and "Traceback" not in err, err
+    assert _fingerprint(url) == before
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "copied").exists()
+    engine = create_engine(url)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'")).scalar() == 0
+        assert c.execute(text("SELECT count(*) FROM pg_largeobject_metadata")).scalar() == 0
+    engine.dispose()
