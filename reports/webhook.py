@@ -137,14 +137,20 @@ def alertmanager_payload(service: str, alerts: list[tuple[AlertView, str]], *, r
     """The body Alertmanager posts to a webhook for one group (the alerts of one service), each alert with
     its evidence (``evidence`` by dedup key) in its annotations."""
     items = [_alert(a, status, (evidence or {}).get(a.dedup_key, Evidence())) for a, status in alerts]
-    common_labels = dict(set.intersection(*(set(i["labels"].items()) for i in items))) if items else {}
-    common_ann = dict(set.intersection(*(set(i["annotations"].items()) for i in items))) if items else {}
+    common_labels, common_ann = _common(items, "labels"), _common(items, "annotations")
     status = "firing" if any(s == "firing" for _, s in alerts) else "resolved"
     return {
         "version": "4", "groupKey": group_key(service, [a for a, _ in alerts]), "truncatedAlerts": 0, "status": status,
         "receiver": receiver, "groupLabels": {"service": service}, "commonLabels": common_labels,
         "commonAnnotations": common_ann, "externalURL": external_url, "alerts": items,
     }
+
+
+def _common(items: list[dict], field: str) -> dict[str, str]:
+    """What every alert shares in ``field``, in the first alert's order (the body is the same bytes every time)."""
+    if not items:
+        return {}
+    return {k: v for k, v in items[0][field].items() if all(i[field].get(k) == v for i in items[1:])}
 
 
 def post_webhook(url: str, body: bytes, *, timeout: float, idempotency_key: str | None = None) -> None:
