@@ -1,4 +1,5 @@
-"""Search finds spelling variants of a word (Sudachi's normalized forms) and brackets them as written."""
+"""Search finds spelling variants of a word (Sudachi's normalized forms) and brackets them as written, on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _add(sessions, titles: dict[str, str], summaries: dict[str, str] | None = No
 
 
 @pytest.mark.parametrize("query", ["つながらない", "繋がらない", "繋がら無い"])
-def test_every_spelling_finds_the_same_items(sessions, query):
+def test_every_spelling_finds_the_same_items(engine_sessions, query):
+    sessions = engine_sessions
     ids = _add(sessions, TITLES)
     index_pending(sessions)
     with sessions.begin() as s:
@@ -51,7 +53,8 @@ def test_every_spelling_finds_the_same_items(sessions, query):
     assert found == {ids["kana"], ids["kanji"], ids["kanji_nai"]}
 
 
-def test_title_highlights_stay_on_the_text_as_written(sessions):
+def test_title_highlights_stay_on_the_text_as_written(engine_sessions):
+    sessions = engine_sessions
     _add(sessions, TITLES)
     index_pending(sessions)
     with sessions.begin() as s:
@@ -62,7 +65,8 @@ def test_title_highlights_stay_on_the_text_as_written(sessions):
     assert "[繋がらない]" in hits[TITLES["kanji"]].snippet
 
 
-def test_a_body_match_on_a_variant_is_bracketed_in_the_body_as_written(sessions):
+def test_a_body_match_on_a_variant_is_bracketed_in_the_body_as_written(engine_sessions):
+    sessions = engine_sessions
     ids = _add(sessions, {"body": "マイナ保険証のお知らせ"},
                {"body": "午前から病院の端末がｻｰﾊﾞｰに繋がら無い状態が続いた。"})
     index_pending(sessions)
@@ -72,9 +76,9 @@ def test_a_body_match_on_a_variant_is_bracketed_in_the_body_as_written(sessions)
     assert "[ｻｰﾊﾞｰ]" in hit.snippet and "[繋がら無い]" in hit.snippet  # not the normalized サーバー, 繋がる
 
 
-def test_the_cli_prints_the_same_items_for_every_spelling(tmp_path, capsys):
-    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///s.sqlite"\n', encoding="utf-8")
-    _add(make_sessions(f"sqlite:///{tmp_path / 's.sqlite'}"), TITLES)
+def test_the_cli_prints_the_same_items_for_every_spelling(tmp_path, capsys, store_url):
+    (tmp_path / "mynawatch.toml").write_text(f'[store]\nurl = "{store_url}"\n', encoding="utf-8")
+    _add(make_sessions(store_url), TITLES)
     outputs = []
     for query in ("つながらない", "繋がらない", "繋がら無い"):
         assert main(["--config", str(tmp_path / "mynawatch.toml"), "search", query]) == 0
