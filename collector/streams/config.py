@@ -21,6 +21,8 @@ class StreamConfig:
     channels: tuple[str, ...] = ("localTimeline",)  # misskey: localTimeline, hashtag, ...
     tags: tuple[str, ...] = ()  # misskey: the hashtag channel's tags (any of them)
     token_env: str = ""  # misskey: name of the environment variable holding an access token, when needed
+    api_url: str = ""  # misskey: the HTTP API that fills a gap after a reconnect (default: https://<host>/api)
+    backfill_pages: int = 20  # misskey: at most this many pages of 100 notes per gap
     languages: tuple[str, ...] = ("ja",)  # declared languages kept; undeclared posts are kept when written in kana
     web_url: str = ""  # where post addresses point (default: https://bsky.app, or the Misskey instance)
     stall_seconds: float = 60.0  # no frame for this long: the connection is taken as dead and made again
@@ -41,12 +43,14 @@ class StreamConfig:
             raise ValueError(f"stream {self.name!r}: endpoint must start with wss:// or ws:// (got {self.endpoint!r})")
         if self.web_url and urlsplit(self.web_url).scheme not in ("http", "https"):
             raise ValueError(f"stream {self.name!r}: web_url must start with https:// or http://")
+        if self.api_url and urlsplit(self.api_url).scheme not in ("http", "https"):
+            raise ValueError(f"stream {self.name!r}: api_url must start with https:// or http://")
         if self.kind == "misskey" and not set(self.channels) <= {"localTimeline", "hashtag", "globalTimeline"}:
             raise ValueError(f"stream {self.name!r}: channels: localTimeline, hashtag or globalTimeline")
         if self.kind == "misskey" and "hashtag" in self.channels and not self.tags:
             raise ValueError(f"stream {self.name!r}: the hashtag channel needs tags")
         for name in ("stall_seconds", "max_frame_bytes", "queue_batches", "batch_messages", "batch_seconds",
-                     "backoff_seconds", "max_backoff_seconds", "backpressure_seconds"):
+                     "backoff_seconds", "max_backoff_seconds", "backpressure_seconds", "backfill_pages"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"stream {self.name!r}: {name} must be more than 0")
 
@@ -59,6 +63,11 @@ class StreamConfig:
             return WEB[self.kind]
         parts = urlsplit(self.endpoint)
         return f"{'http' if parts.scheme == 'ws' else 'https'}://{parts.netloc}"
+
+    @property
+    def api(self) -> str:
+        """The Misskey HTTP API's base: the configured one, or the streaming host's /api."""
+        return self.api_url.rstrip("/") if self.api_url else f"{self.web}/api"
 
     def as_source(self) -> SourceConfig:
         """How ingest sees the stream: a source of many authors (each post's author is its publisher) that

@@ -57,7 +57,11 @@ class Intake:
             event = self.adapter.decode(frame, web=self.web)
         except StreamError as exc:
             return self._error(exc)
-        fresh = self.adapter.after(event.cursor, self.resume)
+        return self.add(event, fresh=self.adapter.after(event.cursor, self.resume))
+
+    def add(self, event: Event, *, fresh: bool = True) -> Event:
+        """Add a decoded event (a frame's, or a note read from an API to fill a gap)."""
+        b = self.batch
         if event.cursor is not None:
             b.cursor, b.cursor_at = event.cursor, event.at
         b.messages += fresh
@@ -75,6 +79,11 @@ class Intake:
         elif kind == UNREPOST:
             b.unreposts.append(event.key)
         return event
+
+    def fill(self, event: Event) -> Event:
+        """A note read from an API to fill a gap, added as if it were a frame."""
+        self.batch.frames += 1
+        return self.add(event)
 
     def _error(self, exc: StreamError) -> None:
         self.batch.errors += 1

@@ -9,7 +9,10 @@ tags of one); leaving: ``{"type": "disconnect", "body": {"id": <ours>}}``. Notes
 ``cw``, ``visibility`` (public, home, followers, specified), ``renoteId``/``renote``, ``replyId``/``reply``,
 ``uri``/``url`` when it came from another server. Deletions are heard by subscribing to a note
 (``{"type": "subNote", "body": {"id": <note id>}}``): ``{"type": "noteUpdated", "body": {"id", "type":
-"deleted"}}``. Only public notes are kept. The stream has no replay: the cursor records the last note.
+"deleted"}}``. Only public notes are kept. The stream has no replay: the cursor records the last note, and
+after a reconnect the gap is read from the HTTP API (POST ``notes/local-timeline``, ``notes/global-timeline``
+or ``notes/search-by-tag`` with ``sinceId`` and ``untilId``: from the stored cursor to the first note of the
+new connection, 100 notes a page), as the same events.
 """
 
 from __future__ import annotations
@@ -88,6 +91,30 @@ def decode(frame: bytes | str, *, web: str) -> Event:
         return Event(REPOST, cursor, at, post=post, key=_key(web, note_id),
                      subject=_key(web, str(note["renoteId"])), author=_author(note, web))
     return Event(POST, cursor, at, post=_post(note, web))
+
+
+def note_event(note, *, web: str) -> Event:
+    """A note as the API returns it, as the event its streaming message would be."""
+    return decode(json.dumps({"type": "channel", "body": {"id": PREFIX, "type": "note", "body": note}}), web=web)
+
+
+BACKFILL = {"localTimeline": "notes/local-timeline", "globalTimeline": "notes/global-timeline",
+            "hashtag": "notes/search-by-tag"}
+
+
+def backfill_requests(config: StreamConfig, since_id: str, until_id: str, *,
+                      environ=os.environ) -> list[tuple[str, dict]]:
+    """(address, JSON body) of the first page of notes after ``since_id`` and before ``until_id``, per channel."""
+    token = environ.get(config.token_env, "") if config.token_env else ""
+    out = []
+    for channel in config.channels:
+        body: dict = {"sinceId": since_id, "untilId": until_id, "limit": 100}
+        if channel == "hashtag":
+            body["query"] = [[tag.lstrip("#")] for tag in config.tags]
+        if token:
+            body["i"] = token
+        out.append((f"{config.api}/{BACKFILL[channel]}", body))
+    return out
 
 
 def _post(note: dict, web: str) -> Post:

@@ -24,6 +24,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Callable
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
@@ -33,7 +34,7 @@ from collector.policy import CollectPolicy
 from collector.stories import StoryIndex
 from collector.streams import ADAPTERS
 from collector.streams.config import StreamConfig
-from collector.streams.events import POST, REPOST
+from collector.streams.events import POST, REPOST, StreamError
 from collector.streams.intake import Batch, Intake
 from collector.streams.save import save_batch
 from store import clock
@@ -85,6 +86,7 @@ class StreamRunner:
         self.source_id: int | None = None
         self.ws = None
         self.frames = 0  # frames of the current connection
+        self.gap_from: str | None = None  # misskey: the stored cursor, until the gap after it is filled
         self._rates: deque[tuple[float, int, int]] = deque()
         self._totals = [0, 0]
         self._threads: list[threading.Thread] = []
@@ -165,6 +167,7 @@ class StreamRunner:
             for message in self.adapter.hello(self.config) + [self.adapter.watch(n) for n in watched]:
                 ws.send(message)
             self._state("connected")
+            self.gap_from = None if self.adapter.RESUMABLE else cursor  # filled when the first note arrives
             try:
                 self._pump(ws)
             except ConnectionClosed as exc:
@@ -191,6 +194,8 @@ class StreamRunner:
             if frame is not None:
                 last = now_m
                 self.frames += 1
+                if self.gap_from is not None:
+                    self._fill_gap(ws, frame)
                 posts = len(intake.batch.posts)
                 event = intake.take(frame, received=self.now())
                 if watch and event is not None and event.kind in (POST, REPOST) and len(intake.batch.posts) > posts:
@@ -201,6 +206,55 @@ class StreamRunner:
                 if intake.batch:
                     self._put(intake.cut())
                 due = now_m + cfg.batch_seconds
+
+    def _fill_gap(self, ws, frame: bytes) -> None:
+        """A stream without replay (Misskey): once the first note of a new connection arrives, the notes
+        between the stored cursor and it are read from the HTTP API."""
+        try:
+            event = self.adapter.decode(frame, web=self.intake.web)
+        except StreamError:
+            return
+        if event.cursor is not None:
+            since, self.gap_from = self.gap_from, None
+            if event.cursor > since:
+                self._backfill(ws, since, event.cursor)
+
+    def _backfill(self, ws, since_id: str, until_id: str) -> None:
+        """The notes after ``since_id`` and before ``until_id``, read from the HTTP API, as if they had come on
+        the stream (the store ignores those it has), and watched for deletion. A failure leaves the gap,
+        said once."""
+        intake, added = self.intake, 0
+        try:
+            with httpx.Client(timeout=min(self.config.stall_seconds, 30.0), headers={"User-Agent": USER_AGENT}) as client:
+                for url, body in self.adapter.backfill_requests(self.config, since_id, until_id, environ=self.environ):
+                    since = since_id
+                    for _ in range(self.config.backfill_pages):
+                        response = client.post(url, json={**body, "sinceId": since})
+                        response.raise_for_status()
+                        notes = response.json()
+                        notes = sorted((n for n in notes if isinstance(n, dict) and isinstance(n.get("id"), str)),
+                                       key=lambda n: n["id"]) if isinstance(notes, list) else []
+                        for note in notes:
+                            try:
+                                posts = len(intake.batch.posts)
+                                intake.fill(self.adapter.note_event(note, web=intake.web))
+                                added += 1
+                                if len(intake.batch.posts) > posts:
+                                    ws.send(self.adapter.watch(intake.batch.posts[-1].key.rsplit("/", 1)[-1]))
+                            except StreamError as exc:
+                                intake.batch.frames += 1
+                                intake._error(exc)
+                            if intake.batch.frames >= self.config.batch_messages:
+                                self._put(intake.cut())
+                        if len(notes) < body["limit"]:
+                            break
+                        since = notes[-1]["id"]
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("stream %s: the gap since %s could not be read (%s)", self.config.name, since_id, exc)
+            intake.batch.last_error = f"gap not filled: {type(exc).__name__}: {str(exc)[:200]}"
+        if intake.batch:
+            self._put(intake.cut())
+        log.info("stream %s: %d note(s) read to fill the gap since %s", self.config.name, added, since_id)
 
     def _flush_partial(self) -> None:
         """The frames read before the connection ended are stored (unless a resync throws them away)."""
