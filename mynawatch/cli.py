@@ -683,6 +683,8 @@ def cmd_db(args) -> int:
             raise UserError(str(exc)) from None
         print(json.dumps(datasette_metadata(name), ensure_ascii=False, indent=2))
         return 0
+    if args.action == "copy":
+        return _copy(args.source, args.destination, replace=args.replace)
     settings = _settings(args)
     if args.action == "upgrade":
         before, after = upgrade_store(settings.database_url)
@@ -692,7 +694,12 @@ def cmd_db(args) -> int:
         target = Path(args.path)
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to replace it)")
-        _backup(settings.database_url, target)
+        from store.dialect import BackupUnavailable
+
+        try:
+            _backup(settings.database_url, target)
+        except BackupUnavailable as exc:
+            raise UserError(str(exc)) from None
         print(f"backed up to {target}")
     else:
         problems = check_store(settings.database_url)
@@ -703,6 +710,25 @@ def cmd_db(args) -> int:
                 print(f"search index: {waiting} new items not indexed yet (the next classify run or search adds them)")
         print("ok" if not problems else f"{len(problems)} problem(s)")
         return 0 if not problems else 1
+    return 0
+
+
+def _copy(source: str, destination: str, *, replace: bool) -> int:
+    """`db copy`: every table, then row counts and checksums compared, one line per table."""
+    from store.copy import CopyError, copy_store
+
+    try:
+        tables = copy_store(source, destination, replace=replace)
+    except CopyError as exc:
+        raise UserError(str(exc)) from None
+    for t in tables:
+        state = "same" if t.same else f"DIFFERENT: {t.dest_rows} rows, checksum {t.dest_checksum[:16]}"
+        print(f"{t.name:<26} {t.source_rows:>9} rows  sha256 {t.source_checksum[:16]}  {state}")
+    differ = [t.name for t in tables if not t.same]
+    if differ:
+        print(f"mynawatch: the copy differs from the source in {', '.join(differ)}", file=sys.stderr)
+        return 1
+    print(f"copied {sum(t.source_rows for t in tables)} rows in {len(tables)} tables; counts and checksums match")
     return 0
 
 
@@ -893,14 +919,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop a statement that works longer than this (default 30)")
     p.set_defaults(func=cmd_sql)
 
-    p = sub.add_parser("db", help="store maintenance: upgrade, backup, check; Datasette metadata")
+    p = sub.add_parser("db", help="store maintenance: upgrade, backup, check, copy; Datasette metadata")
     dsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="apply schema migrations (also done on every open)").set_defaults(func=cmd_db)
-    d = dsub.add_parser("backup", help="a consistent online copy of the store")
+    d = dsub.add_parser("backup", help="a consistent online copy of the store (PostgreSQL: pg_dump's custom format)")
     d.add_argument("path", help="where to write the copy")
     d.add_argument("--force", action="store_true", help="replace an existing file")
     d.set_defaults(func=cmd_db)
     dsub.add_parser("check", help="integrity, foreign-key and search-index checks; items waiting for the search index").set_defaults(func=cmd_db)
+    d = dsub.add_parser("copy", help="copy a whole store to another (SQLite <-> PostgreSQL); row counts and "
+                        "checksums compared at the end")
+    d.add_argument("source", metavar="SRC_URL", help="the store to copy, e.g. sqlite:///mynawatch.sqlite")
+    d.add_argument("destination", metavar="DST_URL", help="where to, e.g. postgresql+psycopg://user@host/mynawatch "
+                   "(made when missing; an empty database)")
+    d.add_argument("--replace", "--force", dest="replace", action="store_true",
+                   help="delete the rows a destination already holds first (it is refused otherwise)")
+    d.set_defaults(func=cmd_db)
     d = dsub.add_parser("datasette", help="print Datasette metadata for this store (whatever its file name): "
                         "mynawatch db datasette > meta.json; datasette STORE --metadata meta.json")
     d.add_argument("--name", help="the database name Datasette gives the file: its name without the extension "
