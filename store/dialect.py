@@ -205,7 +205,8 @@ def _joined_sqlite(element, compiler, **kw):
 
 @compiles(joined, "postgresql")
 def _joined_postgresql(element, compiler, **kw):
-    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+    value = compiler.process(element.clauses, **kw)
+    return f"string_agg({value}, ',' ORDER BY {value})"
 
 
 def insert_for(session_or_connection, table):
@@ -489,7 +490,7 @@ class PostgreSQL:
 
     def view_words(self) -> dict[str, str]:
         return {"day": f"to_char(i.published_at + {SQL_INTERVAL}, 'YYYY-MM-DD')",
-                "group_concat": "string_agg(s.service, ',')", "false": "false", "current": CURRENT}
+                "group_concat": "string_agg(s.service, ',' ORDER BY s.service)", "false": "false", "current": CURRENT}
 
     def on_connect(self, dbapi_connection) -> None:
         pass

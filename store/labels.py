@@ -108,8 +108,13 @@ def _axis_confidences(scores: dict):
             yield float(value["confidence"])
 
 
+def _services(c: Classification) -> tuple[Service, ...]:
+    """A label's services by code (the order SQLite's key gives them; PostgreSQL's rows come in any order)."""
+    return tuple(Service(code) for code in sorted(s.service for s in c.services))
+
+
 def _label(c: Classification) -> Label:
-    return Label(c.relevant, tuple(Service(s.service) for s in c.services), Cause(c.cause), Sentiment(c.sentiment),
+    return Label(c.relevant, _services(c), Cause(c.cause), Sentiment(c.sentiment),
                  json.loads(c.scores))
 
 
@@ -156,7 +161,7 @@ def human_labels(session: Session) -> list[tuple[int, str, str, Label]]:
     rows = session.execute(select(Item.id, Item.title, Item.summary, Classification)
                            .join(Classification, Classification.item_id == Item.id)
                            .where(Classification.model_version == HUMAN).order_by(Item.id))
-    return [(i, t, x, Label(c.relevant, tuple(Service(s.service) for s in c.services), Cause(c.cause),
+    return [(i, t, x, Label(c.relevant, _services(c), Cause(c.cause),
                             Sentiment(c.sentiment))) for i, t, x, c in rows]
 
 
