@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy import Integer, and_, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from store.records import Sentiment
@@ -24,7 +24,7 @@ REPOST_REACH = timedelta(days=7)  # reposts in a bin count for originals publish
 def _bin(session: Session, column, seconds: int):
     """Seconds since the epoch of the start of ``column``'s bin."""
     if session.get_bind().dialect.name == "sqlite":
-        return (func.cast(func.strftime("%s", column), literal_column("INTEGER")) / seconds) * seconds
+        return (cast(func.strftime("%s", column), Integer) / seconds) * seconds
     return func.floor(func.extract("epoch", column) / seconds) * seconds
 
 
