@@ -105,3 +105,38 @@ def test_a_restart_resumes_from_the_stored_cursor_rewound_a_few_seconds(sessions
     assert resumed_at == server.times[999] - 5_000_000
     posts = stored_posts(sessions)
     assert len(posts) == len(set(posts)) and set(posts) == set(expect["stored"]) and first <= set(posts)
+
+
+def test_a_store_slower_than_the_stream_drops_behind_then_catches_up_without_loss(sessions, recorded, tmp_path,
+                                                                                 caplog):
+    """Another process holds the store's write lock for a while: the queue fills, the reader holds back, then
+    lets the connection go ("dropping behind") and resumes from the stored cursor once the store is free."""
+    import sqlite3
+
+    frames, expect = recorded
+    server = JetstreamServer(frames, pace=0.01, chunk=50)
+    config = stream_config(server.url, queue_batches=2, batch_messages=50, batch_seconds=0.1,
+                           backpressure_seconds=0.3, stall_seconds=5.0)
+    runner = StreamRunner(config, sessions)
+    states = []
+    runner.start()
+    try:
+        wait_for(lambda: cursor(sessions) is not None, what="a first batch")
+        blocker = sqlite3.connect(tmp_path / "store.sqlite", timeout=30)
+        blocker.execute("BEGIN IMMEDIATE")  # the store is busy: no writer gets in
+        time.sleep(4.0)
+        with sessions.begin() as s:  # readers still can
+            states.append(s.scalar(select(StreamState.state)))
+        blocker.rollback()
+        blocker.close()
+        wait_for(lambda: cursor(sessions) == str(expect["last_time_us"]), timeout=90, what="the end of the stream")
+    finally:
+        runner.stop()
+        server.close()
+    assert states == ["connected"] or states == ["dropping behind"]
+    assert any("dropping behind" in r.getMessage() for r in caplog.records)
+    posts = stored_posts(sessions)
+    assert len(posts) == len(set(posts)) and set(posts) == set(expect["stored"])
+    with sessions.begin() as s:
+        assert s.scalar(select(StreamState.dropped)) == 0  # a resumable stream loses nothing
+    assert len(server.connections) >= 2 and "cursor=" in server.connections[-1]

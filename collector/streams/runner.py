@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 from websockets.sync.client import connect
 
+from collector.jobs import STORY_INDEX_LIMIT
 from collector.policy import CollectPolicy
 from collector.stories import StoryIndex
 from collector.streams import ADAPTERS
@@ -323,6 +324,8 @@ class StreamRunner:
 
     def _save(self, batch: Batch) -> None:
         now = self.now()
+        if len(self.stories) > STORY_INDEX_LIMIT:  # a reader runs for months: old stories are read again if needed
+            self.stories.prune(now - 2 * self.stories.window)
         with self.sessions.begin() as session:
             save_batch(session, self.source_id, self.config, batch, now=now, stories=self.stories,
                        policy=self.policy, rates=self._rate(batch))
