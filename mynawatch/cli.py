@@ -31,7 +31,9 @@ def _settings(args) -> Settings:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    from store.clock import now
+
+    return now()
 
 
 def cmd_init(args) -> int:
@@ -64,19 +66,19 @@ def _remove(*paths: Path) -> None:
             pass
 
 
-def cmd_collect(args) -> int:
-    from collector.fetch import make_client
-    from collector.jobs import Collector
-    from store.db import make_sessions
+def _pipeline(args):
+    from mynawatch.pipeline import Pipeline
 
-    settings = _settings(args)
-    if not settings.sources:
-        raise UserError("no [[sources]] in the settings file: nothing to collect")
-    sessions = make_sessions(settings.database_url)
-    now = _now()
-    with make_client(settings.fetch) as client, Collector(sessions, client, settings.fetch, settings.collect) as c:
-        outcomes = c.collect_round(list(settings.sources), now=now, force=args.force)
-        pages = c.fetch_articles(now=now)
+    return Pipeline(_settings(args))
+
+
+def cmd_collect(args) -> int:
+    with _pipeline(args) as pipeline:
+        if not pipeline.settings.sources:
+            raise UserError("no [[sources]] in the settings file: nothing to collect")
+        now = _now()
+        outcomes = pipeline.collect(now=now, force=args.force)
+        pages = pipeline.fetch_articles(now=now)
     failed = waiting = 0
     for o in outcomes:
         detail = o.error if o.error else f"{o.new_items} new"
@@ -111,45 +113,31 @@ def _progress_here():
 
 
 def cmd_classify(args) -> int:
-    from classifier.jobs import retag_all, tag_items, tag_trends
-    from mynawatch.models import classify_model
-    from store.db import make_sessions
-    from store.search import index_pending
-
-    settings = _settings(args)
-    sessions = make_sessions(settings.database_url)
-    model, retrained = classify_model(sessions, now=_now(), progress=_progress_here())
-    if retrained:
-        print(f"the served model {retrained.previous} could not be used (a new classifier, corpus or an emptied "
-              f"cache): retrained on the corpus and {retrained.corrections} correction(s), {retrained.tagged} items "
-              f"re-tagged with {model.version} in one transaction")
-    if args.all and not retrained:
-        n = retag_all(sessions, model, now=_now(), progress=_progress_here())
-    else:
-        n = tag_items(sessions, model, now=_now(), progress=_progress_here())
-    t = tag_trends(sessions, model)
-    indexed = index_pending(sessions)
-    print(f"tagged {n} items and {t} trend terms with model {model.version}; {indexed} items added to the search index")
+    with _pipeline(args) as pipeline:
+        done = pipeline.classify(now=_now(), everything=args.all, progress=_progress_here())
+    if done.retrained:
+        r = done.retrained
+        print(f"the served model {r.previous} could not be used (a new classifier, corpus or an emptied "
+              f"cache): retrained on the corpus and {r.corrections} correction(s), {r.tagged} items "
+              f"re-tagged with {done.model_version} in one transaction")
+    print(f"tagged {done.items} items and {done.trends} trend terms with model {done.model_version}; "
+          f"{done.indexed} items added to the search index")
     return 0
 
 
 def cmd_report(args) -> int:
-    from mynawatch.models import served_version
-    from reports.archive import write_daily_report
-    from store.db import make_sessions
+    from store.clock import today
 
     settings = _settings(args)
     try:
-        day = date.fromisoformat(args.date) if args.date else (_now() + timedelta(hours=9)).date() - timedelta(days=1)
+        day = date.fromisoformat(args.date) if args.date else today() - timedelta(days=1)
     except ValueError:
         raise UserError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
-    sessions = make_sessions(settings.database_url)
-    version = served_version(sessions)
-    out = Path(args.out) if args.out else settings.report_dir
     if args.send and not settings.smtp.recipients:
         raise UserError("--send: no recipients in [smtp] of the settings file")
-    files = write_daily_report(sessions, model_version=version, day=day, out_dir=out,  # a full or read-only
-                               smtp=settings.smtp, send=args.send, now=_now())  # folder: main() names it
+    with _pipeline(args) as pipeline:  # a full or read-only folder: main() names it
+        files = pipeline.write_report(day=day, now=_now(), out_dir=Path(args.out) if args.out else None,
+                                      send=args.send)
     for kind, path in files.paths.items():
         print(f"{kind:6} {path}")
     return _print_delivery(files.delivery, queued=files.queued) if args.send else 0
@@ -173,6 +161,7 @@ def _print_json(value) -> None:
     """One JSON document on one line of standard output; times in Tokyo time with their offset."""
     from dataclasses import asdict, is_dataclass
 
+    from store.clock import tokyo
     from store.sql import safe_json
 
     def plain(v):
@@ -183,7 +172,7 @@ def _print_json(value) -> None:
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         if isinstance(v, datetime):
-            return _tokyo(v).isoformat(timespec="seconds")
+            return tokyo(v).isoformat(timespec="seconds")
         if hasattr(v, "item"):  # a NumPy number
             return v.item()
         return v
@@ -191,48 +180,34 @@ def _print_json(value) -> None:
     print(safe_json(plain(value)))  # control characters and bidi overrides escaped, nothing lost
 
 
-def _tokyo(when: datetime) -> datetime:
-    from reports.notices import TOKYO
-
-    return when.astimezone(TOKYO)
-
-
 def _shown(when: datetime) -> str:
     """A time for a person: Tokyo date, hour and offset (2024-10-02 09:00 +09:00)."""
-    local = _tokyo(when)
-    return f"{local:%Y-%m-%d %H:%M} {local.isoformat()[-6:]}"
+    from store.clock import shown
 
-
-def _alert_context(args):
-    from mynawatch.models import served_version
-    from reports.outbox import Channels
-    from store.db import make_sessions
-
-    settings = _settings(args)
-    sessions = make_sessions(settings.database_url)
-    channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
-    return settings, sessions, channels, (served_version(sessions) if args.action == "check" else None)
+    return shown(when)
 
 
 def cmd_alerts(args) -> int:
+    with _pipeline(args) as pipeline:
+        return _alerts(args, pipeline)
+
+
+def _alerts(args, pipeline) -> int:
     from dataclasses import asdict
 
-    from reports.jobs import deliver_notifications, evaluate_alerts
     from reports.notices import alert_line
     from store import alerts as store_alerts
     from store import notifications as store_out
 
-    settings, sessions, channels, version = _alert_context(args)
+    sessions = pipeline.sessions
     if args.action == "check":
         now = _now()
-        events = evaluate_alerts(sessions, model_version=version, now=now, params=settings.spikes,
-                                 params_for=dict(settings.spikes_for), policy=settings.alerting, channels=channels,
-                                 deliver=False)
+        events = pipeline.check_alerts(now=now, deliver=False)
         for e in events:
             print(f"{e.kind:8} {alert_line(e.alert)}")
         print(_check_summary(sessions, events, now=now))
     if args.action in ("check", "deliver"):
-        return _print_delivery(deliver_notifications(sessions, channels, now=_now()))
+        return _print_delivery(pipeline.deliver(now=_now()))
     with sessions.begin() as session:
         if args.action == "list":
             alerts = store_alerts.all_alerts(session, limit=args.limit)
@@ -277,13 +252,12 @@ def _check_summary(sessions, events, *, now: datetime) -> str:
 
 def _when(text: str) -> datetime:
     """An ISO 8601 time; without an offset it is Tokyo time."""
-    from zoneinfo import ZoneInfo
+    from store.clock import parse_local
 
     try:
-        when = datetime.fromisoformat(text)
+        return parse_local(text)
     except ValueError:
         raise UserError(f"{text!r}: expected a time like 2024-10-12T06:00 (Tokyo) or with an offset") from None
-    return when if when.tzinfo else when.replace(tzinfo=ZoneInfo("Asia/Tokyo"))
 
 
 def _duration(text: str) -> timedelta:
@@ -355,7 +329,7 @@ def cmd_spikes(args) -> int:
         for ep in detect_in_counts(series, params=settings.spikes, per_service=dict(settings.spikes_for)):
             print(episode_json(ep, zone))
         return 0
-    from mynawatch.models import served_version
+    from mynawatch.serving import served_version
     from reports.archive import day_bounds
     from store import signals as store_signals
     from store.db import make_sessions
@@ -426,7 +400,7 @@ def _store_sessions(args):
 
 def _model_for(args):
     """With a settings file, the model its store serves (when it can be loaded); else the corpus model."""
-    from mynawatch.models import current_model
+    from mynawatch.serving import current_model
 
     return current_model(_store_sessions(args), progress=_progress_here())
 
@@ -439,7 +413,7 @@ def _test_split():
 
 def cmd_classifier_train(args) -> int:
     from classifier.cache import load_or_train
-    from mynawatch.models import served
+    from mynawatch.serving import served
 
     started = time.monotonic()
     sessions = _store_sessions(args)
@@ -454,12 +428,9 @@ def cmd_classifier_train(args) -> int:
 
 
 def cmd_classifier_retrain(args) -> int:
-    from mynawatch.models import retrain
-    from store.db import make_sessions
-
     started = time.monotonic()
-    sessions = make_sessions(_settings(args).database_url)
-    result = retrain(sessions, now=_now(), force=args.force, progress=_progress_here())
+    with _pipeline(args) as pipeline:
+        result = pipeline.retrain(now=_now(), force=args.force, progress=_progress_here())
     if not result.changed:
         print(f"model {result.model.version} already serves the store and learned from its {result.corrections} "
               "correction(s): nothing to do (--force retrains anyway)")
@@ -557,7 +528,7 @@ def cmd_classifier_explain(args) -> int:
 
 def cmd_label(args) -> int:
     from classifier.jobs import human_label
-    from mynawatch.models import ServedVersion
+    from mynawatch.serving import ServedVersion
     from store.db import make_sessions
 
     settings = _settings(args)
@@ -576,7 +547,7 @@ def cmd_label(args) -> int:
 
 def cmd_review(args) -> int:
     from classifier.jobs import human_label
-    from mynawatch.models import ServedVersion
+    from mynawatch.serving import ServedVersion
     from mynawatch.review import queue_of, run_review
     from store.db import make_sessions
     from store.records import Service
@@ -611,11 +582,12 @@ def cmd_review(args) -> int:
 
 def cmd_search(args) -> int:
     from store.db import make_sessions
+    from store.clock import parse_local, shown
     from store.search import index_pending, search_items
 
     settings = _settings(args)
     try:
-        since = datetime.fromisoformat(args.since).replace(tzinfo=timezone(timedelta(hours=9))) if args.since else None
+        since = parse_local(args.since) if args.since else None
     except ValueError:
         raise UserError(f"--since {args.since!r}: expected YYYY-MM-DD") from None
     sessions = make_sessions(settings.database_url)
@@ -629,7 +601,7 @@ def cmd_search(args) -> int:
         _print_json(hits)
         return 0
     for h in hits:  # stored text on a terminal: one line each, no control characters or bidi overrides
-        when = h.published.astimezone(timezone(timedelta(hours=9))).strftime("%Y-%m-%d %H:%M")
+        when = shown(h.published)
         print(f"{when}  {one_line(h.publisher)}  #{h.item_id}")
         print(f"  {one_line(h.snippet if h.in_title else h.title)}")
         if not h.in_title:

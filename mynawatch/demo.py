@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from classifier.jobs import tag_items, tag_trends
 from classifier.cache import load_or_train
-from collector.fetch import FetchPolicy, make_client
-from collector.jobs import Collector
+from collector.fetch import make_client
 from collector.sources import SourceConfig
 from mynawatch.feedserver import FeedServer, ReplayFeed
+from mynawatch.pipeline import Pipeline
+from mynawatch.settings import Settings, load_settings
 from reports.charts import render_mentions_chart
-from reports.archive import write_daily_report
 from reports.daily import stories_per_day
-from reports.jobs import evaluate_alerts, format_event
-from reports.mail import SmtpSettings
-from reports.spikes import SpikeParams
+from reports.jobs import format_event
 from store import items as store_items
 from store import signals as store_signals
-from store.db import make_sessions
+from store.clock import TOKYO
 from store.records import Service
-from store.search import index_pending
 
 SAMPLE = Path(__file__).parent / "sample"
-TOKYO = ZoneInfo("Asia/Tokyo")
+SETTINGS = SAMPLE / "demo.toml"
 FIRST_DAY, DAYS = date(2024, 9, 16), 30
 
 
@@ -77,6 +73,13 @@ class DemoFolderError(ValueError):
     """The demo's output folder holds something other than an earlier demo's output."""
 
 
+def demo_settings(out_dir: Path, base_url: str) -> Settings:
+    """The demo's settings: its own shipped file, with the store, report folder and sources of this run."""
+    settings = load_settings(SETTINGS)
+    return dataclasses.replace(settings, database_url=f"sqlite:///{out_dir / 'mynawatch.sqlite'}",
+                               report_dir=out_dir / "reports", sources=tuple(sample_sources(base_url)))
+
+
 def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
     if out_dir.exists():
         _clear_earlier_demo(out_dir)
@@ -86,47 +89,53 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
         marker.write_text("written by `mynawatch demo`; the next demo run may replace this folder\n", encoding="utf-8")
     except OSError as exc:  # a full disk fails the write, not the open: name the file, as an open would
         raise OSError(exc.errno, exc.strerror, str(marker)) from None
-    sessions = make_sessions(f"sqlite:///{out_dir / 'mynawatch.sqlite'}")
     start = datetime.combine(FIRST_DAY, time(0), tzinfo=TOKYO)
     say("training the classifier on the shipped corpus (cached after the first run) ...")
-    model = load_or_train()
-    params = SpikeParams()
-    smtp = SmtpSettings(sender="mynawatch-demo@localhost", recipients=("analyst@example.jp",))
+    load_or_train()  # here, so the message comes before the wait (the first classify step then finds it cached)
     result = DemoResult(out_dir)
     alerts_log = (out_dir / "alerts.log").open("w", encoding="utf-8")
-    # every sample feed is on one loopback server: no per-host pause (real hosts get host_interval_seconds)
-    feeds, policy = sample_feeds(), FetchPolicy(timeout_seconds=10, host_interval_seconds=0, per_host_connections=16)
-    with FeedServer(feeds, now=start) as server, make_client(policy) as client:
-        sources = sample_sources(server.base_url)
-        collector = Collector(sessions, client, policy)  # article pages are never fetched: links are real outlets
-        say(f"serving {len(feeds)} sample feeds on {server.base_url} and collecting hour by hour "
-            f"from {FIRST_DAY} for {days} days ...")
-        for day_index in range(days):
-            day = FIRST_DAY + timedelta(days=day_index)
-            for hour in range(1, 25):
-                now = start + timedelta(days=day_index, hours=hour)
-                server.now = now
-                collector.collect_round(sources, now=now)
-            end_of_day = start + timedelta(days=day_index + 1)
-            tag_items(sessions, model, now=end_of_day)
-            tag_trends(sessions, model)
-            index_pending(sessions)
-            for event in evaluate_alerts(sessions, model_version=model.version, now=end_of_day, params=params):
-                alerts_log.write(format_event(event) + "\n")
-                if event.kind == "firing":
-                    a = event.alert
-                    result.alerts.append({"service": a.service, "started_at": a.started_at.astimezone(TOKYO).isoformat(),
-                                          "day": a.started_at.astimezone(TOKYO).date().isoformat(),
-                                          "peak_count": a.peak_count, "score": a.score})
-            write_daily_report(sessions, model_version=model.version, day=day, out_dir=out_dir / "reports",
-                               smtp=smtp, now=end_of_day)
+    feeds = sample_feeds()
+    with FeedServer(feeds, now=start) as server:
+        settings = demo_settings(out_dir, server.base_url)
+        with make_client(settings.fetch) as client, Pipeline(settings, client=client) as pipeline:
+            say(f"serving {len(feeds)} sample feeds on {server.base_url} and collecting hour by hour "
+                f"from {FIRST_DAY} for {days} days ...")
+            version = _replay(pipeline, server, start, days, result, alerts_log)
         result.requests = server.requests
     alerts_log.close()
-    end = start + timedelta(days=days)
+    _summarize(pipeline.sessions, version, start, days, result)
+    return result
+
+
+def _replay(pipeline: Pipeline, server: FeedServer, start: datetime, days: int, result: DemoResult, alerts_log) -> str:
+    """The month, hour by hour: what `run`'s jobs do (the same pipeline steps), on the simulated clock."""
+    version = ""
+    for day_index in range(days):
+        day = FIRST_DAY + timedelta(days=day_index)
+        for hour in range(1, 25):
+            now = start + timedelta(days=day_index, hours=hour)
+            server.now = now
+            pipeline.collect(now=now)
+        end_of_day = start + timedelta(days=day_index + 1)
+        version = pipeline.classify(now=end_of_day).model_version
+        for event in pipeline.check_alerts(now=end_of_day):
+            alerts_log.write(format_event(event) + "\n")
+            if event.kind == "firing":
+                a = event.alert
+                result.alerts.append({"service": a.service, "started_at": a.started_at.astimezone(TOKYO).isoformat(),
+                                      "day": a.started_at.astimezone(TOKYO).date().isoformat(),
+                                      "peak_count": a.peak_count, "score": a.score})
+        pipeline.write_report(day=day, now=end_of_day)
+    return version
+
+
+def _summarize(sessions, version: str, start: datetime, days: int, result: DemoResult) -> None:
+    """The month's counts and chart, and summary.json."""
+    out_dir, end = result.out_dir, start + timedelta(days=days)
     with sessions.begin() as session:
         counts = store_items.count_items(session)
-        per_day = stories_per_day(store_signals.count_relevant(session, model.version, start, end))
-        kept = store_signals.count_collected(session, model.version, start, end)[1]
+        per_day = stories_per_day(store_signals.count_relevant(session, version, start, end))
+        kept = store_signals.count_collected(session, version, start, end)[1]
     alert_days = sorted({date.fromisoformat(a["day"]) for a in result.alerts})
     (out_dir / "mentions-month.png").write_bytes(render_mentions_chart(
         per_day, start=FIRST_DAY, end=FIRST_DAY + timedelta(days=days - 1),
@@ -138,10 +147,9 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
         "collected": result.collected, "kept": result.kept, "rejected": result.rejected,
         "gate_rejected": counts["gate_rejected"], "stories": result.stories, "alerts": result.alerts,
         "stories_per_day": {d.isoformat(): {str(s): n for s, n in per.items()} for d, per in sorted(per_day.items())},
-        "model_version": model.version, "http_requests": result.requests,
+        "model_version": version, "http_requests": result.requests,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
-    return result
 
 
 def describe(result: DemoResult) -> str:

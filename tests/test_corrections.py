@@ -24,7 +24,7 @@ from classifier.jobs import human_label, tag_items
 from collector.jobs import save_entries
 from collector.sources import SourceConfig
 from mynawatch.cli import main
-from mynawatch.models import ServedVersion, classify_model, retrain, served, served_model, served_version
+from mynawatch.serving import ServedVersion, classify_model, retrain, served, served_model, served_version
 from reports.archive import read_day
 from reports.daily import build_daily_report
 from store import items as store_items

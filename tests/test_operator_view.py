@@ -17,7 +17,7 @@ from collector.jobs import save_entries
 from collector.sources import SourceConfig
 from mynawatch import __version__, cli
 from mynawatch.cli import main
-from mynawatch.models import served_version
+from mynawatch.serving import served_version
 from reports.jobs import evaluate_alerts
 from store import items as store_items
 from store.db import make_sessions

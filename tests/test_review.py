@@ -15,7 +15,7 @@ from pathlib import Path
 from classifier.jobs import tag_items
 from collector.jobs import save_entries
 from collector.sources import SourceConfig
-from mynawatch.models import served_version
+from mynawatch.serving import served_version
 from mynawatch.review import (HELP, Answer, choose, parse_answer, queue_of, reasons_for, render_item, review_queue,
                               run_review)
 from reports.archive import read_day

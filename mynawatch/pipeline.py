@@ -1,0 +1,145 @@
+"""The pipeline, wired once: everything built from ``Settings``, the steps as functions of ``now``.
+
+``mynawatch collect|classify|alerts|report``, the scheduler's jobs (``run``) and the demo all call these
+steps and nothing else, so that what the demo shows is what ``run`` does (miniflux's one ``RefreshFeed``
+for its worker and its UI). Data still flows one way: collect -> store -> classify -> store -> report;
+the stages meet only in the store, and only this module (with the CLI and scheduler on top) knows them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from classifier.jobs import Progress, retag_all, tag_items, tag_trends
+from classifier.model import Classifier
+from collector.fetch import make_client
+from collector.jobs import Collector, SourceOutcome
+from collector.sources import SourceConfig
+from mynawatch.serving import Retrained, classify_model, retrain, served, served_version
+from mynawatch.settings import Settings
+from reports.alerts import Event
+from reports.archive import ReportFiles, write_daily_report
+from reports.jobs import deliver_notifications, evaluate_alerts
+from reports.outbox import Channels, Delivery
+from store.db import make_sessions
+from store.search import index_pending
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Classified:
+    """What one classify step did."""
+
+    items: int
+    trends: int
+    indexed: int
+    model_version: str
+    retrained: Retrained | None = None  # the served model could not be used: retrained first
+
+
+class ServedModel:
+    """The model the store serves, loaded on first use (so collection starts at once) and again whenever
+    the store switched to another version (a retrain here or in another process). One lock keeps a
+    classify and a retrain of this process apart."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self.sessions, self._model, self._lock = sessions, None, threading.Lock()
+
+    def get(self, *, now: datetime, progress: Progress | None = None) -> tuple[Classifier, Retrained | None]:
+        with self._lock:
+            serving, retrained = served(self.sessions), None
+            if self._model is None or (serving is not None and serving.model_version != self._model.version):
+                self._model, retrained = classify_model(self.sessions, now=now, progress=progress)
+            return self._model, retrained
+
+    def retrain(self, *, now: datetime, force: bool = False, progress: Progress | None = None) -> Retrained:
+        with self._lock:
+            result = retrain(self.sessions, now=now, force=force, progress=progress)
+            self._model = result.model
+            return result
+
+
+class Pipeline:
+    """One store, one HTTP client, one collector, one served model and the notification channels, made
+    from ``settings`` once. Close it (or use it as a context manager) to release the client."""
+
+    def __init__(self, settings: Settings, *, client: httpx.Client | None = None):
+        self.settings = settings
+        self.sessions = make_sessions(settings.database_url)
+        self.model = ServedModel(self.sessions)
+        self.channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
+        self._client, self._own_client, self._collector = client, client is None, None
+
+    @property
+    def collector(self) -> Collector:
+        """Built on first use: commands that never fetch never open an HTTP client."""
+        if self._collector is None:
+            if self._client is None:
+                self._client = make_client(self.settings.fetch)
+            self._collector = Collector(self.sessions, self._client, self.settings.fetch, self.settings.collect)
+        return self._collector
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._collector is not None:
+            self._collector.close()
+        if self._client is not None and self._own_client:
+            self._client.close()
+
+    # -- the steps ---------------------------------------------------------------------------------
+
+    def collect(self, *, now: datetime, sources: list[SourceConfig] | None = None,
+                force: bool = False) -> list[SourceOutcome]:
+        """One round over ``sources`` (default: every configured source)."""
+        return self.collector.collect_round(list(self.settings.sources if sources is None else sources),
+                                            now=now, force=force)
+
+    def fetch_articles(self, *, now: datetime) -> dict[str, int]:
+        """The article pages of items the classifier found relevant (when ``[collect] article_pages``)."""
+        return self.collector.fetch_articles(now=now)
+
+    def classify(self, *, now: datetime, everything: bool = False, progress: Progress | None = None) -> Classified:
+        """Tag what the served model has not tagged (``everything``: re-tag all in one transaction), tag
+        the trend terms, and add new items to the search index."""
+        model, retrained = self.model.get(now=now, progress=progress)
+        if everything and not retrained:
+            n = retag_all(self.sessions, model, now=now, progress=progress)
+        else:
+            n = tag_items(self.sessions, model, now=now, progress=progress)
+        trends = tag_trends(self.sessions, model)
+        return Classified(n, trends, index_pending(self.sessions), model.version, retrained)
+
+    def retrain(self, *, now: datetime, force: bool = False, progress: Progress | None = None) -> Retrained:
+        return self.model.retrain(now=now, force=force, progress=progress)
+
+    def check_alerts(self, *, now: datetime, deliver: bool = True) -> list[Event]:
+        """Detect, advance the alert lifecycle and queue notifications (then deliver them, by default)."""
+        s = self.settings
+        return evaluate_alerts(self.sessions, model_version=served_version(self.sessions), now=now, params=s.spikes,
+                               params_for=dict(s.spikes_for), policy=s.alerting, channels=self.channels,
+                               deliver=deliver)
+
+    def deliver(self, *, now: datetime) -> Delivery:
+        """Send what the outbox holds that is due (SMTP or a webhook was down, a sender died mid-claim)."""
+        return deliver_notifications(self.sessions, self.channels, now=now)
+
+    def write_report(self, *, day: date, now: datetime, out_dir: Path | None = None,
+                     send: bool | None = None) -> ReportFiles:
+        """The daily report of the Tokyo day ``day`` (to ``[reports] dir`` unless ``out_dir``)."""
+        s = self.settings
+        return write_daily_report(self.sessions, model_version=served_version(self.sessions), day=day,
+                                  out_dir=out_dir or s.report_dir, smtp=s.smtp,
+                                  send=s.send_digest if send is None else send, now=now)
