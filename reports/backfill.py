@@ -58,6 +58,9 @@ class _Detector:
     def quiet(self, series: str) -> int:
         return self.per_series.get(series, self.params).resolve_after_hours
 
+    def max_gap(self) -> int:
+        return max([self.params.resolve_after_hours] + [p.resolve_after_hours for p in self.per_series.values()])
+
     def gaps(self) -> dict[str, int]:
         return {k: p.resolve_after_hours for k, p in self.per_series.items()}
 
@@ -106,10 +109,15 @@ class _Replay:
         self.silences = store_alerts.silences(session, now=since, include_expired=True)
 
     def known(self, when: datetime) -> list[AlertView]:
-        return [a for a in self.alerts.values() if a.status in OPEN or a.last_seen_at >= when - KNOWN_WINDOW]
+        """What a live evaluation at ``when`` matches against: open alerts and those seen lately; of a store
+        replayed before, not the alerts that begin later (an episode can reach them only across a gap)."""
+        ahead = when + timedelta(hours=self.detector.max_gap())
+        return [a for a in self.alerts.values() if a.started_at <= ahead
+                and (a.status in OPEN or a.last_seen_at >= when - KNOWN_WINDOW)]
 
     def plan(self, episodes: list[Episode], when: datetime, *, notify: bool, extra: tuple[AlertView, ...] = ()):
-        seen = [s for ep in episodes if (s := seen_at(ep, when, self.detector.quiet(ep.series))) is not None]
+        near = [ep for ep in episodes if ep.fired < when and ep.stop > when - RECORD_WINDOW]
+        seen = [s for ep in near if (s := seen_at(ep, when, self.detector.quiet(ep.series))) is not None]
         seen = [ep for ep in seen if ep.stop > when - RECORD_WINDOW]
         plan = plan_alerts(seen, self.known(when), windows=self.windows, silences=self.silences, now=when,
                            policy=self.policy, gap_for=self.detector.gaps(),
