@@ -24,7 +24,7 @@ REPOST_REACH = timedelta(days=7)  # reposts in a bin count for originals publish
 def _bin(session: Session, column, seconds: int):
     """Seconds since the epoch of the start of ``column``'s bin."""
     if session.get_bind().dialect.name == "sqlite":
-        return (cast(func.strftime("%s", column), Integer) / seconds) * seconds
+        return (cast(func.strftime("%s", column), Integer) // seconds) * seconds
     return func.floor(func.extract("epoch", column) / seconds) * seconds
 
 
