@@ -22,7 +22,8 @@ _SQLITE = {13: "full", 8: "read-only", 3: "read-only", 14: "cannot-open", 10: "i
 _ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EFBIG: "full", errno.EROFS: "read-only",
           errno.EACCES: "not-allowed", errno.EPERM: "not-allowed", errno.EIO: "io", errno.ENOENT: "missing",
           errno.ENOTDIR: "not-a-folder", errno.EEXIST: "not-a-folder", errno.EISDIR: "a-folder"}
-_SQLSTATE = {"53100": "full", "25006": "read-only"}  # PostgreSQL: disk_full, read_only_sql_transaction
+_SQLSTATE = {"53100": "full", "25006": "read-only",  # PostgreSQL: disk_full, read_only_sql_transaction,
+             "57P01": "unreachable", "57P02": "unreachable", "57P03": "unreachable", "3D000": "unreachable"}  # gone
 
 _STORE_LINES = {
     "full": "the disk holding the store {where} is full ({detail}): free some space there and run the command "
@@ -39,6 +40,9 @@ _STORE_LINES = {
                "latest copy made by `mynawatch db backup`",
     "busy": "the store {where} stayed locked by another process ({detail}): run the command again when that one "
             "is done",
+    "unreachable": "cannot reach the PostgreSQL store {where} ({detail}): check that the server runs and accepts "
+                   "connections (pg_isready), that the database exists and [store] url names it, then run the command "
+                   "again (an unfinished write was rolled back)",
 }
 _FILE_LINES = {
     "full": "no room to write {where} ({detail}): the disk is full or a file-size limit was reached; free some "
@@ -87,6 +91,9 @@ def store_trouble(exc: BaseException | None) -> tuple[str, str] | None:
         state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
         if isinstance(state, str) and state in _SQLSTATE:
             return _SQLSTATE[state], one_line(str(e).splitlines()[0] if str(e) else state)
+        if type(e).__module__.startswith("psycopg") and type(e).__name__ == "OperationalError" and (
+                state is None or state.startswith("08")):  # no connection, or it was lost
+            return "unreachable", one_line(str(e).strip().splitlines()[0] if str(e).strip() else "connection lost")
     return None
 
 

@@ -204,3 +204,30 @@ def test_db_upgrade_and_search_and_sources_commands_on_postgresql(pg_cli, capsys
     assert "src-feed" in capsys.readouterr().out
     assert main(["sql", "SELECT day, service, items FROM daily_service_counts ORDER BY 1, 2", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("day,service,items\n2024-10-0")
+
+
+def test_a_store_that_cannot_be_reached_is_one_line(tmp_path, monkeypatch, capsys):
+    import pg
+
+    pg.require_server()
+    for url in ("postgresql+psycopg://postgres@127.0.0.1:1/mynawatch", pg.ADMIN_URL.rsplit("/", 1)[0] + "/no_such_db_mw"):
+        (tmp_path / "mynawatch.toml").write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
+        monkeypatch.chdir(tmp_path)
+        for command in (["sources"], ["collect"], ["search", "障害"], ["db", "check"]):
+            assert main(command) == 1, command
+            err = capsys.readouterr().err
+            assert err.startswith("mynawatch: cannot reach the PostgreSQL store") and len(err.splitlines()) == 1, err
+            assert "Traceback" not in err
+
+
+def test_sessions_reconnect_after_the_server_drops_them(pg_store_url):
+    import pg
+
+    sessions = make_sessions(pg_store_url)
+    with sessions.begin() as s:
+        assert s.execute(text("SELECT count(*) FROM items")).scalar() == 0
+    pg._admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_store_url.rsplit('/', 1)[1]}' "
+              "AND pid <> pg_backend_pid()")  # a restart, a failover, an idle timeout
+    with sessions.begin() as s:  # the pool checks its connection before use and opens a new one
+        assert s.execute(text("SELECT count(*) FROM items")).scalar() == 0
+    sessions.kw["bind"].dispose()
