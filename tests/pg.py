@@ -47,8 +47,8 @@ def require_server() -> None:
 
 def summary_line(stats: dict) -> str | None:
     """The one line a test session ends with when its PostgreSQL half was skipped."""
-    if unavailable.cache_info().currsize == 0 or unavailable() is None:
-        return None
+    if REQUIRED or unavailable.cache_info().currsize == 0 or unavailable() is None:
+        return None  # required: each test failed with the reason already
     n = sum(1 for r in stats.get("skipped", []) if "PostgreSQL:" in str(getattr(r, "longrepr", "")))
     return (f"PostgreSQL half skipped ({n} tests): {unavailable()}; set MYNAWATCH_TEST_POSTGRES_URL to a server, "
             "or MYNAWATCH_TEST_POSTGRES=required to make this a failure")
