@@ -58,27 +58,22 @@ def _since(text: str | None) -> datetime | None:
 
 def cmd_incidents(args) -> int:
     from mynawatch.cli import UserError, _settings
-    from mynawatch.serving import served_version
-    from reports.incidents import recompute_incidents
+    from mynawatch.pipeline import Pipeline
     from reports.timeline import build_timeline
     from store import incidents as store_incidents
     from store.clock import now as clock_now
-    from store.db import make_sessions
 
     settings = _settings(args)
     try:
         since = _since(getattr(args, "since", None))
     except IncidentsError as exc:
         raise UserError(str(exc)) from None
-    sessions = make_sessions(settings.database_url)
-    if args.action == "recompute":
-        version = served_version(sessions)
-        with sessions.begin() as session:
-            found = recompute_incidents(session, model_version=version, now=clock_now(), params=settings.spikes,
-                                        params_for=dict(settings.spikes_for), policy=settings.incidents,
-                                        official_sources=official_sources(settings), since=since)
-        print(f"{len(found)} incident(s) derived from the store" + (f" since {shown(since)}" if since else ""))
-        return 0
+    with Pipeline(settings) as pipeline:
+        sessions = pipeline.sessions
+        if args.action == "recompute":
+            found = pipeline.recompute_incidents(now=clock_now(), since=since, everything=since is None)
+            print(f"{len(found)} incident(s) derived from the store" + (f" since {shown(since)}" if since else ""))
+            return 0
     with sessions.begin() as session:
         if args.action == "list":
             print(render_list(store_incidents.incidents_between(session, since), args.format), end="")
@@ -89,10 +84,6 @@ def cmd_incidents(args) -> int:
         timeline = build_timeline(incident, store_incidents.timeline_rows(session, incident.id))
     print(render_show(timeline, args.format), end="")
     return 0
-
-
-def official_sources(settings) -> frozenset[str]:
-    return frozenset(s.name for s in settings.sources if s.official)
 
 
 def _time(when: datetime | None) -> str | None:
@@ -207,9 +198,8 @@ def cmd_monthly_report(args, settings) -> int:
     from pathlib import Path
 
     from mynawatch.cli import UserError
-    from mynawatch.serving import served_version
-    from reports.monthly import MonthError, parse_month, write_monthly_report
-    from store.db import make_sessions
+    from mynawatch.pipeline import Pipeline
+    from reports.monthly import MonthError, parse_month
 
     if args.date or args.send:
         raise UserError("--month writes the monthly summary: leave out --date and --send")
@@ -217,9 +207,8 @@ def cmd_monthly_report(args, settings) -> int:
         month = parse_month(args.month)
     except MonthError as exc:
         raise UserError(str(exc)) from None
-    sessions = make_sessions(settings.database_url)
-    paths = write_monthly_report(sessions, model_version=served_version(sessions), month=month,
-                                 out_dir=Path(args.out) if args.out else settings.report_dir)
+    with Pipeline(settings) as pipeline:  # a full or read-only folder: main() names it
+        paths = pipeline.write_monthly_report(month=month, out_dir=Path(args.out) if args.out else None)
     for kind, path in paths.items():
         print(f"{kind:9} {path}")
     return 0

@@ -43,6 +43,7 @@ from store.alerts import AlertView
 from store.incidents import Incident, IncidentEntry, incident_id
 from store.records import TROUBLE_CAUSES, Cause, LabeledItem, Sentiment
 
+INCIDENT_DAYS = 14  # what `run` recomputes each time: incidents that started this recently (older ones stay)
 MAX_LEAD = timedelta(hours=12)  # the first trouble report is looked for at most this long before the first flagged hour
 
 
@@ -262,9 +263,12 @@ def recompute_incidents(session: Session, *, model_version: str, now: datetime, 
     days = max([params.baseline_days] + [p.baseline_days for p in params_for.values()])
     detect_from = first if since is None else max(first, since - timedelta(days=days + 2))
     detect_from = floor_hour(detect_from)
-    series = {f"trouble:{s}": hours for s, hours in q.trouble_series(session, model_version, detect_from, now).items()}
+    # past the newest item every series is quiet: an episode open then has ended a few hours later
+    quiet = max([params.resolve_after_hours] + [p.resolve_after_hours for p in params_for.values()]) + 2
+    until = min(now, floor_hour(store_incidents.last_item_at(session)) + quiet * HOUR)
+    series = {f"trouble:{s}": hours for s, hours in q.trouble_series(session, model_version, detect_from, until).items()}
     per_series = {f"trouble:{s}": p for s, p in params_for.items()}
-    episodes = detect_spikes(series, start=detect_from, now=now, params=params, params_for=per_series, warm_from=first)
+    episodes = detect_spikes(series, start=detect_from, now=until, params=params, params_for=per_series, warm_from=first)
     alerts = store_alerts.alerts_between(session, detect_from, now)
     gap = timedelta(hours=params.resolve_after_hours)
     clusters = cluster_spans(spans_of(episodes, alerts), gap=gap, followup=timedelta(hours=policy.followup_hours))

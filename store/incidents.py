@@ -247,3 +247,8 @@ def timeline_rows(session: Session, incident_id_: str) -> list[TimelineRow]:
         .columns(published_at=UTCDateTime()), {"id": incident_id_})
     return [TimelineRow(r[0], r[1], bool(r[2]), r[3], r[4] or "", r[5] or "", r[6] or "", r[7], r[8] or "",
                         _split(r[9]), r[10] or "none", r[11]) for r in rows]
+
+
+def last_item_at(session: Session) -> datetime | None:
+    """When the store's newest item was published: past it every signal is quiet."""
+    return session.scalar(select(func.max(Item.published_at)))
