@@ -8,6 +8,7 @@ serves (table served_model); items the relevance gate set aside count as irrelev
 from __future__ import annotations
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 VIEWS: dict[str, str] = {
     "item_labels_current": """
@@ -91,8 +92,14 @@ def create_views(connection, dialect_name: str) -> None:
     from store.dialect import dialect_for
 
     words = dialect_for(connection).view_words()
-    if dialect_name == "sqlite":
-        drop_views(connection)
+    if dialect_name != "sqlite":
+        try:
+            with connection.begin_nested():
+                for name, body in VIEWS.items():
+                    connection.execute(text(f"CREATE OR REPLACE VIEW {name} AS {body.format(**words)}"))
+            return
+        except DBAPIError:  # a view's columns changed (PostgreSQL replaces only when they stay): make them anew
+            pass
+    drop_views(connection)
     for name, body in VIEWS.items():
-        create = "CREATE VIEW" if dialect_name == "sqlite" else "CREATE OR REPLACE VIEW"
-        connection.execute(text(f"{create} {name} AS {body.format(**words)}"))
+        connection.execute(text(f"CREATE VIEW {name} AS {body.format(**words)}"))
