@@ -300,6 +300,14 @@ class SQLite:
             WHERE id > (SELECT coalesce(max(rowid), 0) FROM items_fts) ORDER BY id LIMIT :limit"""),
             {"limit": limit}).rowcount
 
+    def lock_rows(self, of: str, *, skip_locked: bool) -> str:
+        """What a SELECT ends with to lock the rows it reads (store/work.py): nothing, one writer holds the store."""
+        return ""
+
+    def try_lock(self, connection, key: tuple[int, int]) -> bool:
+        """Take a lock held for the connection's life: always granted, one `run` per SQLite store (run_lock)."""
+        return True
+
     def pending_count(self, connection) -> int:
         """Items waiting for ``index_pending``."""
         return connection.execute(text(
@@ -525,6 +533,15 @@ class PostgreSQL:
                                [{"id": i, "doc": tsvector_text(title, summary)} for i, title, summary in rows])
         return len(rows)
 
+    def lock_rows(self, of: str, *, skip_locked: bool) -> str:
+        """What a SELECT ends with to lock the rows of ``of`` it reads: those another transaction holds are
+        skipped (claiming work) or waited for."""
+        return f" FOR UPDATE OF {of}" + (" SKIP LOCKED" if skip_locked else "")
+
+    def try_lock(self, connection, key: tuple[int, int]) -> bool:
+        """A session-level advisory lock, held until released or the connection ends (its process dies)."""
+        return bool(connection.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": key[0], "b": key[1]}).scalar())
+
     def pending_count(self, connection) -> int:
         return connection.execute(text("SELECT count(*) FROM items i WHERE NOT EXISTS "
                                        "(SELECT 1 FROM items_fts f WHERE f.item_id = i.id)")).scalar()
@@ -559,7 +576,7 @@ class PostgreSQL:
         timeout of ``seconds``. When the store's user may read or run files on the server (a superuser, or a
         member of pg_read_server_files and the like), the statement runs as the role READER_ROLE, which can
         only read (pg_read_all_data): connected as that role where the server lets it log in without a
-        password, else switched to with SET ROLE. ``memory_bytes`` caps temporary files where allowed."""
+        password, else switched to with SET ROLE. ``memory_bytes`` caps that role's temporary files."""
         import psycopg
 
         conn = psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10)
@@ -568,11 +585,10 @@ class PostgreSQL:
                 "SELECT rolsuper OR " + " OR ".join(f"pg_has_role(current_user, '{r}', 'USAGE')" for r in _SERVER_FILE_ROLES)
                 + " FROM pg_roles WHERE rolname = current_user").fetchone()
             if privileged and privileged[0]:
-                conn = _reader_connection(conn, url)
+                conn = _reader_connection(conn, url, memory_bytes)
             if seconds is not None:
                 conn.execute(f"SET statement_timeout = {max(1, int(seconds * 1000))}")
             conn.execute("SET default_transaction_read_only = on")
-            conn.execute("SET idle_in_transaction_session_timeout = 0")
         except BaseException:
             conn.close()
             raise
@@ -647,7 +663,7 @@ def _orphans(connection, metadata) -> list[str]:
     return problems
 
 
-def _reader_connection(conn, url: str):
+def _reader_connection(conn, url: str, memory_bytes: int | None = None):
     """A connection that runs as READER_ROLE (made here when missing: no password, no rights but those of
     pg_read_all_data): logged in as it where the server allows that, else the store's user with SET ROLE."""
     import psycopg
@@ -663,6 +679,8 @@ def _reader_connection(conn, url: str):
                     pass
             conn.execute(f"ALTER ROLE {READER_ROLE} INHERIT")
             conn.execute(f"GRANT pg_read_all_data TO {READER_ROLE}")
+            if memory_bytes:  # temporary files of a sort or hash that does not fit in memory (superusers only)
+                conn.execute(f"ALTER ROLE {READER_ROLE} SET temp_file_limit = '{int(memory_bytes) // 1024}kB'")
         except psycopg.Error as exc:
             conn.close()
             raise ReadOnlyRefused(f"the store's user may read server files, and a read-only role {READER_ROLE} "
@@ -672,6 +690,11 @@ def _reader_connection(conn, url: str):
         reader = psycopg.connect(make_url(libpq_url(url)).set(username=READER_ROLE, password=None)
                                  .render_as_string(hide_password=False), autocommit=True, connect_timeout=10)
     except psycopg.Error:  # the server wants a password for it: switch roles in this session instead
+        if memory_bytes:
+            try:
+                conn.execute(f"SET temp_file_limit = '{int(memory_bytes) // 1024}kB'")
+            except psycopg.Error:  # only a superuser may
+                pass
         conn.execute(f"SET ROLE {READER_ROLE}")
         return conn
     conn.close()
