@@ -54,6 +54,12 @@ class Evidence:
     link: str = ""  # the configured base URL, filled in for this alert
 
 
+def figure(value: float) -> str:
+    """An expected count for people: two decimals under 10 (``0.42``, ``1.3``), one above, no trailing zeros."""
+    text = f"{value:.2f}" if value < 10 else f"{value:.1f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def span(a: AlertView) -> tuple[datetime, datetime]:
     """The alert's hours as [start, end) in UTC."""
     return a.started_at, a.resolved_at or a.last_seen_at + HOUR

@@ -14,7 +14,7 @@ from html import escape
 
 from collector.deadline import Deadline, deadline
 from reports.daily import DailyReport
-from reports.evidence import Evidence
+from reports.evidence import Evidence, figure
 from reports.notices import STATUS_NAMES, display_name
 from reports.rendering import FONT, render_html, render_text
 from store.alerts import AlertView
@@ -86,10 +86,6 @@ def alert_subject(service: str, events: list[tuple[str, AlertView]]) -> str:
 FOOTER = "mynawatch のアラートです。時刻は日本時間（+09:00）。"
 
 
-def _n(value: float) -> str:
-    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
-
-
 def alert_facts(kind: str, a: AlertView, ev: Evidence) -> tuple[str, list[tuple[str, str]]]:
     """The heading and the (label, value) lines of one event: span, counts against the baseline, cause,
     incident. Every time is Tokyo time with its offset."""
@@ -98,9 +94,9 @@ def alert_facts(kind: str, a: AlertView, ev: Evidence) -> tuple[str, list[tuple[
         return f"[{EVENT_NAMES[kind]}] 情報収集の停止", [("期間", f"{shown(a.started_at)} 以降取得なし（{state}）")]
     end = f" 〜 {shown(a.resolved_at)}" if a.resolved_at else " 〜"
     facts = [("期間", f"{shown(a.started_at)}{end}（{state}）")]
-    peak = f"ピーク {a.peak_count} 件/時" + (f"（平常 {_n(a.peak_expected)} 件/時）" if a.peak_expected is not None else "")
+    peak = f"ピーク {a.peak_count} 件/時" + (f"（平常 {figure(a.peak_expected)} 件/時）" if a.peak_expected is not None else "")
     if a.total_count is not None:
-        peak += f"、期間計 {a.total_count} 件" + (f"（平常 {_n(a.total_expected)} 件）" if a.total_expected is not None else "")
+        peak += f"、期間計 {a.total_count} 件" + (f"（平常 {figure(a.total_expected)} 件）" if a.total_expected is not None else "")
     facts.append(("件数", f"{peak}、スコア {a.score:.1f}"))
     if ev.cause is not None:
         facts.append(("主な原因", ev.cause.display))

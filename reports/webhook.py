@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import httpx
 
 from collector.deadline import deadline, deadline_transport
-from reports.evidence import Evidence
+from reports.evidence import Evidence, figure
 from reports.notices import alert_summary, display_name
 from store.alerts import AlertView
 from store.clean import one_line
@@ -52,19 +52,15 @@ def fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
-
-
 def describe(a: AlertView, ev: Evidence) -> str:
     """The ``description``: counts against the baseline, cause, incident and the top stories, in one
     paragraph. Times in UTC with ``Z``, like every time of the payload."""
     if a.series == "nodata":
         return f"{_rfc3339(a.started_at)} 以降、どの情報源からも取得できていません。" + (f" {one_line(a.note)}" if a.note else "")
     parts = [f"{display_name(a.service)}: ピーク {a.peak_count} 件/時"
-             + (f"（平常 {_num(a.peak_expected)} 件/時）" if a.peak_expected is not None else "")
+             + (f"（平常 {figure(a.peak_expected)} 件/時）" if a.peak_expected is not None else "")
              + (f"、期間計 {a.total_count} 件" if a.total_count is not None else "")
-             + (f"（平常 {_num(a.total_expected)} 件）" if a.total_expected is not None else "")
+             + (f"（平常 {figure(a.total_expected)} 件）" if a.total_expected is not None else "")
              + f"、{_rfc3339(a.started_at)} から。"]
     if ev.cause is not None:
         parts.append(f"主な原因: {ev.cause.display}。")
@@ -84,11 +80,11 @@ def describe(a: AlertView, ev: Evidence) -> str:
 def _evidence_annotations(a: AlertView, ev: Evidence) -> dict[str, str]:
     out = {"service_name": display_name(a.service)}
     if a.peak_expected is not None:
-        out["peak_expected"] = _num(a.peak_expected)
+        out["peak_expected"] = figure(a.peak_expected)
     if a.total_count is not None:
         out["total_count"] = str(a.total_count)
     if a.total_expected is not None:
-        out["total_expected"] = _num(a.total_expected)
+        out["total_expected"] = figure(a.total_expected)
     if ev.cause is not None:
         out["cause"], out["cause_name"] = str(ev.cause), ev.cause.display
     for n, h in enumerate(ev.headlines, 1):

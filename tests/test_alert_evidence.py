@@ -17,6 +17,7 @@ from test_reports_data import MODEL, Row, add_items
 from test_webhook import Receiver
 
 from reports.alerts import AlertPolicy, dedup_key
+from reports.evidence import figure
 from reports.incidents import recompute_incidents
 from reports.jobs import evaluate_alerts
 from reports.mail import SmtpSettings
@@ -94,7 +95,7 @@ def test_the_alert_email_carries_counts_headlines_cause_incident_and_link(store)
     text = msg.get_body(("plain",)).get_content()
     alert = events[0].alert
     assert alert.peak_expected is not None and alert.peak_expected < 1 and alert.total_count == 7  # 6 stories at 9, A again at 10
-    assert f"ピーク {alert.peak_count} 件/時（平常 {alert.peak_expected:.1f} 件/時）" in text
+    assert f"ピーク {alert.peak_count} 件/時（平常 {figure(alert.peak_expected)} 件/時）" in text
     assert f"期間計 {alert.total_count} 件（平常 " in text
     assert "主な原因: アクセス集中" in text  # cause "load", most of the stories
     heads = re.findall(r"^    (\d)\. (.+)$", text, re.M)
@@ -149,6 +150,10 @@ def test_without_incidents_or_base_url_the_notice_still_goes(store):
     assert "インシデント" not in msg.get_body(("plain",)).get_content()
     assert "incident" not in body["alerts"][0]["annotations"]
     assert "マイナポータルに接続できず" in msg.get_body(("plain",)).get_content()
+
+
+def test_expected_counts_read_the_same_in_email_and_webhook():
+    assert [figure(v) for v in (0.0, 0.042, 0.42, 1.3, 9.999, 12.34, 120.0)] == ["0", "0.04", "0.42", "1.3", "10", "12.3", "120"]
 
 
 def test_dedup_keys_are_utc_whatever_zone_the_hour_comes_in():
