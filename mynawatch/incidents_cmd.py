@@ -21,8 +21,13 @@ BAR = "█"
 MOMENT_NAMES = {"first": "first report", "official": "acknowledged", "recovery": "recovered"}
 
 
-def register_incidents(sub) -> None:
-    """Add `incidents` and its actions to the command line's subparsers."""
+def register_incidents(sub, *, load_settings, user_error: type[Exception]) -> None:
+    """Add `incidents` and its actions to the command line's subparsers. ``load_settings(args)`` and
+    ``user_error`` (printed as one line, status 2) come from the command line, which this module never imports."""
+
+    def run(args) -> int:
+        return cmd_incidents(args, settings=load_settings(args), user_error=user_error)
+
     p = sub.add_parser("incidents", help="incidents: the trouble of services over time, from the first report to "
                                          "the official acknowledgement and recovery")
     a = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -31,16 +36,16 @@ def register_incidents(sub) -> None:
                                    "an offset is given), e.g. 2024-10-01")
     c.add_argument("--format", choices=("text", "json", "csv"), default="text",
                    help="text (default), json (one JSON document) or csv")
-    c.set_defaults(func=cmd_incidents)
+    c.set_defaults(func=run)
     c = a.add_parser("show", help="one incident's timeline: hourly trouble per service, first report, "
                                   "official acknowledgement, recovery, items")
     c.add_argument("id", help="the incident's id, as `incidents list` shows it")
     c.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
-    c.set_defaults(func=cmd_incidents)
+    c.set_defaults(func=run)
     c = a.add_parser("recompute", help="derive the incidents from the store again (what `run` does after each "
                                        "alert evaluation)")
     c.add_argument("--since", help="only incidents starting at or after this day or time (default: all)")
-    c.set_defaults(func=cmd_incidents)
+    c.set_defaults(func=run)
 
 
 class IncidentsError(ValueError):
@@ -56,18 +61,16 @@ def _since(text: str | None) -> datetime | None:
         raise IncidentsError(f"--since {text!r}: expected a day (2024-10-01) or a time (2024-10-01T09:00)") from None
 
 
-def cmd_incidents(args) -> int:
-    from mynawatch.cli import UserError, _settings
+def cmd_incidents(args, *, settings, user_error: type[Exception]) -> int:
     from mynawatch.pipeline import Pipeline
     from reports.timeline import build_timeline
     from store import incidents as store_incidents
     from store.clock import now as clock_now
 
-    settings = _settings(args)
     try:
         since = _since(getattr(args, "since", None))
     except IncidentsError as exc:
-        raise UserError(str(exc)) from None
+        raise user_error(str(exc)) from None
     with Pipeline(settings) as pipeline:
         sessions = pipeline.sessions
         if args.action == "recompute":
@@ -80,7 +83,7 @@ def cmd_incidents(args) -> int:
             return 0
         incident = store_incidents.get_incident(session, args.id)
         if incident is None:
-            raise UserError(f"no incident {one_line(args.id)!r} in the store (`mynawatch incidents list` shows the ids)")
+            raise user_error(f"no incident {one_line(args.id)!r} in the store (`mynawatch incidents list` shows the ids)")
         timeline = build_timeline(incident, store_incidents.timeline_rows(session, incident.id))
     print(render_show(timeline, args.format), end="")
     return 0
@@ -193,20 +196,19 @@ def _bars(t: Timeline) -> list[str]:
     return out
 
 
-def cmd_monthly_report(args, settings) -> int:
+def cmd_monthly_report(args, settings, *, user_error: type[Exception]) -> int:
     """`mynawatch report --month YYYY-MM`: the monthly summary into the report folder (or --out)."""
     from pathlib import Path
 
-    from mynawatch.cli import UserError
     from mynawatch.pipeline import Pipeline
     from reports.monthly import MonthError, parse_month
 
     if args.date or args.send:
-        raise UserError("--month writes the monthly summary: leave out --date and --send")
+        raise user_error("--month writes the monthly summary: leave out --date and --send")
     try:
         month = parse_month(args.month)
     except MonthError as exc:
-        raise UserError(str(exc)) from None
+        raise user_error(str(exc)) from None
     with Pipeline(settings) as pipeline:  # a full or read-only folder: main() names it
         paths = pipeline.write_monthly_report(month=month, out_dir=Path(args.out) if args.out else None)
     for kind, path in paths.items():

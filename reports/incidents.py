@@ -20,7 +20,7 @@ rows that did not change untouched (so recomputing twice changes nothing).
   a page on an official domain such as ``go.jp`` or ``lg.jp``).
 - **Recovery**: the first recovery report (official or not): a relevant item about the incident's
   services that is positive with a failure cause, or not negative and with a recovery word of the
-  classifier's lexicon, confirmed by the next ``confirm_hours``: recovery stories outnumber trouble
+  classifier's lexicon (``recovery_words``, handed in by the pipeline), confirmed by the next ``confirm_hours``: recovery stories outnumber trouble
   stories there (a patient who got through once mid-outage is not the recovery).
 """
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -135,24 +134,18 @@ def is_trouble(item: LabeledItem) -> bool:
     return item.label.cause in TROUBLE_CAUSES and item.label.sentiment != Sentiment.POSITIVE
 
 
-@lru_cache(maxsize=1)
-def recovery_words() -> tuple[str, ...]:
-    from classifier.rules import RULES  # the classifier's own lexicon: no second vocabulary
-
-    return tuple(RULES["pos:recovery"])
+def _has_recovery_word(item: LabeledItem, words: tuple[str, ...]) -> bool:
+    return any(w in item.title for w in words)
 
 
-def _has_recovery_word(item: LabeledItem) -> bool:
-    return any(w in item.title for w in recovery_words())
-
-
-def is_recovery(item: LabeledItem) -> bool:
-    """A recovery report: positive with a failure cause, or not negative with a recovery word."""
+def is_recovery(item: LabeledItem, words: tuple[str, ...] = ()) -> bool:
+    """A recovery report: positive with a failure cause, or not negative with one of ``words`` (the
+    classifier's recovery lexicon, handed in by the composition root)."""
     if item.label.cause == Cause.MAINTENANCE:
         return False
     if item.label.sentiment == Sentiment.POSITIVE and item.label.cause in TROUBLE_CAUSES:
         return True
-    return item.label.sentiment != Sentiment.NEGATIVE and _has_recovery_word(item)
+    return item.label.sentiment != Sentiment.NEGATIVE and _has_recovery_word(item, words)
 
 
 def is_official(item: LabeledItem, source: str, *, official_sources: frozenset[str], domains: tuple[str, ...]) -> bool:
@@ -194,16 +187,17 @@ def _first_report(start: datetime, trouble: list[LabeledItem], gap: timedelta) -
     return lo
 
 
-def _confirmed(candidate: LabeledItem, items: list[LabeledItem], window: timedelta) -> bool:
+def _confirmed(candidate: LabeledItem, items: list[LabeledItem], window: timedelta, words: tuple[str, ...]) -> bool:
     later = [i for i in items if candidate.published <= i.published < candidate.published + window]
-    recovered = {i.story_id for i in later if is_recovery(i)}
-    troubled = {i.story_id for i in later if is_trouble(i) and not _has_recovery_word(i)} - recovered
+    recovered = {i.story_id for i in later if is_recovery(i, words)}
+    troubled = {i.story_id for i in later if is_trouble(i) and not _has_recovery_word(i, words)} - recovered
     return len(recovered) > len(troubled)
 
 
 def build_incident(cluster: Cluster, items: list[LabeledItem], sources: dict[int, str], *, policy: IncidentPolicy,
                    official_sources: frozenset[str], min_count: dict[str, int], gap: timedelta,
-                   until: datetime, now: datetime) -> tuple[Incident, list[IncidentEntry]] | None:
+                   until: datetime, now: datetime,
+                   recovery_words: tuple[str, ...] = ()) -> tuple[Incident, list[IncidentEntry]] | None:
     """One incident from a cluster and the relevant items around it (published before ``until``: the next
     incident of these services, or now). None when no trouble report of its services is found."""
     members = members_of(cluster, items, min_count=min_count)
@@ -231,10 +225,11 @@ def build_incident(cluster: Cluster, items: list[LabeledItem], sources: dict[int
     official = {i.item_id for i in mine if is_official(i, sources.get(i.item_id, ""), official_sources=official_sources,
                                                        domains=policy.official_domains)}
     window = timedelta(hours=policy.confirm_hours)
-    recovery = next((i for i in mine if is_recovery(i) and _confirmed(i, mine, window)), None)
+    words = recovery_words
+    recovery = next((i for i in mine if is_recovery(i, words) and _confirmed(i, mine, window, words)), None)
     ack = next((i for i in mine if i.item_id in official), None)
     trouble_ids = {i.item_id for i in trouble}
-    entries = [IncidentEntry(i.item_id, "trouble" if i.item_id in trouble_ids else "recovery" if is_recovery(i)
+    entries = [IncidentEntry(i.item_id, "trouble" if i.item_id in trouble_ids else "recovery" if is_recovery(i, words)
                              else "followup", i.item_id in official) for i in mine]
     alerts = sorted({a for s in cluster.spans for a in s.alerts} | {a for f in cluster.followups for s in f.spans for a in s.alerts})
     services = tuple(sorted(members))
@@ -251,7 +246,7 @@ def build_incident(cluster: Cluster, items: list[LabeledItem], sources: dict[int
 
 def recompute_incidents(session: Session, *, model_version: str, now: datetime, params: SpikeParams = SpikeParams(),
                         params_for: dict[str, SpikeParams] | None = None, policy: IncidentPolicy = IncidentPolicy(),
-                        official_sources: frozenset[str] = frozenset(),
+                        official_sources: frozenset[str] = frozenset(), recovery_words: tuple[str, ...] = (),
                         since: datetime | None = None) -> list[Incident]:
     """Derive the incidents from the store and save them: those starting at or after ``since`` (every one when
     None) become exactly what the store now says. Returns the incidents derived."""
@@ -283,7 +278,7 @@ def recompute_incidents(session: Session, *, model_version: str, now: datetime, 
         items = q.relevant_items(session, model_version, lo, hi)
         sources = store_incidents.sources_of(session, [i.item_id for i in items])
         one = build_incident(cluster, items, sources, policy=policy, official_sources=official_sources,
-                             min_count=min_count, gap=gap, until=until, now=now)
+                             min_count=min_count, gap=gap, until=until, now=now, recovery_words=recovery_words)
         if one is not None:
             built.append(one)
     store_incidents.save_incidents(session, built, since=since)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from classifier.rules import RULES
 from reports.incidents import (IncidentPolicy, Span, build_incident, cluster_spans, is_official, is_recovery,
                                members_of)
 from reports.timeline import build_timeline, duration_ja, headline, timeline_html, timeline_text
@@ -13,6 +14,7 @@ from store.records import Cause, Label, LabeledItem, Sentiment, Service
 T0 = datetime(2024, 10, 1, 23, tzinfo=timezone.utc)  # 2024-10-02 08:00 in Tokyo
 H = timedelta(hours=1)
 GAP, FOLLOWUP = 3 * H, 24 * H
+WORDS = tuple(RULES["pos:recovery"])  # what the pipeline hands in
 
 
 def item(n: int, minutes: int, services: str, cause: str = "load", sentiment: str = "negative", *, story: int | None = None,
@@ -25,7 +27,7 @@ def build(spans, items, sources=None, *, official=frozenset(), now=T0 + 48 * H):
     [cluster] = cluster_spans(spans, gap=GAP, followup=FOLLOWUP)
     return build_incident(cluster, items, sources or {}, policy=IncidentPolicy(), official_sources=official,
                           min_count={"portal": 3, "health_insurance": 3, "card": 3, "certificate": 3},
-                          gap=GAP, until=now, now=now)
+                          gap=GAP, until=now, now=now, recovery_words=WORDS)
 
 
 def test_a_service_named_only_beside_the_lead_is_a_co_mention_not_a_member():
@@ -78,9 +80,11 @@ def test_recovery_is_the_first_report_that_recovery_stories_outnumber_and_offici
 
 def test_an_official_source_acknowledges_and_a_negative_recovery_word_is_not_a_recovery():
     it = item(1, 0, "portal", title="午後も復旧せず")
-    assert not is_recovery(it)
-    assert is_recovery(item(2, 0, "portal", "unknown", "positive", title="電子証明書システムが復旧"))
-    assert not is_recovery(item(3, 0, "portal", "maintenance", "positive", title="メンテナンス終了、再開"))
+    assert not is_recovery(it, WORDS)
+    assert is_recovery(item(2, 0, "portal", "unknown", "positive", title="電子証明書システムが復旧"), WORDS)
+    assert is_recovery(item(7, 0, "portal", "unknown", "neutral", title="午後1時ごろ復旧"), WORDS)
+    assert not is_recovery(item(8, 0, "portal", "unknown", "neutral", title="午後1時ごろ復旧"))  # no words given
+    assert not is_recovery(item(3, 0, "portal", "maintenance", "positive", title="メンテナンス終了、再開"), WORDS)
     kw = {"official_sources": frozenset({"sakura-city"}), "domains": ("go.jp", "lg.jp")}
     assert is_official(it, "sakura-city", **kw)
     assert is_official(item(4, 0, "portal", url="https://www.city.kitaura.lg.jp/x.html"), "hatena", **kw)
