@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collector.stories import StoryIndex  # noqa: E402
 from collector.streams.config import StreamConfig  # noqa: E402
 from collector.streams.intake import Intake  # noqa: E402
 from collector.streams.save import save_batch  # noqa: E402
@@ -46,8 +47,9 @@ JAPANESE = ["今日は雨なので家でのんびりしてる", "マイナスイ
 RELEVANT = ["マイナ保険証が読み取れなかった", "マイナポータルにつながらない", "マイナンバーカードの更新に行ってきた"]
 
 
-def frames(seed: int = 15):
-    """An endless Jetstream-shaped replay (strings, as they come off the socket)."""
+def frames(seed: int = 15, relevant: float = 0.001):
+    """An endless Jetstream-shaped replay (strings, as they come off the socket); ``relevant``: the share of
+    Japanese posts about the systems among new posts."""
     rng = random.Random(seed)
     posts: list[str] = []
     n, t = 0, START_US
@@ -60,7 +62,7 @@ def frames(seed: int = 15):
             p = rng.random()
             if p < 0.8:
                 text, langs = rng.choice(FOREIGN), ["en"]
-            elif p < 0.999:
+            elif p < 1 - relevant:
                 text, langs = rng.choice(JAPANESE), ["ja"]
             else:
                 text, langs = rng.choice(RELEVANT), ["ja"]
@@ -120,31 +122,32 @@ def report(name: str, messages: int, kept: int, seconds: float, samples: list[fl
         print("  RSS over the run: " + " ".join(f"{s:.0f}" for s in samples[::step]))
 
 
-def direct(seconds: float, folder: Path) -> None:
+def direct(seconds: float, folder: Path, relevant: float) -> None:
     config = StreamConfig(name="bench", endpoint="wss://jetstream.example/subscribe")
     sessions = make_sessions(f"sqlite:///{folder / 'direct.sqlite'}")
     with sessions.begin() as s:
         source_id = store_streams.register_stream(s, name="bench", url=config.endpoint, kind="jetstream",
                                                   now=clock.now())
-    intake, sampler = Intake(config), Sampler()
+    intake, sampler, stories = Intake(config), Sampler(), StoryIndex()
     messages = kept = 0
     sampler.start()
     started = time.perf_counter()
     deadline = started + seconds
-    source = frames()
+    source = frames(relevant=relevant)
     while time.perf_counter() < deadline:
         for _ in range(500):
             intake.take(next(source))
         batch = intake.cut()
         with sessions.begin() as s:
-            save_batch(s, source_id, config, batch, now=clock.now())
+            save_batch(s, source_id, config, batch, now=clock.now(), stories=stories)
         messages, kept = messages + batch.messages, kept + batch.kept
     elapsed = time.perf_counter() - started
     sampler.stop.set()
     report("direct (decode, prefilter, store)", messages, kept, elapsed, sampler.samples)
+    print(f"  stories held in memory {len(stories):,}")
 
 
-def _serve(port_out, seconds: float) -> None:  # the loopback server, in a process of its own
+def _serve(port_out, seconds: float, relevant: float) -> None:  # the loopback server, in a process of its own
     from websockets.sync.server import serve
 
     from websockets.exceptions import ConnectionClosed
@@ -152,7 +155,7 @@ def _serve(port_out, seconds: float) -> None:  # the loopback server, in a proce
     def handle(ws):
         deadline = time.monotonic() + seconds + 5
         try:
-            for n, frame in enumerate(frames()):
+            for n, frame in enumerate(frames(relevant=relevant)):
                 ws.send(frame)
                 if n % 1000 == 0 and time.monotonic() > deadline:
                     break
@@ -166,11 +169,11 @@ def _serve(port_out, seconds: float) -> None:  # the loopback server, in a proce
         server.serve_forever()
 
 
-def websocket(seconds: float, folder: Path) -> None:
+def websocket(seconds: float, folder: Path, relevant: float) -> None:
     from collector.streams.runner import StreamRunner
 
     ports = multiprocessing.Queue()
-    server = multiprocessing.Process(target=_serve, args=(ports, seconds), daemon=True)
+    server = multiprocessing.Process(target=_serve, args=(ports, seconds, relevant), daemon=True)
     server.start()
     url = f"ws://127.0.0.1:{ports.get(timeout=30)}/subscribe"
     sessions = make_sessions(f"sqlite:///{folder / 'websocket.sqlite'}")
@@ -189,19 +192,21 @@ def websocket(seconds: float, folder: Path) -> None:
     report("websocket (loopback server, StreamRunner: read, decode, prefilter, queue, store)", row.messages, row.kept,
            elapsed, sampler.samples)
     print(f"  reconnects {row.reconnects}, errors {row.errors}, dropped {row.dropped}, last rate "
-          f"{row.messages_per_min / 60:,.0f} messages/s")
+          f"{row.messages_per_min / 60:,.0f} messages/s; stories held in memory {len(runner.stories):,}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each run (600 for the 10-minute check)")
     parser.add_argument("--mode", choices=("both", "direct", "websocket"), default="both")
+    parser.add_argument("--relevant", type=float, default=0.001,
+                        help="share of new posts that are Japanese and about the systems (default 0.001)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.mode in ("both", "direct"):
-            direct(args.seconds, Path(tmp))
+            direct(args.seconds, Path(tmp), args.relevant)
         if args.mode in ("both", "websocket"):
-            websocket(args.seconds, Path(tmp))
+            websocket(args.seconds, Path(tmp), args.relevant)
 
 
 if __name__ == "__main__":
