@@ -116,3 +116,26 @@ def evaluate_stream_alerts(sessions: sessionmaker[Session], *, model_version: st
     if deliver:
         deliver_due(sessions, channels, now=now)
     return plan.events
+
+
+def firings(series: dict[str, dict[datetime, int]], *, start: datetime, end: datetime,
+            params: SpikeParams = SpikeParams(), warm_from: datetime | None = None) -> list[tuple[str, datetime]]:
+    """(series, when) each burst of [start, end) first fired, as evaluations every five minutes would have
+    seen it: ``detect_bins`` is causal, so one scan per alignment of the moving hour (twelve in all) finds
+    what every evaluation with that alignment finds. Firings of one series less than ``resolve_after_hours``
+    apart are one burst. For the demo's summary and for backtests."""
+    fired: dict[str, list[datetime]] = {}
+    for k in range(12):
+        for e in detect_bins(series, start=start, now=bin_end(end) - k * BIN, params=params, warm_from=warm_from):
+            for h in e.hours:
+                if h.fire:
+                    fired.setdefault(e.series, []).append(h.hour + timedelta(hours=1))
+    out = []
+    gap = timedelta(hours=params.resolve_after_hours)
+    for name, times in sorted(fired.items()):
+        last = None
+        for when in sorted(set(times)):
+            if last is None or when - last > gap:
+                out.append((name, when))
+            last = when
+    return sorted(out, key=lambda x: (x[1], x[0]))

@@ -15,7 +15,7 @@ from collector.streams.events import Post
 from collector.streams.intake import Batch
 from collector.streams.save import save_batch
 from reports.spikes import SpikeParams
-from reports.stream_alerts import bin_end, detect_bins, evaluate_stream_alerts, moving_hours
+from reports.stream_alerts import bin_end, detect_bins, evaluate_stream_alerts, firings, moving_hours
 from store import clock
 from store import streams as store_streams
 from store.alerts import all_alerts
@@ -127,3 +127,18 @@ def test_moving_hours_end_at_the_last_complete_bin():
     bins = {t + timedelta(minutes=5 * i): 1 for i in range(24)}  # 01:00 .. 02:55
     assert bin_end(datetime(2024, 10, 2, 2, 17, 30, tzinfo=timezone.utc)) == datetime(2024, 10, 2, 2, 15, tzinfo=timezone.utc)
     assert moving_hours(bins, timedelta(minutes=15)) == {t - timedelta(hours=1): 3, t: 12, t + timedelta(hours=1): 9}
+
+
+def test_firings_give_the_first_evaluation_that_saw_each_burst():
+    start = datetime(2024, 9, 1, 15, 0, tzinfo=timezone.utc)
+    rng = random.Random(3)
+    bins = {}
+    for i in range(14 * 288):  # two weeks of quiet five-minute bins: a post now and then
+        if rng.random() < 0.02:
+            bins[start + timedelta(minutes=5 * i)] = 1
+    burst = start + timedelta(days=12, hours=1, minutes=20)
+    for i in range(6):
+        bins[burst + timedelta(minutes=5 * i)] = 3
+    found = firings({"stream_trouble:portal": bins}, start=start, end=start + timedelta(days=14), warm_from=start)
+    assert len(found) == 1 and found[0][0] == "stream_trouble:portal"
+    assert burst < found[0][1] <= burst + timedelta(minutes=15)
