@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifier.cache import load_or_train  # noqa: E402
 from collector.dedup import canonical_url  # noqa: E402
+from collector.kinds import KINDS  # noqa: E402
 from collector.parse import parse_feed  # noqa: E402
 
 SAMPLE = ROOT / "mynawatch" / "sample"
@@ -36,7 +37,8 @@ def sample_items() -> list[tuple[str, str, str]]:
         if source["kind"] == "google_trends":
             continue
         body = (SAMPLE / "feeds" / source["file"]).read_bytes()
-        entries = parse_feed(body, url=f"http://127.0.0.1/feeds/{source['file']}", kind=source["kind"], now=now)
+        entries = parse_feed(body, url=f"http://127.0.0.1/feeds/{source['file']}", rules=KINDS[source["kind"]].items,
+                             now=now)
         items += [(e.url, e.title, e.summary) for e in entries]
     return items
 

@@ -93,6 +93,7 @@ def _child(target: str, stats_path: Path, libfuzzer_args: list[str]) -> int:
 
     with atheris.instrument_imports():
         from collector.errors import FeedMalformed
+        from collector.kinds import KINDS as REGISTRY
         from collector.page import parse_page
         from collector.parse import parse_feed, parse_trends
         from collector.policy import TextLimits
@@ -124,7 +125,7 @@ def _child(target: str, stats_path: Path, libfuzzer_args: list[str]) -> int:
         what = targets[choice % len(targets)]
         try:
             if what == "feed":
-                entries = parse_feed(body, url="https://fuzz.example/feed", kind=KINDS[choice % len(KINDS)],
+                entries = parse_feed(body, url="https://fuzz.example/feed", rules=REGISTRY[KINDS[choice % len(KINDS)]].items,
                                      now=now, limits=limits)
                 check(entries)
             elif what == "trends":

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from collector import dedup
 from collector.gate import gate_reason
+from collector.kinds import Stores, kind_of
 from collector.maintenance import find_windows
 from collector.page import PageSnapshot
 from collector.policy import CollectPolicy, TextLimits
@@ -24,7 +25,7 @@ from collector.sources import SourceConfig
 from collector.stories import StoryIndex
 from store import items as store_items
 from store.maintenance import save_window
-from store.records import Entry
+from store.records import Entry, TrendEntry
 
 DEFAULT_POLICY = CollectPolicy()
 
@@ -144,6 +145,13 @@ def save_notices(session: Session, source: SourceConfig, items: list[store_items
     return sum(save_window(session, w, found_at=now, item_id=ids.get(p.canonical_url)) for p, w in found)
 
 
+def save_trends(session: Session, source_id: int, source: SourceConfig, trends: list[TrendEntry], *,
+                now: datetime, stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY,
+                skipped: list[str] | None = None) -> int:
+    """Trend terms go to the trend points, not the items (so no stories; the arguments are save_entries')."""
+    return store_items.save_trends(session, source_id, trends, fetched_at=now)
+
+
 def save_page(session: Session, source_id: int, source: SourceConfig, page: PageSnapshot, *, now: datetime,
               stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY,
               skipped: list[str] | None = None) -> int:
@@ -161,3 +169,15 @@ def save_page(session: Session, source_id: int, source: SourceConfig, page: Page
         for window in windows:
             save_window(session, window, found_at=now)
     return new
+
+
+SAVES = {Stores.ITEMS: save_entries, Stores.PAGE: save_page, Stores.TRENDS: save_trends}
+
+
+def save_read(session: Session, source_id: int, source: SourceConfig, read, *, now: datetime,
+              stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY,
+              skipped: list[str] | None = None) -> int:
+    """What a source's reader gave (``collector.kinds``), stored as its kind stores it. Returns how many
+    rows were new."""
+    save = SAVES[kind_of(source.kind).stores]
+    return save(session, source_id, source, read, now=now, stories=stories, policy=policy, skipped=skipped)

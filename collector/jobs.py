@@ -13,21 +13,20 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from collector.articles import fetch_articles
+from collector.articles import OUTCOMES, articles_due, read_article, save_articles
 from collector.errors import SOFT, CollectorError, FetchFailed
 from collector.fetch import FetchPolicy, FetchResult, HostLimiter, fetch_feed
 from collector.health import FAILURE_WEIGHTS, Connectivity, after_failure, after_success, is_held
-from collector.ingest import prepare, save_entries, save_page  # noqa: F401 (prepare, save_entries: public API)
-from collector.page import parse_page
-from collector.parse import parse_feed, parse_trends
+from collector.ingest import prepare, save_entries, save_read  # noqa: F401 (prepare, save_entries: public API)
+from collector.kinds import kind_of
 from collector.policy import CollectPolicy
 from collector.sources import SourceConfig
 from collector.stories import StoryIndex
-from store import items as store_items
 from store import sources as store_sources
 from store.sources import FetchRecord, SourceState
 
@@ -113,8 +112,17 @@ class Collector:
         return states
 
     def fetch_articles(self, *, now: datetime) -> dict[str, int]:
-        """Read the pages of relevant items not read yet (see ``collector.articles``)."""
-        return fetch_articles(self, now=now)
+        """Read the pages of relevant items not read yet (see ``collector.articles``); returns how many ended
+        ok / failed / refused."""
+        with self.sessions.begin() as session:
+            todo = articles_due(session, self.policy, now=now)
+        if not todo:
+            return dict.fromkeys(OUTCOMES, 0)
+        read = partial(read_article, self.client, fetch=self.fetch, limiter=self.limiter,
+                       limits=self.policy.text_limits, now=now)
+        records = list(self.pool.map(read, todo))
+        with self.write_lock, self.sessions.begin() as session:
+            return save_articles(session, todo, records, now=now)
 
     def _fetch(self, state: SourceState, now: datetime) -> tuple[FetchResult | None, CollectorError | None]:
         try:
@@ -145,17 +153,21 @@ class Collector:
             return self._record_failure(source, state, error, now=now, offline=offline)
         if result.body is None:
             return self._record_success(source, state, result, "not_modified", now=now)
-        if source.kind != "page" and hashlib.sha256(result.body).hexdigest() == state.body_hash:
+        kind = kind_of(source.kind)
+        if kind.body_hash and hashlib.sha256(result.body).hexdigest() == state.body_hash:
             return self._record_success(source, state, result, "unchanged", now=now)  # servers that never say 304
         skipped: list[str] = []
         try:
-            parsed, body_hash = self._parse(source, result, now=now, skipped=skipped)
+            parsed, body_hash = kind.read(result.body, url=source.url, content_type=result.content_type,
+                                          selector=source.selector, now=now, limits=self.policy.text_limits,
+                                          skipped=skipped)
         except CollectorError as exc:
             return self._record_failure(source, state, exc, now=now, http_status=result.status)
         if body_hash == state.body_hash:  # a watched page whose region did not change
             return self._record_success(source, state, result, "unchanged", now=now)
         with self.sessions.begin() as session:
-            new = self._ingest(session, state.id, source, parsed, now=now, skipped=skipped)
+            new = save_read(session, state.id, source, parsed, now=now, stories=self.stories, policy=self.policy,
+                            skipped=skipped)
             self._log(session, source, state, result, "new" if new else "unchanged", now=now, new=new,
                       body_hash=body_hash)
         if skipped:  # once per source and round, however many items
@@ -163,27 +175,6 @@ class Collector:
                         "; ".join(skipped[:3]))
         return SourceOutcome(source.name, "new" if new else "unchanged", new, http_status=result.status,
                              skipped_items=len(skipped))
-
-    def _parse(self, source: SourceConfig, result: FetchResult, *, now: datetime, skipped: list[str]):
-        limits = self.policy.text_limits
-        if source.kind == "page":
-            page = parse_page(result.body, url=source.url, content_type=result.content_type,
-                              selector=source.selector, now=now, limits=limits, skipped=skipped)
-            return page, page.region_hash
-        body_hash = hashlib.sha256(result.body).hexdigest()
-        if source.kind == "google_trends":
-            return parse_trends(result.body, url=source.url, now=now, limits=limits, skipped=skipped), body_hash
-        return parse_feed(result.body, url=source.url, content_type=result.content_type, kind=source.kind,
-                          now=now, limits=limits, skipped=skipped), body_hash
-
-    def _ingest(self, session, source_id, source, parsed, *, now, skipped) -> int:
-        if source.kind == "page":
-            return save_page(session, source_id, source, parsed, now=now, stories=self.stories, policy=self.policy,
-                             skipped=skipped)
-        if source.kind == "google_trends":
-            return store_items.save_trends(session, source_id, parsed, fetched_at=now)
-        return save_entries(session, source_id, source, parsed, now=now, stories=self.stories, policy=self.policy,
-                            skipped=skipped)
 
     def _record_success(self, source, state, result, outcome, *, now) -> SourceOutcome:
         with self.sessions.begin() as session:

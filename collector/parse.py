@@ -11,6 +11,7 @@ import codecs
 import html
 import io
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -33,10 +34,24 @@ _SPACE = re.compile(r"\s+")
 MARKUP_FACTOR = 4  # markup longer than this many times the text limit is cut before its tags are removed
 
 
-def parse_feed(body: bytes, *, url: str, content_type: str | None = None, kind: str = "feed",
+@dataclass(frozen=True)
+class ItemRules:
+    """What a kind's items mean beyond the feed format (each kind's rules: ``collector.kinds``)."""
+
+    outlet_summary: bool = True  # False: an item naming its outlet (<source>) has a summary that only repeats
+    # its title and outlet, and is dropped (Google News)
+    author_publisher: bool = False  # an item without a publisher is published by the account in its address
+    # (Mastodon: https://host/@name/1 -> @name@host)
+
+
+FEED_ITEMS = ItemRules()
+
+
+def parse_feed(body: bytes, *, url: str, content_type: str | None = None, rules: ItemRules = FEED_ITEMS,
                now: datetime, limits: TextLimits = TextLimits(), skipped: list[str] | None = None) -> list[Entry]:
-    """Parse an RSS 0.9x/1.0/2.0 or Atom body (bytes, so the declared charset is honoured). Raises
-    FeedMalformed when the body is not a feed at all; an unreadable item is skipped (see the module)."""
+    """Parse an RSS 0.9x/1.0/2.0 or Atom body (bytes, so the declared charset is honoured), its items read by
+    ``rules``. Raises FeedMalformed when the body is not a feed at all; an unreadable item is skipped (see the
+    module)."""
     if not body.strip():
         raise FeedMalformed(url, "empty body: no feed")
     if _truncated(body):
@@ -44,11 +59,11 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None, kind: 
     body = to_utf8(body, content_type)
     readers = read_entries(body, base=url)  # well-formed RSS/RDF/Atom; None: feedparser reads it
     if readers is not None:
-        return _entries(readers, kind=kind, now=now, limits=limits, skipped=skipped)
-    return _with_feedparser(body, url=url, kind=kind, now=now, limits=limits, skipped=skipped)
+        return _entries(readers, rules=rules, now=now, limits=limits, skipped=skipped)
+    return _with_feedparser(body, url=url, rules=rules, now=now, limits=limits, skipped=skipped)
 
 
-def _with_feedparser(body: bytes, *, url: str, kind: str, now: datetime, limits: TextLimits = TextLimits(),
+def _with_feedparser(body: bytes, *, url: str, rules: ItemRules, now: datetime, limits: TextLimits = TextLimits(),
                      skipped: list[str] | None = None) -> list[Entry]:
     headers = {"content-location": url, "content-type": "application/xml; charset=utf-8"}
     # we keep plain text only (plain_text below), so feedparser's HTML sanitizer and URI rewriting are skipped
@@ -64,15 +79,15 @@ def _with_feedparser(body: bytes, *, url: str, kind: str, now: datetime, limits:
         raise FeedMalformed(url, reason)
     if parsed.get("bozo") and not parsed.get("entries"):
         raise FeedMalformed(url, f"unreadable feed: {parsed.get('bozo_exception')}")
-    return _entries([lambda e=e: e for e in parsed.entries], kind=kind, now=now, limits=limits, skipped=skipped)
+    return _entries([lambda e=e: e for e in parsed.entries], rules=rules, now=now, limits=limits, skipped=skipped)
 
 
-def _entries(readers, *, kind: str, now: datetime, limits: TextLimits, skipped: list[str] | None) -> list[Entry]:
+def _entries(readers, *, rules: ItemRules, now: datetime, limits: TextLimits, skipped: list[str] | None) -> list[Entry]:
     """Each item on its own: one that cannot be read is skipped with its reason, the others are kept."""
     out = []
     for n, read in enumerate(readers, 1):
         try:
-            entry = _entry(read(), kind=kind, now=now, limits=limits)
+            entry = _entry(read(), rules=rules, now=now, limits=limits)
         except Exception as exc:  # an item boundary: whatever one item does, the others are read
             if skipped is not None:
                 skipped.append(f"item {n}: {type(exc).__name__}: {str(exc)[:200]}")
@@ -141,7 +156,7 @@ def _char_ref(m) -> str:
     return "" if code < 0x20 else "&#xFFFD;"
 
 
-def _entry(e, *, kind: str, now: datetime, limits: TextLimits = TextLimits()) -> Entry | None:
+def _entry(e, *, rules: ItemRules, now: datetime, limits: TextLimits = TextLimits()) -> Entry | None:
     """One feed item as an Entry (None when it has no link at all); ItemUnreadable when its link is broken."""
     link = _field(e, "link")
     comments = _field(e, "comments")
@@ -162,11 +177,11 @@ def _entry(e, *, kind: str, now: datetime, limits: TextLimits = TextLimits()) ->
         suffix = f" - {publisher}"
         if title.endswith(suffix):
             title = title[: -len(suffix)].rstrip()
-        if kind == "google_news":
+        if not rules.outlet_summary:
             summary = ""  # the description only repeats the title and the publisher
     if not title:  # Mastodon posts have no title: the start of the post stands in
         title = summary[:80]
-    if kind == "mastodon" and publisher is None:
+    if rules.author_publisher and publisher is None:
         publisher = mastodon_account(url)
     published, note = entry_date(e, now=now)
     tags = e.get("tags") or []

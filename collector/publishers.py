@@ -15,22 +15,23 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from collector.kinds import kind_of
 from collector.sources import SourceConfig
 from store.items import NewItem
 from store.publishers import host_key, publisher_names, record_publisher
 from store.records import Entry
 
-OWN_FEED_KINDS = frozenset({"feed", "page"})  # the outlet's own address; the other kinds carry other outlets' items
-
 
 def taught_names(source: SourceConfig, entries: list[Entry]) -> dict[str, tuple[str, str]]:
-    """host -> (publisher, learned_from) that a source and its entries teach."""
+    """host -> (publisher, learned_from) that a source and its entries teach (by the kind's rules: an
+    aggregator's own address names no outlet)."""
     taught: dict[str, tuple[str, str]] = {}
-    if source.kind == "google_news":
+    kind = kind_of(source.kind)
+    if kind.item_outlets:
         for e in entries:
             if e.publisher and (host := outlet_host(e.publisher_url)):
-                taught.setdefault(host, (e.publisher, "google_news"))
-    if source.kind in OWN_FEED_KINDS and source.publisher and (host := outlet_host(source.url)):
+                taught.setdefault(host, (e.publisher, kind.name))
+    if kind.own_address and source.publisher and (host := outlet_host(source.url)):
         taught[host] = (source.publisher, "source")
     return taught
 

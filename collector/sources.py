@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from collector.kinds import KINDS, kind_of
 from store.records import Service
-
-KINDS = ("feed", "google_news", "google_trends", "yahoo", "hatena", "mastodon", "page")
 
 
 @dataclass(frozen=True)
@@ -31,8 +30,9 @@ class SourceConfig:
         if self.service is not None and self.service not in {str(s) for s in Service}:
             raise ValueError(f"source {self.name!r}: unknown service {self.service!r} "
                              f"(one of {', '.join(str(s) for s in Service)})")
-        if self.selector is not None and self.kind != "page":
-            raise ValueError(f"source {self.name!r}: selector only applies to kind = \"page\"")
+        if self.selector is not None and not kind_of(self.kind).selector:
+            takes = " or ".join(f'"{k.name}"' for k in KINDS.values() if k.selector)
+            raise ValueError(f"source {self.name!r}: selector only applies to kind = {takes}")
 
     @property
     def host(self) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.dialect import dialect_for
 from store.locks import open_lock
-from store.migrations import migrate
+from store.migrations import current, migrate
 from store.views import create_views
 
 
@@ -28,7 +28,7 @@ def open_engine(url: str) -> Engine:
             migrate(engine)  # reads the schema's revision under the lock, so it never repeats another's work
             with engine.begin() as connection:
                 dialect.create_search_index(connection)
-                create_views(connection, engine.dialect.name)
+                create_views(connection, dialect)
         else:
             with engine.connect() as lock:  # PostgreSQL: an advisory lock held by this session meanwhile
                 lock.execute(text("SELECT pg_advisory_lock(7240115, 1)"))
@@ -36,7 +36,7 @@ def open_engine(url: str) -> Engine:
                     migrate(engine)
                     with engine.begin() as connection:
                         dialect.create_search_index(connection)
-                        create_views(connection, engine.dialect.name)
+                        create_views(connection, dialect)
                 finally:
                     lock.execute(text("SELECT pg_advisory_unlock(7240115, 1)"))
                     lock.commit()
@@ -58,6 +58,13 @@ def check_store(url: str) -> list[str]:
 
 def upgrade_store(url: str) -> tuple[str | None, str]:
     """Bring the schema up to date; returns (revision before, revision after)."""
-    from store.migrations import upgrade
-
-    return upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as c:
+        before = current(c)
+    engine.dispose()
+    open_engine(url)  # migrates, then refreshes the search index and views
+    engine = create_engine(url)
+    with engine.connect() as c:
+        after = current(c)
+    engine.dispose()
+    return before, after

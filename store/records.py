@@ -134,6 +134,37 @@ SENTIMENT_NAMES = {
 TROUBLE_CAUSES = frozenset(Cause) - {Cause.NONE, Cause.MAINTENANCE}
 
 
+class Signal(StrEnum):
+    """What a source kind's rows feed beyond the counts of relevant items (every item counts there)."""
+
+    STORIES = "stories"  # news items and their stories, nothing more
+    TRENDS = "trends"  # search terms with their traffic (trend_points, not items)
+    BOOKMARKS = "bookmarks"  # social: the bookmark counts of the pages it lists (はてなブックマーク)
+    POSTS = "posts"  # social: each item is one post (Mastodon)
+    STREAM = "stream"  # posts pushed by a stream, counted in short bins (store/stream_signals.py)
+
+
+# Every source kind the sources table may hold, with the signal its rows feed: the store counts by this
+# table, never by a kind's name. The collector's registry (collector/kinds.py, collector/streams) says how
+# each kind is read; tests/test_kinds.py fails when the two disagree.
+SOURCE_KINDS: Mapping[str, Signal] = MappingProxyType({
+    "feed": Signal.STORIES,
+    "google_news": Signal.STORIES,
+    "google_trends": Signal.TRENDS,
+    "yahoo": Signal.STORIES,
+    "hatena": Signal.BOOKMARKS,
+    "mastodon": Signal.POSTS,
+    "page": Signal.STORIES,
+    "jetstream": Signal.STREAM,
+    "misskey": Signal.STREAM,
+})
+
+
+def kinds_feeding(*signals: Signal) -> tuple[str, ...]:
+    """The source kinds whose rows feed any of ``signals``, in the table's order."""
+    return tuple(kind for kind, signal in SOURCE_KINDS.items() if signal in signals)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One item as parsed from a feed, before it is stored."""

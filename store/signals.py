@@ -16,11 +16,13 @@ from sqlalchemy.orm import Session, aliased
 
 from store.dialect import hour_text, joined, tokyo_day
 from store.labels import HUMAN
-from store.records import TROUBLE_CAUSES, Cause, Label, LabeledItem, Sentiment, Service
+from store.records import TROUBLE_CAUSES, Cause, Label, LabeledItem, Sentiment, Service, Signal, kinds_feeding
 from store.tables import Classification, ClassificationService, Item, Source, TrendPoint
 
 LOCAL_OFFSET = "+9 hours"  # Asia/Tokyo, no daylight saving time
 TROUBLE = sorted(str(c) for c in TROUBLE_CAUSES)
+POST_KINDS = kinds_feeding(Signal.POSTS)  # each item one post
+BOOKMARK_KINDS = kinds_feeding(Signal.BOOKMARKS)  # items carrying bookmark counts
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,12 @@ def count_social(session: Session, model_version: str, since: datetime, until: d
     cur = current_labels(model_version, since, until)
     c, s = Classification, ClassificationService
     bucket = bucket_of(cur.c.published_at, by).label("bucket")
-    is_post = func.sum(case((Source.kind == "mastodon", 1), else_=0))
-    bookmarks = func.sum(case((Source.kind == "hatena", func.coalesce(cur.c.social_count, 0)), else_=0))
+    is_post = func.sum(case((Source.kind.in_(POST_KINDS), 1), else_=0))
+    bookmarks = func.sum(case((Source.kind.in_(BOOKMARK_KINDS), func.coalesce(cur.c.social_count, 0)), else_=0))
     rows = session.execute(select(bucket, s.service, bookmarks, is_post)
                            .join(c, c.id == cur.c.cid).join(s, s.classification_id == c.id)
                            .join(Source, Source.id == cur.c.source_id)
-                           .where(c.relevant.is_(True), Source.kind.in_(["hatena", "mastodon"]))
+                           .where(c.relevant.is_(True), Source.kind.in_(BOOKMARK_KINDS + POST_KINDS))
                            .group_by(bucket, s.service))
     return [SocialCount(parse_bucket(b, by), svc, int(bm or 0), int(p or 0)) for b, svc, bm, p in rows]
 

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Integer, and_, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from store.records import Sentiment
+from store.records import Sentiment, Signal, kinds_feeding
 from store.signals import TROUBLE, current_labels
 from store.tables import Classification, ClassificationService, Item, Source, StreamRepost
 
-STREAM_KINDS = ("jetstream", "misskey")
+STREAM_KINDS = kinds_feeding(Signal.STREAM)
 SIGNALS = ("posts", "authors", "reposts", "trouble")
 REPOST_REACH = timedelta(days=7)  # reposts in a bin count for originals published up to this long before it
 

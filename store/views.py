@@ -85,14 +85,12 @@ def drop_views(connection) -> None:
         connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
 
 
-def create_views(connection, dialect_name: str) -> None:
+def create_views(connection, dialect) -> None:
     """(Re)create every view; views hold no data, so replacing them never loses any. What the engines spell
-    differently (the Tokyo day, joined strings, false) comes from store/dialect.py. PostgreSQL replaces them
-    in place, so a reader never finds them missing."""
-    from store.dialect import dialect_for
-
-    words = dialect_for(connection).view_words()
-    if dialect_name != "sqlite":
+    differently (the Tokyo day, joined strings, false) comes from the ``dialect`` (store/dialect.py, which
+    reads ``CURRENT`` here). PostgreSQL replaces them in place, so a reader never finds them missing."""
+    words = dialect.view_words()
+    if dialect.name != "sqlite":
         try:
             with connection.begin_nested():
                 for name, body in VIEWS.items():

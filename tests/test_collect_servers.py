@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from collector.fetch import FetchPolicy, make_client
 from collector.health import stale_reason
 from collector.jobs import Collector
+from collector.kinds import KINDS
 from collector.policy import CollectPolicy
 from collector.sources import SourceConfig
 from store.sources import source_rows
@@ -170,7 +171,7 @@ def _urls_of(feed: str, kind: str = "feed") -> list[str]:
     from collector.parse import parse_feed
     from tests.conftest import FIXTURES as ROOT
 
-    entries = parse_feed((ROOT / feed).read_bytes(), url="u", kind=kind, now=datetime.now().astimezone())
+    entries = parse_feed((ROOT / feed).read_bytes(), url="u", rules=KINDS[kind].items, now=datetime.now().astimezone())
     return [canonical_url(e.url) for e in entries]
 
 

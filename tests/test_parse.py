@@ -10,6 +10,7 @@ import pytest
 
 from collector.errors import FeedMalformed
 from collector.jobs import prepare
+from collector.kinds import KINDS
 from collector.parse import _with_feedparser, parse_feed, parse_traffic, parse_trends, to_utf8
 from collector.xmlfeed import read_entries
 from collector.sources import SourceConfig
@@ -28,7 +29,7 @@ def test_feed_fixture(expect_path):
         return _check_trends(parse_trends(feed.read_bytes(), url="http://127.0.0.1/feed", now=NOW), expect)
     source = SourceConfig(name=stem, url="http://127.0.0.1/feed", kind=expect["kind"],
                           publisher=expect.get("source_publisher"))
-    entries = parse_feed(feed.read_bytes(), url=source.url, kind=source.kind, now=NOW)
+    entries = parse_feed(feed.read_bytes(), url=source.url, rules=KINDS[source.kind].items, now=NOW)
     assert len(entries) == expect["count"]
     for entry, want in zip(entries, expect["entries"]):
         item = prepare(source, entry, now=NOW)
@@ -67,8 +68,8 @@ def test_fast_path_reads_every_feed_exactly_as_feedparser_does(path):
     kind = next((k for k in ("google_news", "mastodon", "hatena", "yahoo") if k in path.name), "feed")
     body = to_utf8(path.read_bytes(), None)
     assert read_entries(body, base="https://example.jp/feed") is not None  # the fast path took it
-    fast = parse_feed(path.read_bytes(), url="https://example.jp/feed", kind=kind, now=NOW)
-    slow = _with_feedparser(body, url="https://example.jp/feed", kind=kind, now=NOW)
+    fast = parse_feed(path.read_bytes(), url="https://example.jp/feed", rules=KINDS[kind].items, now=NOW)
+    slow = _with_feedparser(body, url="https://example.jp/feed", rules=KINDS[kind].items, now=NOW)
     assert fast == slow
 
 
@@ -88,7 +89,7 @@ EDGE = [
 @pytest.mark.parametrize("body", EDGE, ids=["rss-edges", "atom-edges"])
 def test_fast_path_agrees_with_feedparser_on_edge_cases(body):
     fast = parse_feed(body, url="https://ex.jp/feed.xml", now=NOW)
-    assert fast == _with_feedparser(to_utf8(body, None), url="https://ex.jp/feed.xml", kind="feed", now=NOW)
+    assert fast == _with_feedparser(to_utf8(body, None), url="https://ex.jp/feed.xml", rules=KINDS["feed"].items, now=NOW)
     assert fast and all("x()" not in e.summary for e in fast)
 
 
@@ -111,7 +112,7 @@ def test_wrongly_declared_charset_is_still_read_or_refused_clearly():
 
 
 def test_yahoo_feed_without_description_or_guid_gets_the_article_url():
-    entries = parse_feed((FEEDS / "yahoo_topics.xml").read_bytes(), url="u", kind="yahoo", now=NOW)
+    entries = parse_feed((FEEDS / "yahoo_topics.xml").read_bytes(), url="u", rules=KINDS["yahoo"].items, now=NOW)
     assert entries[0].url.startswith("https://news.yahoo.co.jp/articles/")
     assert entries[0].guid is None
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from collector.dedup import title_key
 from collector.jobs import save_entries
+from collector.kinds import KINDS
 from collector.parse import parse_feed
 from collector.sources import SourceConfig
 from store import items as store_items
@@ -40,7 +41,7 @@ def _hatena(link=ARTICLE, title=f"{TITLE} | 47NEWS") -> bytes:
 
 
 def _collect(sessions, source: SourceConfig, body: bytes | list[Entry]) -> int:
-    entries = body if isinstance(body, list) else parse_feed(body, url=source.url, kind=source.kind, now=T)
+    entries = body if isinstance(body, list) else parse_feed(body, url=source.url, rules=KINDS[source.kind].items, now=T)
     with sessions.begin() as s:
         state = store_items.upsert_source(s, name=source.name, url=source.url, kind=source.kind,
                                           publisher=source.publisher, interval_minutes=60)

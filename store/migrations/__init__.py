@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy import Engine, inspect
 
 HERE = Path(__file__).parent
 FIRST = "0001"
@@ -69,18 +69,3 @@ def migrate(engine: Engine, *, to: str = "head") -> tuple[str | None, str]:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 connection.commit()
         return before, current(connection)
-
-
-def upgrade(url: str) -> tuple[str | None, str]:
-    from store.db import open_engine
-
-    engine = create_engine(url)
-    with engine.connect() as c:
-        before = current(c)
-    engine.dispose()
-    open_engine(url)  # migrates, then refreshes the search index and views
-    engine = create_engine(url)
-    with engine.connect() as c:
-        after = current(c)
-    engine.dispose()
-    return before, after
