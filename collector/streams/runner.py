@@ -7,9 +7,9 @@ store), a bounded queue between them.
 - **Resumes** from the cursor stored with the last committed batch: the reader waits for the queue to be
   stored first, then subscribes ``rewind_seconds`` earlier (Jetstream); the store ignores the overlap.
 - **Backpressure**: at most ``queue_batches`` batches wait for the store. A full queue holds the reader
-  (the socket then stops being read); after ``backpressure_seconds`` the stream is **dropping behind**: a
-  resumable stream (Jetstream) lets the connection go and resumes from the stored cursor once the store
-  caught up, so nothing is lost; a stream without replay (Misskey) drops the batch and counts it.
+  (the socket then stops being read); after ``backpressure_seconds`` the stream is **dropping behind**: it
+  lets the connection go and, once the store caught up, starts again from the stored cursor (Jetstream
+  replays from it; Misskey's gap is read from its API), so memory stays bounded and nothing is lost.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import random
 import threading
 import time
@@ -46,6 +47,8 @@ HARD_FRAME_CAP = 16 * 1024 * 1024  # a frame larger than this ends the connectio
 RATE_WINDOW = 60.0  # seconds behind messages and kept per minute
 WATCH_RECENT = timedelta(hours=24)  # misskey: notes stored this recently are watched again after a reconnect
 WATCH_LIMIT = 1000
+API_TIMEOUT = 30.0  # seconds one page of a Misskey gap may take
+GAP_TRIES = 3  # connections that try to fill one gap before it is given up (said in the log and the state)
 USER_AGENT = "mynawatch/0.1 (+https://github.com/mynawatch/mynawatch; stream reader)"
 
 
@@ -55,6 +58,11 @@ class Stalled(Exception):
 
 class Behind(Exception):
     """The store did not take a batch for backpressure_seconds (a resumable stream reconnects later)."""
+
+
+class GapUnfilled(Exception):
+    """Misskey: the notes missed while disconnected could not be read from the API (tried again on the next
+    connection, GAP_TRIES times in all, before the gap is given up)."""
 
 
 class Backoff:
@@ -88,6 +96,7 @@ class StreamRunner:
         self.ws = None
         self.frames = 0  # frames of the current connection
         self.gap_from: str | None = None  # misskey: the stored cursor, until the gap after it is filled
+        self.gap_tries = 0
         self._rates: deque[tuple[float, int, int]] = deque()
         self._totals = [0, 0]
         self._threads: list[threading.Thread] = []
@@ -139,7 +148,7 @@ class StreamRunner:
                 self.intake.cut()  # not stored: replayed from the stored cursor
                 reason = "dropping behind: the store is slower than the stream; resuming from the stored cursor"
             except Exception as exc:  # a connection boundary: any failure means reconnecting
-                if not isinstance(exc, (OSError, WebSocketException, TimeoutError, Stalled, InvalidURI)):
+                if not isinstance(exc, (OSError, WebSocketException, TimeoutError, Stalled, InvalidURI, GapUnfilled)):
                     log.exception("stream %s: reader failed", self.config.name)
                 reason = _why(exc, self.config)
             finally:
@@ -177,6 +186,8 @@ class StreamRunner:
             except Stalled:
                 self._flush_partial()
                 raise
+            except GapUnfilled:
+                raise  # the batch before the gap's first note was not cut: replayed after the gap next time
         self._flush_partial()
         return "the store failed a batch; resuming from the stored cursor" if self.resync.is_set() else "stopping"
 
@@ -226,7 +237,7 @@ class StreamRunner:
         said once."""
         intake, added = self.intake, 0
         try:
-            with httpx.Client(timeout=min(self.config.stall_seconds, 30.0), headers={"User-Agent": USER_AGENT}) as client:
+            with httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT}) as client:
                 for url, body in self.adapter.backfill_requests(self.config, since_id, until_id, environ=self.environ):
                     since = since_id
                     for _ in range(self.config.backfill_pages):
@@ -251,8 +262,15 @@ class StreamRunner:
                             break
                         since = notes[-1]["id"]
         except (httpx.HTTPError, ValueError) as exc:
-            log.warning("stream %s: the gap since %s could not be read (%s)", self.config.name, since_id, exc)
-            intake.batch.last_error = f"gap not filled: {type(exc).__name__}: {str(exc)[:200]}"
+            self.gap_tries += 1
+            if self.gap_tries < GAP_TRIES:  # nothing after the gap is stored yet: the next connection tries again
+                intake.cut()
+                raise GapUnfilled(f"the notes since {since_id} could not be read ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]})") from None
+            log.warning("stream %s: the gap since %s could not be read (%s); given up after %d tries",
+                        self.config.name, since_id, exc, self.gap_tries)
+            intake.batch.last_error = f"gap since {since_id} not filled: {type(exc).__name__}: {str(exc)[:200]}"
+        self.gap_tries = 0
         if intake.batch:
             self._put(intake.cut())
         log.info("stream %s: %d note(s) read to fill the gap since %s", self.config.name, added, since_id)
@@ -280,12 +298,11 @@ class StreamRunner:
             self._state("connected")
 
     def _fall_behind(self, batch: Batch) -> None:
+        """The batch is not stored: the connection goes, and the next one starts from the stored cursor
+        (Jetstream replays from it; Misskey's gap is read from its API)."""
         self.behind = True
         self._state("dropping behind", error=f"the store took no batch for {self.config.backpressure_seconds:g} s")
-        if self.adapter.RESUMABLE:
-            raise Behind()
-        self.intake.batch.dropped += batch.messages  # lost: this stream cannot replay it
-        log.warning("stream %s: dropping behind, %d frames lost", self.config.name, batch.messages)
+        raise Behind()
 
     def _drain(self) -> None:
         """Wait until every queued batch is stored (or thrown away after a failed one)."""
@@ -354,7 +371,11 @@ class StreamRunner:
 
 
 def _why(exc: BaseException, config: StreamConfig) -> str:
-    """A one-line reason for a reconnect."""
+    """A one-line reason for a reconnect (an access token in an address is never repeated)."""
+    return re.sub(r"([?&]i=)[^&\s'\"]+", r"\1***", _reason(exc, config))
+
+
+def _reason(exc: BaseException, config: StreamConfig) -> str:
     if isinstance(exc, ConnectionClosed):
         close = exc.rcvd
         if close is None:
