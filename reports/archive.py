@@ -13,6 +13,7 @@ from time import time as time_now
 from sqlalchemy.orm import Session, sessionmaker
 
 from reports.charts import render_hourly_chart, render_incident_chart, render_mentions_chart
+from reports.coverage import Coverage, find_gaps, source_days
 from reports.daily import DailyReport, DayInputs, TrendRow, build_daily_report
 from reports.mail import Chart, SmtpSettings, build_digest, wire_bytes
 from reports.notices import TOKYO
@@ -62,7 +63,21 @@ def read_day(session: Session, *, model_version: str, day: date, now: datetime) 
             session, start - timedelta(days=HISTORY_DAYS), end) if a.ever_fired],
         windows=store_maintenance.windows_between(session, start, end + UPCOMING),
         sources=store_health.source_health(session), as_of=now, incidents=read_timelines(session, start, end),
+        coverage=read_coverage(session, start, end, now=now),
     )
+
+
+def read_coverage(session: Session, start: datetime, end: datetime, *, now: datetime) -> Coverage:
+    """The day's collection from the fetch history: gaps over the charts' weeks and the day (up to ``now``),
+    and each source's fetches on the day."""
+    until = max(start, min(end, now))
+    since = start - timedelta(days=HISTORY_DAYS)
+    known_from = store_health.fetch_history_start(session)
+    reach = timedelta(minutes=store_health.longest_interval(session))
+    gaps = find_gaps(store_health.successful_fetches(session, since - reach, until), known_from=known_from,
+                     since=since, until=until)
+    return Coverage(start, until, tuple(gaps), source_days(store_health.fetch_tallies(session, start, until)),
+                    known=known_from is not None and known_from < until)
 
 
 def read_timelines(session: Session, since: datetime, until: datetime) -> list[Timeline]:
@@ -78,11 +93,12 @@ def incident_chart(t: Timeline) -> bytes:
 
 
 def render_charts(report: DailyReport) -> list[Chart]:
+    gaps = list(report.coverage.gaps) if report.coverage else []
     trend = render_mentions_chart(report.per_day, start=report.day - timedelta(days=HISTORY_DAYS - 1), end=report.day,
-                                  title=f"サービス別の言及（記事群数／日）〜{report.day:%m/%d}、赤: アラートの日",
-                                  marks=report.alert_days)
+                                  title=f"サービス別の言及（記事群数／日）〜{report.day:%m/%d}、赤: アラートの日"
+                                  + ("、灰: 収集なし" if gaps else ""), marks=report.alert_days, gaps=gaps)
     spans = [(a.started_at, a.resolved_at or a.last_seen_at + timedelta(hours=1)) for a in report.alerts if a.ever_fired]
-    hourly = render_hourly_chart(report.hourly, day=report.day, marks=spans,
+    hourly = render_hourly_chart(report.hourly, day=report.day, marks=spans, gaps=gaps,
                                  title=f"障害報告の記事群数（時間帯別） {report.day:%m/%d}")
     return [Chart("trend", trend), Chart("hourly", hourly)] + [Chart(chart_name(n), incident_chart(t))
                                                               for n, t in enumerate(report.incidents)]

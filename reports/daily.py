@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from reports.coverage import Coverage, missing_days
 from store.alerts import AlertView
 from store.maintenance import Window
 from store.records import Cause, LabeledItem, Sentiment, Service
@@ -45,6 +46,7 @@ class DayInputs:
     sources: list[SourceHealth] = field(default_factory=list)
     as_of: datetime | None = None  # when the report is made (for source health)
     incidents: list[Timeline] = field(default_factory=list)  # incidents that overlap ``day``
+    coverage: Coverage | None = None  # what was collected: gaps, each source's fetches (None: not read)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class DailyReport:
     alert_days: list[date] = field(default_factory=list, compare=False)
     hourly: dict[str, dict[datetime, int]] = field(default_factory=dict, compare=False)
     incidents: list[Timeline] = field(default_factory=list)
+    coverage: Coverage | None = None
 
     @property
     def irrelevant(self) -> int:
@@ -129,7 +132,7 @@ def build_daily_report(inputs: DayInputs, *, top: int = 10) -> DailyReport:
         notices=[s for s in stories if s.cause == Cause.MAINTENANCE], trends=list(inputs.trends),
         sources=sources, sources_ok=len(inputs.sources) - len(sources),
         per_day=per_day, hourly=inputs.hourly, alert_days=sorted(set(inputs.alert_days)),
-        incidents=list(inputs.incidents),
+        incidents=list(inputs.incidents), coverage=inputs.coverage,
     )
 
 
@@ -148,8 +151,12 @@ def _service_rows(inputs: DayInputs, per_day: dict[date, dict[Service, int]]) ->
         causes[Service(c.service)][Cause(c.cause)] += c.stories
     social = {s.service: s for s in inputs.social}
 
+    before = [day - timedelta(d) for d in range(1, 29)]
+    missing = missing_days(inputs.coverage.gaps, before) if inputs.coverage else set()  # days with nothing collected
+
     def avg(service: Service, days: int) -> float:
-        return round(sum(per_day.get(day - timedelta(d), {}).get(service, 0) for d in range(1, days + 1)) / days, 2)
+        counted = [d for d in before[:days] if d not in missing]
+        return round(sum(per_day.get(d, {}).get(service, 0) for d in counted) / len(counted), 2) if counted else 0.0
 
     rows = []
     for service in Service:

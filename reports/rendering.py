@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
+from reports.coverage import coverage_lines, gap_sentence
 from reports.daily import DailyReport, ServiceRow, StoryRow
 from reports.notices import TOKYO, alert_line, display_name, jst
 from reports.timeline import chart_name, timeline_html, timeline_text
@@ -22,7 +23,21 @@ SHOWN_URL = 200  # characters of a link shown as text
 
 
 def _summary(r: DailyReport) -> str:
-    return f"収集 {r.collected} 件（関連 {r.relevant} 件、関連なし {r.irrelevant} 件）"
+    """The day's counts, and the hours nothing was collected: a day without any successful fetch is a gap,
+    never "0 件" (items published that day and found later are still counted)."""
+    gap = gap_sentence(r.coverage, r.day)
+    if r.coverage and r.coverage.whole_day:
+        later = f"。後の取得で見つかったこの日の記事 {r.collected} 件（関連 {r.relevant} 件）" if r.collected else ""
+        return f"収集なし（欠測）: {gap}{later}"
+    counts = f"収集 {r.collected} 件（関連 {r.relevant} 件、関連なし {r.irrelevant} 件）"
+    return f"{counts}。{gap}。この間の件数は欠けています" if gap else counts
+
+
+MISSING = "欠測（この日は収集できていません）"
+
+
+def _gap_day(r: DailyReport) -> bool:
+    return bool(r.coverage and r.coverage.whole_day)
 
 
 def _service_line(row: ServiceRow) -> str:
@@ -56,7 +71,7 @@ def render_text(r: DailyReport) -> str:
     lines += ["", "■ インシデント（最初の報告から公式発表・復旧報告まで）"]
     lines += [line for t in r.incidents for line in timeline_text(t)] or ["- なし"]
     lines += ["", "■ サービス別の言及（記事群数 / 記事数 / 媒体数）"]
-    lines += [f"- {_service_line(row)}" for row in r.services] or ["- なし"]
+    lines += [f"- {MISSING}"] if _gap_day(r) else [f"- {_service_line(row)}" for row in r.services] or ["- なし"]
     lines += ["", "■ 主な記事"]
     for s in r.top_stories:
         lines += [f"- {one_line(s.title)}（{_story_meta(s)}）"]
@@ -74,9 +89,11 @@ def render_text(r: DailyReport) -> str:
         lines.append("- なし")
     lines += ["", "■ 検索トレンド（Google トレンド）"]
     lines += [f"- {one_line(t.term)}（{one_line(t.traffic_raw)}）" for t in r.trends] or ["- なし"]
+    lines += ["", "■ この日の収集（取得の記録）"] + [f"- {line}" for line in coverage_lines(r.coverage, r.day)]
     lines += ["", "■ 情報源の状態（作成時点）"]
     lines += [f"- {one_line(s.name)}: {SOURCE_STATES[s.state]}（{one_line(s.detail)}）" for s in r.sources]
-    lines.append(f"- 正常: {r.sources_ok} 件" if r.sources or r.sources_ok else "- 情報源の記録なし")
+    if r.sources_ok or not r.sources:
+        lines.append(f"- 正常: {r.sources_ok} 件" if r.sources_ok else "- 情報源の記録なし")
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +163,8 @@ def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
     parts += [f"<h2 {H2}>インシデント</h2>"] + ([p for n, t in enumerate(r.incidents) for p in timeline_html(
         t, (images or {}).get(chart_name(n)))] or ["<p>なし</p>"])
     parts += _img("trend", images)
-    parts += [f"<h2 {H2}>サービス別の言及</h2>"] + _services_table(r) + _img("hourly", images)
+    parts += [f"<h2 {H2}>サービス別の言及</h2>"] + ([f"<p>{MISSING}</p>"] if _gap_day(r) else _services_table(r))
+    parts += _img("hourly", images)
     parts += [f"<h2 {H2}>主な記事</h2>"]
     parts += ["<ol>" + "".join(_story_html(s) for s in r.top_stories) + "</ol>"] if r.top_stories else ["<p>なし</p>"]
     parts += [f"<h2 {H2}>原因（記事群数）</h2>"] + _list([f"{e(CAUSE_NAMES[c])}: {n}" for c, n in r.causes])
@@ -156,9 +174,10 @@ def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
     parts += _list([_link(w.url, e(_window_line(w, r))) for w in r.maintenance]
                    + [f"関連: {_link(s.url, _t(s.title))}" for s in r.notices])
     parts += [f"<h2 {H2}>検索トレンド（Google トレンド）</h2>"] + _list([f"{_t(t.term)}（{_t(t.traffic_raw)}）" for t in r.trends])
+    parts += [f"<h2 {H2}>この日の収集（取得の記録）</h2>"] + _list([e(line) for line in coverage_lines(r.coverage, r.day)])
     parts += [f"<h2 {H2}>情報源の状態（作成時点）</h2>"]
     parts += _list([f'<span style="color:#b60">{_t(s.name)}: {e(SOURCE_STATES[s.state])}（{_t(s.detail)}）</span>'
-                    for s in r.sources] + [f"正常: {r.sources_ok} 件"])
+                    for s in r.sources] + ([f"正常: {r.sources_ok} 件"] if r.sources_ok else []))
     parts += [f"<p {MUTED}>mynawatch が収集・分類した記事から作成。記事群 = 同じ出来事を伝える記事のまとまり"
               "（配信記事の転載は1つに数えます）。時刻は日本時間。</p>", "</body></html>"]
     return "\n".join(parts) + "\n"
