@@ -5,7 +5,7 @@ from the redirects of sources.
 Redirects are followed here, hop by hop, never by httpx: every hop is checked before it is requested.
 A source's own address is trusted (an operator may watch a feed on an intranet host); a hop that leaves
 that host is checked like a link found in a feed. The check runs again on the addresses a connection is
-actually made to (``collector.deadline.guard_connects``), so a name that resolves differently the second
+actually made to (``store.deadline.guard_connects``), so a name that resolves differently the second
 time gains nothing."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from collector import encoding
-from collector.deadline import deadline, deadline_transport, guard_connects
 from collector.errors import HARD, SOFT, TEMPORARY, FetchFailed, FetchRefused
+from store.deadline import deadline, deadline_transport, guard_connects
 
 USER_AGENT = "mynawatch/0.1 (+https://github.com/mynawatch/mynawatch; monitor of My Number system news)"
 FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, */*;q=0.5"

@@ -12,7 +12,6 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from html import escape
 
-from collector.deadline import Deadline, deadline
 from reports.daily import DailyReport
 from reports.evidence import Evidence, figure
 from reports.notices import STATUS_NAMES, display_name
@@ -20,6 +19,7 @@ from reports.rendering import FONT, render_html, render_text
 from store.alerts import AlertView
 from store.clean import one_line, web_link
 from store.clock import TOKYO, shown
+from store.deadline import Deadline, deadline
 
 DOMAIN = "mynawatch.local"
 EVENT_NAMES = {"firing": "発生", "repeat": "継続中", "resolved": "解消"}

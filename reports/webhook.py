@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 
 import httpx
 
-from collector.deadline import deadline, deadline_transport
 from reports.evidence import Evidence, figure
 from reports.notices import alert_summary, display_name
 from store.alerts import AlertView
 from store.clean import one_line
+from store.deadline import deadline, deadline_transport
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for an alert still firing
 USER_AGENT = "mynawatch/0.1 (alert webhook)"

@@ -1,4 +1,5 @@
-"""A total time limit for one network exchange: resolving, connecting, TLS, headers and body together.
+"""A total time limit for one network exchange: resolving, connecting, TLS, headers and body together. Shared by
+the collector's fetches and the reports' mail and webhook, so it lives where the stages meet.
 
 Per-operation timeouts (httpx's, smtplib's) restart at every read, so a server that sends a header line or
 a few bytes just before each timeout holds a request for ever. Inside ``with deadline(seconds):``

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from collector.deadline import deadline, deadline_transport, guard_connects
+from store.deadline import deadline, deadline_transport, guard_connects
 from collector.errors import FetchFailed, FetchRefused
 from collector.fetch import FetchPolicy, check_address, fetch_feed, fetch_page, make_client
 from collector.jobs import Collector
