@@ -34,8 +34,8 @@ def register_incidents(sub, *, load_settings, user_error: type[Exception]) -> No
     c = a.add_parser("list", help="incidents, oldest first")
     c.add_argument("--since", help="only incidents still going on at or after this day or time (Tokyo time unless "
                                    "an offset is given), e.g. 2024-10-01")
-    c.add_argument("--format", choices=("text", "json", "csv"), default="text",
-                   help="text (default), json (one JSON document) or csv")
+    c.add_argument("--format", choices=("text", "json", "jsonl", "csv"), default="text",
+                   help="text (default), json (one JSON document), jsonl (one JSON object per line) or csv")
     c.set_defaults(func=run)
     c = a.add_parser("show", help="one incident's timeline: hourly trouble per service, first report, "
                                   "official acknowledgement, recovery, items")
@@ -124,6 +124,8 @@ def _list_line(i: Incident) -> str:
 def render_list(incidents: list[Incident], fmt: str = "text") -> str:
     if fmt == "json":
         return _json([incident_json(i) for i in incidents])
+    if fmt == "jsonl":
+        return "".join(_json(incident_json(i)) for i in incidents)
     if fmt == "csv":
         buf = io.StringIO()
         if incidents:
