@@ -10,7 +10,6 @@ from pathlib import Path
 from store.records import Cause, Label, Sentiment, Service
 
 CORPUS_DIR = Path(__file__).parent / "data" / "corpus"
-SPLITS = ("train", "dev", "test")
 
 
 class CorpusError(ValueError):

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import os
-import pickle
-import platform
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import sklearn
-import spacy
-import sudachipy
 from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from scipy.sparse import hstack
@@ -24,7 +17,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, logsumexp, softmax
 
 from classifier.vectors import CharNgrams, TokenNgrams
-from classifier.corpus import Example, corpus_digest, load_corpus
+from classifier.corpus import Example
 from classifier.rules import rule_hits_batch
 from classifier.text import normalize, split_hashtags, tokens_pairs
 from store.records import TROUBLE_CAUSES, Cause, Label, Sentiment, Service

@@ -6,7 +6,7 @@ store (``read_month``), rendered to text and HTML (pure), written by ``write_mon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from html import escape
 from pathlib import Path
 from statistics import median

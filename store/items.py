@@ -73,10 +73,6 @@ def recent_stories(session: Session, since: datetime, until: datetime | None = N
     return [StoryCandidate(*row) for row in session.execute(query.order_by(Story.id))]
 
 
-def add_story(session: Session, title: str, first_seen_at: datetime) -> int:
-    return session.execute(insert(Story).values(title=title, first_seen_at=first_seen_at)).inserted_primary_key[0]
-
-
 def add_stories(session: Session, stories: list[tuple[str, datetime]]) -> list[int]:
     """Insert stories (title, first_seen_at) in one statement; their ids, in order."""
     if not stories:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from store.dialect import insert_for
@@ -163,10 +163,6 @@ def human_labels(session: Session) -> list[tuple[int, str, str, Label]]:
                            .where(Classification.model_version == HUMAN).order_by(Item.id))
     return [(i, t, x, Label(c.relevant, _services(c), Cause(c.cause),
                             Sentiment(c.sentiment))) for i, t, x, c in rows]
-
-
-def count_corrections(session: Session) -> int:
-    return session.scalar(select(func.count()).where(Classification.model_version == HUMAN))
 
 
 def model_labeled(session: Session, model_version: str, since: datetime) -> Iterable[tuple[LabeledItem, str]]:

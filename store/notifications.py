@@ -64,11 +64,6 @@ def enqueue(session: Session, msg: Outgoing, *, now: datetime) -> bool:
     return session.execute(stmt).rowcount == 1
 
 
-def is_queued(session: Session, channel: str, target: str, key: str) -> bool:
-    return session.scalar(select(Notification.id).where(Notification.channel == channel, Notification.target == target,
-                                                        Notification.key == key)) is not None
-
-
 def due(session: Session, *, now: datetime, limit: int = 100) -> list[Queued]:
     """Pending notifications whose time has come, and claims that ran out (their process never reported back)."""
     rows = session.scalars(select(Notification).where(Notification.status.in_(("pending", "sending")),

@@ -19,7 +19,6 @@ from store.labels import HUMAN
 from store.records import TROUBLE_CAUSES, Cause, Label, LabeledItem, Sentiment, Service, Signal, kinds_feeding
 from store.tables import Classification, ClassificationService, Item, Source, TrendPoint
 
-LOCAL_OFFSET = "+9 hours"  # Asia/Tokyo, no daylight saving time
 TROUBLE = sorted(str(c) for c in TROUBLE_CAUSES)
 POST_KINDS = kinds_feeding(Signal.POSTS)  # each item one post
 BOOKMARK_KINDS = kinds_feeding(Signal.BOOKMARKS)  # items carrying bookmark counts
@@ -73,7 +72,7 @@ def bucket_of(column, by: str):
     if by == "hour":
         return hour_text(column)
     if by == "day":
-        return tokyo_day(column)  # LOCAL_OFFSET, spelled for each engine by store/dialect.py
+        return tokyo_day(column)  # the Tokyo day (store.clock), spelled for each engine by store/dialect.py
     raise ValueError(f"bucket {by!r}: hour or day")
 
 
