@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from classifier.model import Classifier
 from store import items as store_items
 from store import labels as store_labels
+from store import work as store_work
 from store.records import Cause, Label, Sentiment, Service
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,47 @@ def tag_items(sessions: sessionmaker[Session], model: Classifier, *, now: dateti
         if progress:
             progress(done, len(todo), f"tagging with {model.version}")
     return done
+
+
+def tag_claimed(sessions: sessionmaker[Session], model: Classifier, *, worker: str, now: datetime,
+                lease: timedelta) -> int:
+    """``tag_items`` beside other workers on one store: a claimed batch at a time (store/work.py), so each item
+    is tagged once by one worker; a batch whose claim ran out and went to another worker is dropped, not saved
+    twice. Ends when nothing is left to claim (once more from the first id, for the claims of a worker that
+    died), or when the store serves another version. Returns how many items this worker tagged."""
+    started = time.monotonic()
+
+    def clock() -> datetime:  # claims run from the time they are made, however long the run has taken
+        return now + timedelta(seconds=time.monotonic() - started)
+
+    with sessions.begin() as session:
+        store_labels.serve(session, serving_of(model, now), only_if_none=True)
+    done, after, restarted = 0, 0, False
+    while True:
+        with sessions.begin() as session:
+            chunk = store_work.claim_items(session, worker, model.version, now=clock(), lease=lease, limit=BATCH,
+                                           after=after)
+        if not chunk:
+            if after == 0 or restarted:
+                return done
+            after, restarted = 0, True
+            continue
+        labels = model.predict([(i.title, i.text) for i in chunk])
+        try:
+            with sessions.begin() as session:
+                keep = store_work.finish_claims(session, worker, model.version, [i.item_id for i in chunk])
+                store_labels.save_labels(session, model.version, {i.item_id: lab for i, lab in zip(chunk, labels)
+                                                                  if i.item_id in keep}, now=clock())
+                served = store_labels.served_model(session)
+                if served is not None and served.model_version != model.version:
+                    raise ServedModelChanged(served.model_version)
+        except ServedModelChanged as exc:
+            with sessions.begin() as session:
+                store_work.release_claims(session, worker)
+            log.info("the store switched to model %s while %s was tagging: stopped after %d items",
+                     exc, model.version, done)
+            return done
+        done, after = done + len(keep), chunk[-1].item_id
 
 
 def retag_all(sessions: sessionmaker[Session], model: Classifier, *, now: datetime,

@@ -348,8 +348,13 @@ def cmd_spikes(args) -> int:
 
 def cmd_run(args) -> int:
     from mynawatch.scheduler import run_forever
+    from store.dialect import dialect_for
 
-    run_forever(_settings(args))  # a second `run` on the store: AlreadyRunning, one line in main()
+    settings = _settings(args)
+    if args.role != "all" and dialect_for(settings.database_url).name == "sqlite":
+        raise UserError(f"--role {args.role}: roles need a PostgreSQL store shared by several processes "
+                        "(docs/scale-out.md); a SQLite store runs as one process: `mynawatch run`")
+    run_forever(settings, role=args.role)  # a second `run` on a SQLite store: AlreadyRunning, one line in main()
     return 0
 
 
@@ -819,6 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
     _alert_parsers(sub)
 
     p = sub.add_parser("run", help="run the scheduler: collect, classify, alert and report on schedule")
+    p.add_argument("--role", choices=("all", "collect", "classify", "alerts"), default="all",
+                   help="this process's part on a PostgreSQL store shared by several (default: all)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the bundled sample month, offline")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from classifier.jobs import Progress, retag_all, tag_items, tag_trends
+from classifier.jobs import Progress, retag_all, tag_claimed, tag_items, tag_trends
 from classifier.model import Classifier
 from collector.fetch import make_client
 from collector.jobs import Collector, SourceOutcome
@@ -119,6 +119,15 @@ class Pipeline:
             n = retag_all(self.sessions, model, now=now, progress=progress)
         else:
             n = tag_items(self.sessions, model, now=now, progress=progress)
+        trends = tag_trends(self.sessions, model)
+        return Classified(n, trends, index_pending(self.sessions), model.version, retrained)
+
+    def classify_claimed(self, *, now: datetime, worker: str) -> Classified:
+        """``classify`` as one of several workers on a shared store: batches claimed for ``[schedule]
+        claim_seconds`` (store/work.py), so each item is tagged once whichever worker takes it."""
+        model, retrained = self.model.get(now=now)
+        lease = timedelta(seconds=self.settings.schedule.claim_seconds)
+        n = tag_claimed(self.sessions, model, worker=worker, now=now, lease=lease)
         trends = tag_trends(self.sessions, model)
         return Classified(n, trends, index_pending(self.sessions), model.version, retrained)
 

@@ -38,6 +38,8 @@ class Schedule:
     misfire_grace_seconds: int = 300
     notify_minutes: int = 5  # how often queued notifications are retried
     retrain_time: str = ""  # Asia/Tokyo HH:MM of a daily retrain on corpus + corrections; empty: only by hand
+    lease_seconds: int = 60  # PostgreSQL, many workers: a collector's hold on a source, renewed every third of it
+    claim_seconds: int = 300  # PostgreSQL, many workers: a classifier worker's hold on a batch of items
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Settings:
 
 # Ranges of numeric settings, by field name (every class): a number outside is refused at load.
 _AT_LEAST_ONE = {"connections", "per_host_connections", "interval_minutes", "classify_minutes", "alerts_minutes",
-                 "notify_minutes", "baseline_days", "max_title_chars", "max_summary_chars", "max_article_chars",
+                 "notify_minutes", "lease_seconds", "claim_seconds", "baseline_days", "max_title_chars", "max_summary_chars", "max_article_chars",
                  "articles_per_round", "offline_min_hosts", "min_count", "max_bytes"}
 _POSITIVE = {"timeout_seconds", "timeout", "backoff_minutes", "max_backoff_hours", "stale_factor", "stale_min_hours",
              "story_hours", "article_max_age_hours", "min_score", "cusum_score", "floor_rate"}

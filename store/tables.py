@@ -378,3 +378,40 @@ class StreamRepost(Base):
     repost_key: Mapped[str] = mapped_column(Text, unique=True, comment="the repost's own identity (at:// URI, note address)")
     author: Mapped[str] = mapped_column(String(200), comment="who reposted")
     reposted_at: Mapped[datetime] = mapped_column()
+
+
+class Worker(Base):
+    """A `mynawatch run` process sharing the store (store/work.py): its role and its last sign of life."""
+
+    __tablename__ = "work_workers"
+
+    holder: Mapped[str] = mapped_column(String(200), primary_key=True, comment="host:pid:random, unique per process")
+    role: Mapped[str] = mapped_column(String(20), comment="collect | classify | alerts | all")
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    leader: Mapped[bool] = mapped_column(Boolean, default=False, comment="holds the alerts lock (alerts, notifications, reports)")
+    started_at: Mapped[datetime] = mapped_column()
+    seen_at: Mapped[datetime] = mapped_column(comment="last heartbeat; gone after a few lease times without one")
+
+
+class WorkLease(Base):
+    """Work one collector holds at a time (``source:NAME``, ``articles``) until ``expires_at``, renewed while it lives."""
+
+    __tablename__ = "work_leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True, comment="source:NAME or articles")
+    holder: Mapped[str] = mapped_column(String(200), comment="work_workers.holder")
+    expires_at: Mapped[datetime] = mapped_column(comment="free for another worker after this")
+    acquired_at: Mapped[datetime] = mapped_column()
+
+
+class WorkClaim(Base):
+    """An item a classifier worker is tagging: claimed in a batch, freed when its labels are saved; a claim that
+    runs out (its worker died) is taken by another worker."""
+
+    __tablename__ = "work_claims"
+    __table_args__ = (Index("ix_work_claims_expires_at", "expires_at"),)
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), comment="work_workers.holder")
+    expires_at: Mapped[datetime] = mapped_column()
