@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifier.cache import load_or_train  # noqa: E402
 from collector.dedup import canonical_url  # noqa: E402
-from collector.kinds import KINDS  # noqa: E402
+from collector.kinds import KINDS, Stores  # noqa: E402
 from collector.parse import parse_feed  # noqa: E402
 
 SAMPLE = ROOT / "mynawatch" / "sample"
@@ -34,7 +34,7 @@ def sample_items() -> list[tuple[str, str, str]]:
     now = datetime(2024, 10, 16, tzinfo=timezone.utc)
     items = []
     for source in sources:
-        if source["kind"] == "google_trends":
+        if KINDS[source["kind"]].stores is not Stores.ITEMS:
             continue
         body = (SAMPLE / "feeds" / source["file"]).read_bytes()
         entries = parse_feed(body, url=f"http://127.0.0.1/feeds/{source['file']}", rules=KINDS[source["kind"]].items,
