@@ -14,6 +14,7 @@ from collector.kinds import KINDS, Stores, kind_of
 from collector.publishers import taught_names
 from collector.sources import SourceConfig
 from collector.streams import ADAPTERS
+from collector.streams.config import KINDS as STREAM_KINDS
 from store.records import SOURCE_KINDS, Entry, Signal, kinds_feeding
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +23,7 @@ NOW = datetime(2024, 10, 16, tzinfo=timezone.utc)
 
 def test_the_registry_and_the_stores_table_name_the_same_kinds():
     assert not KINDS.keys() & ADAPTERS.keys()  # a kind is polled or pushed, not both
+    assert sorted(STREAM_KINDS) == sorted(ADAPTERS)  # [[streams]] accepts the kinds that have an adapter
     assert sorted(KINDS.keys() | ADAPTERS.keys()) == sorted(SOURCE_KINDS)
     assert {k.signal for k in KINDS.values()} | {SOURCE_KINDS[k] for k in ADAPTERS} == set(Signal)
 
