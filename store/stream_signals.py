@@ -61,3 +61,16 @@ def first_post_at(session: Session) -> datetime | None:
     """When the stream history begins (the earliest stream post): stream alerts warm up from there."""
     return session.scalar(select(func.min(Item.published_at)).join(Source, Source.id == Item.source_id)
                           .where(Source.kind.in_(STREAM_KINDS)))
+
+
+def first_news_at(session: Session, model_version: str, service: str, since: datetime,
+                  until: datetime) -> datetime | None:
+    """The first trouble report about ``service`` in [since, until) from a source that is not a stream (news,
+    feeds, pages): what a stream burst is measured against."""
+    cur = current_labels(model_version, since, until)
+    c, s = Classification, ClassificationService
+    return session.scalar(select(func.min(cur.c.published_at)).select_from(cur)
+                          .join(c, and_(c.id == cur.c.cid, c.relevant.is_(True))).join(s, s.classification_id == c.id)
+                          .join(Source, Source.id == cur.c.source_id)
+                          .where(s.service == service, Source.kind.not_in(STREAM_KINDS), c.cause.in_(TROUBLE),
+                                 c.sentiment != str(Sentiment.POSITIVE)))

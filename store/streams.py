@@ -73,6 +73,12 @@ def position(session: Session, source_id: int) -> tuple[str | None, datetime | N
     return (row[0], row[1]) if row else (None, None)
 
 
+def cursor_of(session: Session, name: str) -> str | None:
+    """The stored cursor of the stream called ``name`` (None when it has none yet)."""
+    return session.scalar(select(StreamState.cursor).join(Source, Source.id == StreamState.source_id)
+                          .where(Source.name == name))
+
+
 def save_progress(session: Session, source_id: int, p: Progress, *, now: datetime) -> None:
     """Move the cursor and add the batch's counts (in the transaction of the batch's posts)."""
     s = StreamState
@@ -116,6 +122,12 @@ def stored_keys(session: Session, source_id: int, since: datetime) -> tuple[set[
     reposts = set(session.scalars(select(StreamRepost.repost_key).join(Item, Item.id == StreamRepost.item_id)
                                   .where(Item.source_id == source_id, StreamRepost.reposted_at >= since)))
     return {k for k in posts if k}, reposts
+
+
+def recent_keys(session: Session, source_id: int, since: datetime, limit: int) -> list[str]:
+    """The keys of this stream's posts published since ``since``, newest first, at most ``limit``."""
+    return [k for k in session.scalars(select(Item.guid).where(Item.source_id == source_id, Item.published_at >= since)
+                                       .order_by(Item.published_at.desc()).limit(limit)) if k]
 
 
 def item_ids(session: Session, source_id: int, keys: list[str]) -> dict[str, int]:

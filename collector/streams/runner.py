@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 from websockets.sync.client import connect
@@ -47,6 +46,7 @@ HARD_FRAME_CAP = 16 * 1024 * 1024  # a frame larger than this ends the connectio
 RATE_WINDOW = 60.0  # seconds behind messages and kept per minute
 WATCH_RECENT = timedelta(hours=24)  # misskey: notes stored this recently are watched again after a reconnect
 WATCH_LIMIT = 1000
+IDLE_FLUSH = 0.01  # seconds without a frame after which a partial batch is stored
 API_TIMEOUT = 30.0  # seconds one page of a Misskey gap may take
 GAP_TRIES = 3  # connections that try to fill one gap before it is given up (said in the log and the state)
 USER_AGENT = "mynawatch/0.1 (+https://github.com/mynawatch/mynawatch; stream reader)"
@@ -164,8 +164,8 @@ class StreamRunner:
 
     def _connection(self) -> str:
         with self.sessions.begin() as session:
-            cursor, _at = store_streams.position(session, self.source_id)
-            watched = self._watched(session) if self.config.kind == "misskey" else []
+            cursor, cursor_at = store_streams.position(session, self.source_id)
+            watched = self._watched(session, cursor_at) if self.config.kind == "misskey" else []
         self.intake.resume = cursor
         url = self.adapter.subscribe_url(self.config, cursor, rewind_seconds=self.config.rewind_seconds) \
             if self.adapter.RESUMABLE else self.adapter.subscribe_url(self.config, cursor, environ=self.environ)
@@ -198,8 +198,11 @@ class StreamRunner:
         watch = self.config.kind == "misskey"
         while not self.stopping.is_set() and not self.resync.is_set():
             now_m = time.monotonic()
+            wait = min(due, last + cfg.stall_seconds) - now_m
+            if intake.batch:  # a quiet socket flushes what it has at once: a slow stream is stored as it comes
+                wait = min(wait, IDLE_FLUSH)
             try:
-                frame = ws.recv(timeout=max(0.0, min(due, last + cfg.stall_seconds) - now_m), decode=False)
+                frame = ws.recv(timeout=max(0.0, wait), decode=False)
             except TimeoutError:
                 frame = None
             now_m = time.monotonic()
@@ -214,7 +217,7 @@ class StreamRunner:
                     ws.send(self.adapter.watch(intake.batch.posts[-1].key.rsplit("/", 1)[-1]))
             elif now_m - last >= cfg.stall_seconds:
                 raise Stalled(f"no frame for {cfg.stall_seconds:g} s")
-            if intake.batch.frames >= cfg.batch_messages or now_m >= due:
+            if intake.batch.frames >= cfg.batch_messages or now_m >= due or (frame is None and intake.batch):
                 if intake.batch:
                     self._put(intake.cut())
                 due = now_m + cfg.batch_seconds
@@ -310,13 +313,11 @@ class StreamRunner:
             time.sleep(0.02)
         self.resync.clear()
 
-    def _watched(self, session: Session) -> list[str]:
-        from store.tables import Item
-
-        since = self.now() - WATCH_RECENT
-        keys = session.scalars(select(Item.guid).where(Item.source_id == self.source_id, Item.published_at >= since)
-                               .order_by(Item.published_at.desc()).limit(WATCH_LIMIT))
-        return [k.rsplit("/", 1)[-1] for k in keys if k]
+    def _watched(self, session: Session, cursor_at: datetime | None) -> list[str]:
+        """Misskey: the notes stored in the day before the cursor, subscribed to again on a new connection
+        (a subscription lasts as long as its connection), so their deletion is heard."""
+        since = (cursor_at or self.now()) - WATCH_RECENT
+        return [k.rsplit("/", 1)[-1] for k in store_streams.recent_keys(session, self.source_id, since, WATCH_LIMIT)]
 
     # writer ----------------------------------------------------------------------------------------------
 
