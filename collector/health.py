@@ -6,15 +6,16 @@ import random
 import statistics
 import threading
 from dataclasses import dataclass
+import shutil
+import textwrap
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from collector.errors import HARD, SOFT, TEMPORARY
 from collector.policy import CollectPolicy
+from store.clock import tokyo
 
 FAILURE_WEIGHTS = {TEMPORARY: 1.0, SOFT: 2.0, HARD: 4.0}
 MAX_RETRY_JITTER = 300.0
-TOKYO = ZoneInfo("Asia/Tokyo")
 
 
 @dataclass(frozen=True)
@@ -90,18 +91,27 @@ def _span(seconds: float) -> str:
     return f"{max(seconds, 60) / 60:.0f} minutes"
 
 
-def describe_sources(rows, *, policy: CollectPolicy, now: datetime) -> str:
-    """The `mynawatch sources` table: status, last success, failure score, newest item, next fetch and flags
-    (stale, backing off). ``rows`` are store.sources.SourceRow. Times in Japan time."""
-    def fmt(d):
-        return d.astimezone(TOKYO).strftime("%m-%d %H:%M") if d else "-"
+def _when(d: datetime | None) -> str:
+    return f"{tokyo(d):%Y-%m-%d %H:%M}" if d else "-"
 
-    lines = [f"{'source':24} {'status':34} {'last success':12} {'failures':>8} {'newest item':12} "
-             f"{'next fetch':12} flags   (times JST)"]
+
+def describe_sources(rows, *, policy: CollectPolicy, now: datetime, width: int | None = None) -> str:
+    """The `mynawatch sources` table: status, last success, failure score, newest item, next fetch; under
+    each source, its whole status (a failure's reason, never cut off) and flags (stale, backing off),
+    wrapped to the terminal's ``width``. ``rows`` are store.sources.SourceRow. Times in Tokyo time."""
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    lines = [f"{'source':24} {'status':8} {'last success':16} {'failures':>8} {'newest item':16} {'next fetch':16}"
+             "   (times Asia/Tokyo, +09:00)"]
     for r in rows:
         newest = r.newest[0] if r.newest else None
-        lines.append(f"{r.name[:24]:24} {r.status[:34]:34} {fmt(r.last_success_at):12} {r.failure_score:8.1f} "
-                     f"{fmt(newest):12} {fmt(r.next_fetch_at):12} {'; '.join(source_flags(r, policy=policy, now=now))}")
+        state = r.status.split(":", 1)[0].split()[0] if r.status.strip() else "-"
+        lines.append(f"{r.name[:24]:24} {state[:8]:8} {_when(r.last_success_at):16} {r.failure_score:8.1f} "
+                     f"{_when(newest):16} {_when(r.next_fetch_at):16}")
+        detail = [r.status] if r.status.strip() and r.status.strip() != state else []
+        detail += source_flags(r, policy=policy, now=now)
+        for text in detail:
+            lines += textwrap.wrap(text, width=max(40, width), initial_indent="    ", subsequent_indent="      ",
+                                   break_on_hyphens=False) or []
     return "\n".join(lines)
 
 
@@ -113,5 +123,5 @@ def source_flags(row, *, policy: CollectPolicy, now: datetime) -> list[str]:
     if stale:
         flags.append("STALE (" + stale.removeprefix("stale: ") + ")")
     if is_held(row.hold_until, now=now):
-        flags.append(f"backing off until {row.hold_until.astimezone(TOKYO).strftime('%m-%d %H:%M')}")
+        flags.append(f"backing off until {_when(row.hold_until)}")
     return flags

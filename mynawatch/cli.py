@@ -157,8 +157,17 @@ def _print_delivery(delivery, *, queued: int | None = None) -> int:
     return 1 if delivery.gave_up else 0
 
 
-def _print_json(value) -> None:
-    """One JSON document on one line of standard output; times in Tokyo time with their offset."""
+LIST_FORMATS = ("text", "json", "jsonl")
+LIST_FORMAT_HELP = "text (default), json (one JSON document) or jsonl (one JSON object per line)"
+
+
+def _print_json(value, fmt: str = "json") -> None:
+    """One JSON document on one line of standard output (``jsonl``: a list as one object per line);
+    times in Tokyo time with their offset."""
+    if fmt == "jsonl" and isinstance(value, (list, tuple)):
+        for row in value:
+            _print_json(row)
+        return
     from dataclasses import asdict, is_dataclass
 
     from store.clock import tokyo
@@ -211,8 +220,8 @@ def _alerts(args, pipeline) -> int:
     with sessions.begin() as session:
         if args.action == "list":
             alerts = store_alerts.all_alerts(session, limit=args.limit)
-            if args.format == "json":
-                _print_json([{**asdict(a), "line": alert_line(a)} for a in alerts])
+            if args.format != "text":
+                _print_json([{**asdict(a), "line": alert_line(a)} for a in alerts], args.format)
                 return 0
             for a in alerts:
                 print(f"{a.status:9} {a.dedup_key:40} {alert_line(a)}")
@@ -220,6 +229,9 @@ def _alerts(args, pipeline) -> int:
                 print("no alerts yet (`mynawatch alerts check` evaluates now)")
         else:
             sent = store_out.notifications(session, limit=args.limit)
+            if args.format != "text":
+                _print_json(sent, args.format)
+                return 0
             for n in sent:
                 print(f"{n.id:5} {n.status:8} {n.attempts:2}x {n.channel:7} {one_line(n.target)[:40]:40} {one_line(n.subject)[:60]}"
                       + (f"  [{one_line(n.last_error)}]" if n.last_error else ""))
@@ -285,16 +297,19 @@ def cmd_silence(args) -> int:
                 raise UserError("the silence would end before it starts")
             sid = store_alerts.add_silence(session, service=args.service, starts_at=start, ends_at=end,
                                            comment=args.comment or "", created_by=os.environ.get("USER", ""), now=now)
-            print(f"silence {sid}: {args.service} until {end.isoformat(timespec='minutes')}")
+            print(f"silence {sid}: {args.service} until {_shown(end)}")
         elif args.action == "expire":
             if not store_alerts.expire_silence(session, args.id, now=now):
                 raise UserError(f"no silence {args.id} in force")
             print(f"silence {args.id} ended")
         else:
             silences = store_alerts.silences(session, now=now, include_expired=args.all)
+            if args.format != "text":
+                _print_json(silences, args.format)
+                return 0
             for sil in silences:
-                print(f"{sil.id:4} {sil.service:20} {sil.starts_at.isoformat(timespec='minutes')} → "
-                      f"{sil.ends_at.isoformat(timespec='minutes')}  {one_line(sil.comment)}")
+                print(f"{sil.id:4} {sil.service:20} {_shown(sil.starts_at)} → {_shown(sil.ends_at)}  "
+                      f"{one_line(sil.comment)}")
             if not silences:
                 print("no silences" + ("" if args.all else " in force or to come (--all for expired ones)"))
     return 0
@@ -602,8 +617,8 @@ def cmd_search(args) -> int:
             hits = search_items(session, args.query, service=args.service, since=since, limit=args.limit)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    if args.format == "json":
-        _print_json(hits)
+    if args.format != "text":
+        _print_json(hits, args.format)
         return 0
     for h in hits:  # stored text on a terminal: one line each, no control characters or bidi overrides
         when = shown(h.published)
@@ -740,8 +755,9 @@ def cmd_sources(args) -> int:
     with sessions.begin() as session:
         rows = source_rows(session)
     now = _now()
-    if args.format == "json":  # the stored text as it is, escaped where a terminal would act on it
-        _print_json([{**asdict(r), "flags": source_flags(r, policy=settings.collect, now=now)} for r in rows])
+    if args.format != "text":  # the stored text as it is, escaped where a terminal would act on it
+        _print_json([{**asdict(r), "flags": source_flags(r, policy=settings.collect, now=now)} for r in rows],
+                    args.format)
         return 0
     rows = [replace(r, name=one_line(r.name), status=one_line(r.status)) for r in rows]
     if rows:
@@ -759,8 +775,7 @@ def _alert_parsers(sub) -> None:
     for name, what in (("list", "recent alerts, newest first"), ("outbox", "recent notifications and their state")):
         c = a.add_parser(name, help=what)
         c.add_argument("--limit", type=int, default=30, help="how many (default 30)")
-        if name == "list":
-            c.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
+        c.add_argument("--format", choices=LIST_FORMATS, default="text", help=LIST_FORMAT_HELP)
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("silence", help="mute alert notifications for a service for a while")
@@ -773,6 +788,7 @@ def _alert_parsers(sub) -> None:
     c.add_argument("--comment", help="why (shown in `silence list`)")
     c = s.add_parser("list", help="silences in force or to come")
     c.add_argument("--all", action="store_true", help="expired ones too")
+    c.add_argument("--format", choices=LIST_FORMATS, default="text", help=LIST_FORMAT_HELP)
     c = s.add_parser("expire", help="end a silence now")
     c.add_argument("id", type=int)
     p.set_defaults(func=cmd_silence)
@@ -797,7 +813,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "in news and social feeds: collect, classify, report, alert.")
     parser.add_argument("--config", help="settings file (default: ./mynawatch.toml)")
     parser.add_argument("--version", action="version", version=f"mynawatch {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what mynawatch does to stderr; -vv adds the libraries' own logs (Alembic, APScheduler, HTTP)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("init", help="write a commented mynawatch.toml with real Japanese sources")
@@ -883,7 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service", help="only items labeled with this service code, e.g. portal")
     p.add_argument("--since", help="only items published on or after this Tokyo day, YYYY-MM-DD")
     p.add_argument("--limit", type=int, default=20, help="at most this many items (default 20)")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
+    p.add_argument("--format", choices=LIST_FORMATS, default="text", help=LIST_FORMAT_HELP)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("sql", help="run a read-only SQL query on the store (writes are refused)")
@@ -922,15 +939,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sources", help="list each source's health: status, last success, failures, newest item, "
                                       "stale and backing-off flags")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
+    p.add_argument("--format", choices=LIST_FORMATS, default="text", help=LIST_FORMAT_HELP)
     p.set_defaults(func=cmd_sources)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging(args.verbose)
     try:
         return args.func(args)
     except (UserError, SettingsError) as exc:
@@ -953,6 +969,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mynawatch: {clean_text(line)}", file=sys.stderr)
         return 1
+
+
+OWN_LOGGERS = ("collector", "classifier", "store", "reports", "mynawatch")
+
+
+def _logging(verbose: int) -> None:
+    """Warnings only by default; -v: mynawatch's own steps (jobs, rounds, alerts); -vv: libraries too."""
+    logging.basicConfig(level=logging.INFO if verbose >= 2 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose == 1:
+        for name in OWN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _store_url(args) -> str | None:

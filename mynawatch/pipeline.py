@@ -104,8 +104,12 @@ class Pipeline:
     def collect(self, *, now: datetime, sources: list[SourceConfig] | None = None,
                 force: bool = False) -> list[SourceOutcome]:
         """One round over ``sources`` (default: every configured source)."""
-        return self.collector.collect_round(list(self.settings.sources if sources is None else sources),
-                                            now=now, force=force)
+        outcomes = self.collector.collect_round(list(self.settings.sources if sources is None else sources),
+                                                now=now, force=force)
+        failed = [o.source for o in outcomes if o.outcome in ("failed", "offline")]
+        log.info("collect round: %d source(s), %d new item(s)%s", len(outcomes), sum(o.new_items for o in outcomes),
+                 f"; failed: {', '.join(failed)}" if failed else "")
+        return outcomes
 
     def fetch_articles(self, *, now: datetime) -> dict[str, int]:
         """The article pages of items the classifier found relevant (when ``[collect] article_pages``)."""

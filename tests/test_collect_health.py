@@ -155,10 +155,36 @@ def test_sources_command_lists_health_with_stale_and_backoff_flags(server, tmp_p
     out = capsys.readouterr().out
     assert "2 of 3 sources answered" in out and "HTTP 404" in out
     assert main(["--config", str(config), "sources"]) == 0
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    lines = _blocks(capsys.readouterr().out)
     assert "STALE" in lines["old"] and "days old" in lines["old"]
     assert "STALE" not in lines["fresh"] and lines["fresh"].split()[1] == "ok"
     assert "error (hard): " in lines["gone"] and "backing off until" in lines["gone"] and " 4.0 " in lines["gone"]
+
+
+def _blocks(out: str) -> dict[str, str]:
+    """`mynawatch sources` output: each source's line and the indented lines under it, joined."""
+    blocks: dict[str, str] = {}
+    name = None
+    for line in out.splitlines()[1:]:
+        if line.startswith(" "):
+            blocks[name] += " " + line.strip()
+        else:
+            name = line.split()[0]
+            blocks[name] = line
+    return blocks
+
+
+def test_sources_shows_the_whole_reason_wrapped_to_the_terminal():
+    from collector.health import describe_sources
+    from store.sources import SourceRow
+
+    reason = "error (soft): HTTP 503 from https://example.jp/a/very/long/path/feed.xml " + "and more words " * 12 + "END"
+    row = SourceRow(**{**{f: None for f in SourceRow.__dataclass_fields__}, "name": "slow", "status": reason,
+                       "failure_score": 2.0, "newest": ()})
+    text = describe_sources([row], policy=CollectPolicy(), now=NOW, width=60)
+    assert all(len(line) <= 60 for line in text.splitlines()[2:])
+    assert " ".join(line.strip() for line in text.splitlines()[2:]) == reason  # nothing cut off
+    assert text.splitlines()[1].split()[:2] == ["slow", "error"]
 
 
 def _fresh_feed() -> bytes:

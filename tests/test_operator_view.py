@@ -14,6 +14,7 @@ from test_alerts import SPIKE_DAY, _burst, _evaluate, _history, at
 from test_reports_data import add_items
 
 from collector.jobs import save_entries
+from tests.conftest import Route
 from collector.sources import SourceConfig
 from mynawatch import __version__, cli
 from mynawatch.cli import main
@@ -156,3 +157,42 @@ def test_json_output_escapes_what_a_terminal_would_act_on(config, capsys):
     code, out, _ = _run(config, capsys, "sources", "--format", "json")
     assert code == 0 and "\x1b" not in out and "\u202e" not in out and len(out.splitlines()) == 1
     assert json.loads(out)[0]["name"] == "evil\u202e\x1b[2J"
+
+
+def test_logs_are_quiet_by_default_own_steps_at_v_and_libraries_at_vv(tmp_path, server):
+    server.routes["/feed"] = Route(b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>')
+    runs = {}
+    for flags in ((), ("-v",), ("-vv",)):
+        config = tmp_path / f"m{len(flags)}.toml"
+        config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / f"s{len(flags)}.sqlite"}"\n'
+                          '[fetch]\nhost_interval_seconds = 0\n[collect]\narticle_pages = false\n'
+                          f'[[sources]]\nname = "nhk"\nurl = "{server.url("/feed")}"\npublisher = "NHK"\n',
+                          encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "mynawatch.cli", "--config", str(config), *flags, "collect"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs[flags] = done.stderr
+    assert runs[()] == ""
+    assert "mynawatch.pipeline: collect round: 1 source(s), 0 new item(s)" in runs[("-v",)]
+    assert "alembic" not in runs[("-v",)] and "httpx" not in runs[("-v",)]
+    assert "alembic" in runs[("-vv",)] and "collect round" in runs[("-vv",)]
+
+
+@pytest.mark.parametrize("args", [["sources"], ["search", "障害"], ["alerts", "list"], ["alerts", "outbox"],
+                                  ["silence", "list", "--all"]])
+def test_every_list_command_answers_json_and_jsonl(config, capsys, args):
+    assert json.loads(_run(config, capsys, *args, "--format", "json")[1]) == []
+    assert _run(config, capsys, *args, "--format", "jsonl")[1] == ""  # no rows: no lines
+
+
+def test_jsonl_is_one_object_per_line_and_silences_show_tokyo_time(config, capsys):
+    _add_source_with_item(config)
+    assert _run(config, capsys, "silence", "add", "portal", "--from", "2030-01-02T09:00", "--for", "2h")[0] == 0
+    assert _run(config, capsys, "silence", "add", "card", "--from", "2030-01-03T00:00", "--for", "1h")[0] == 0
+    lines = _run(config, capsys, "silence", "list", "--format", "jsonl")[1].splitlines()
+    assert [json.loads(line)["service"] for line in lines] == ["portal", "card"]
+    assert json.loads(lines[0])["starts_at"] == "2030-01-02T09:00:00+09:00"
+    out = _run(config, capsys, "silence", "list")[1]
+    assert "2030-01-02 09:00 +09:00 → 2030-01-02 11:00 +09:00" in out
+    (line,) = _run(config, capsys, "sources", "--format", "jsonl")[1].splitlines()
+    assert json.loads(line)["name"] == "nhk"
