@@ -13,7 +13,7 @@ from time import time as time_now
 from sqlalchemy.orm import Session, sessionmaker
 
 from reports.charts import render_hourly_chart, render_incident_chart, render_mentions_chart
-from reports.coverage import Coverage, find_gaps, source_days
+from reports.coverage import GRACE, Coverage, find_gaps, source_days
 from reports.daily import DailyReport, DayInputs, TrendRow, build_daily_report
 from reports.mail import Chart, SmtpSettings, build_digest, wire_bytes
 from reports.notices import TOKYO
@@ -71,11 +71,11 @@ def read_coverage(session: Session, start: datetime, end: datetime, *, now: date
     """The day's collection from the fetch history: gaps over the charts' weeks and the day (up to ``now``),
     and each source's fetches on the day."""
     until = max(start, min(end, now))
-    since = start - timedelta(days=HISTORY_DAYS)
     known_from = store_health.fetch_history_start(session)
     reach = timedelta(minutes=store_health.longest_interval(session))
-    gaps = find_gaps(store_health.successful_fetches(session, since - reach, until), known_from=known_from,
-                     since=since, until=until)
+    since, horizon = start - timedelta(days=HISTORY_DAYS) - reach, max(until, min(now, end + reach + GRACE))
+    gaps = find_gaps(store_health.successful_fetches(session, since, horizon), known_from=known_from,
+                     since=since, until=horizon, reach=reach)
     return Coverage(start, until, tuple(gaps), source_days(store_health.fetch_tallies(session, start, until)),
                     known=known_from is not None and known_from < until)
 

@@ -1,14 +1,16 @@
 """What was collected: the stretches in which no source was fetched successfully (gaps), and each source's
 fetches on a report's day, read from the fetch history (``fetch_log``). Pure, beside how it reads in Japanese.
 
-A successful fetch of a source at ``t`` vouches for collection from ``t`` until its next fetch is due
-(``t`` + the source's interval). Time that no success vouches for, longer than ``GRACE`` (a late round is
-not a gap), is a gap. Before the store's first fetch attempt nothing is known, and nothing is claimed: a
-store filled some other way has no gaps.
+Items are counted by when they were published, and a fetch sees what was published before it. So when,
+after a successful fetch at ``t``, no source succeeds again by the time the next fetch was due (``t`` plus
+that source's interval, plus ``GRACE``: a late round is not a gap), the whole stretch from ``t`` to the next
+success is a gap: what was published then was not seen at the time. Before the store's first fetch attempt
+nothing is known, and nothing is claimed: a store filled some other way has no gaps.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -19,6 +21,7 @@ from store.health import FetchTally
 Span = tuple[datetime, datetime]  # [start, end), aware
 GRACE = timedelta(minutes=30)  # a round this late is not a gap
 GAP_LABEL = "収集なし"  # the charts' legend entry for a gap
+URL_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]*://\S*?: ")  # collector errors begin with the address fetched
 
 
 @dataclass(frozen=True)
@@ -64,21 +67,23 @@ class Coverage:
 
 
 def find_gaps(successes: list[tuple[datetime, int]], *, known_from: datetime | None, since: datetime,
-              until: datetime, grace: timedelta = GRACE) -> list[Span]:
-    """The stretches of [since, until) after ``known_from`` that no success vouches for. ``successes``:
-    (when, the source's interval in minutes) in time order, from early enough to reach into ``since``."""
-    if known_from is None:
+              until: datetime, reach: timedelta = timedelta(hours=1), grace: timedelta = GRACE) -> list[Span]:
+    """The gaps in [since, until). ``successes``: (when, the source's interval in minutes) in [since, until), in
+    time order; ``reach``: the longest interval (the first ``reach`` after ``since`` is only a run-up, since a
+    success just before ``since`` is not seen). A gap before ``known_from`` is never claimed."""
+    if known_from is None or known_from >= until:
         return []
-    cursor = max(since, known_from)
+    last = max(since, known_from)
+    due = since + reach if known_from <= since else known_from  # the first fetch attempt was due to succeed
     gaps = []
     for at, minutes in successes:
-        if at >= until:
-            break
-        if at - cursor > grace:
-            gaps.append((cursor, at))
-        cursor = max(cursor, at + timedelta(minutes=minutes))
-    if until - cursor > grace:
-        gaps.append((cursor, until))
+        if at < last or at >= until:
+            continue
+        if at > due + grace:
+            gaps.append((last, at))
+        last, due = at, max(due, at + timedelta(minutes=minutes))
+    if until > due + grace:
+        gaps.append((last, until))
     return gaps
 
 
@@ -103,7 +108,7 @@ def source_days(tallies: list[FetchTally]) -> tuple[SourceDay, ...]:
         if t.outcome == "ok":
             successes[t.source] = successes.get(t.source, 0) + t.attempts
             continue
-        reason = one_line(t.reason) or "理由不明"
+        reason = URL_PREFIX.sub("", one_line(t.reason)) or "理由不明"  # the source's address is known: not repeated
         if t.outcome == "offline":
             reason = f"オフライン判定（失敗に数えず）: {reason}"
         failures.setdefault(t.source, []).append((reason, t.attempts))

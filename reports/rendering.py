@@ -40,6 +40,15 @@ def _gap_day(r: DailyReport) -> bool:
     return bool(r.coverage and r.coverage.whole_day)
 
 
+def _nothing(r: DailyReport) -> str:
+    """What an empty count of the day reads as: nothing found, or nothing collected."""
+    return "欠測" if _gap_day(r) else "なし"
+
+
+def _sentiment_rows(r: DailyReport) -> list:
+    return [] if _gap_day(r) and not any(n for _, n, _, _ in r.sentiment) else r.sentiment
+
+
 def _service_line(row: ServiceRow) -> str:
     ratio = f"、28日比 ×{row.ratio}" if row.ratio is not None else ""
     cause = f"、主な原因 {CAUSE_NAMES[row.top_cause]}" if row.top_cause else ""
@@ -77,18 +86,19 @@ def render_text(r: DailyReport) -> str:
         lines += [f"- {one_line(s.title)}（{_story_meta(s)}）"]
         lines += [f"    {one_line(name)}: {_url_text(url)}" for name, url in s.publishers]
     if not r.top_stories:
-        lines.append("- なし")
+        lines.append(f"- {_nothing(r)}")
     lines += ["", "■ 原因（記事群数）"]
-    lines += [f"- {CAUSE_NAMES[c]}: {n}" for c, n in r.causes] or ["- なし"]
+    lines += [f"- {CAUSE_NAMES[c]}: {n}" for c, n in r.causes] or [f"- {_nothing(r)}"]
     lines += ["", "■ 感情（記事数、当日の割合／過去7日の割合）"]
-    lines += [f"- {SENTIMENT_NAMES[s]}: {n}（{share:.0%}／{week:.0%}）" for s, n, share, week in r.sentiment]
+    lines += [f"- {SENTIMENT_NAMES[s]}: {n}（{share:.0%}／{week:.0%}）" for s, n, share, week in _sentiment_rows(r)]
+    lines += [] if _sentiment_rows(r) else [f"- {_nothing(r)}"]
     lines += ["", "■ 計画メンテナンス"]
     lines += [f"- {_window_line(w, r)}" for w in r.maintenance]
     lines += [f"- 関連: {one_line(s.title)}（{_url_text(s.url)}）" for s in r.notices]
     if not r.maintenance and not r.notices:
         lines.append("- なし")
     lines += ["", "■ 検索トレンド（Google トレンド）"]
-    lines += [f"- {one_line(t.term)}（{one_line(t.traffic_raw)}）" for t in r.trends] or ["- なし"]
+    lines += [f"- {one_line(t.term)}（{one_line(t.traffic_raw)}）" for t in r.trends] or [f"- {_nothing(r)}"]
     lines += ["", "■ この日の収集（取得の記録）"] + [f"- {line}" for line in coverage_lines(r.coverage, r.day)]
     lines += ["", "■ 情報源の状態（作成時点）"]
     lines += [f"- {one_line(s.name)}: {SOURCE_STATES[s.state]}（{one_line(s.detail)}）" for s in r.sources]
@@ -147,8 +157,8 @@ def _story_html(s: StoryRow) -> str:
             f"<span {MUTED}>{escape(_story_meta(s))}: {others}</span></li>")
 
 
-def _list(items: list[str]) -> list[str]:
-    return ["<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"] if items else ["<p>なし</p>"]
+def _list(items: list[str], empty: str = "なし") -> list[str]:
+    return ["<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"] if items else [f"<p>{empty}</p>"]
 
 
 def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
@@ -166,14 +176,17 @@ def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
     parts += [f"<h2 {H2}>サービス別の言及</h2>"] + ([f"<p>{MISSING}</p>"] if _gap_day(r) else _services_table(r))
     parts += _img("hourly", images)
     parts += [f"<h2 {H2}>主な記事</h2>"]
-    parts += ["<ol>" + "".join(_story_html(s) for s in r.top_stories) + "</ol>"] if r.top_stories else ["<p>なし</p>"]
-    parts += [f"<h2 {H2}>原因（記事群数）</h2>"] + _list([f"{e(CAUSE_NAMES[c])}: {n}" for c, n in r.causes])
+    parts += (["<ol>" + "".join(_story_html(s) for s in r.top_stories) + "</ol>"] if r.top_stories
+              else [f"<p>{_nothing(r)}</p>"])
+    parts += [f"<h2 {H2}>原因（記事群数）</h2>"] + _list([f"{e(CAUSE_NAMES[c])}: {n}" for c, n in r.causes], _nothing(r))
     parts += [f"<h2 {H2}>感情（当日の割合／過去7日の割合）</h2>"]
-    parts += _list([f"{e(SENTIMENT_NAMES[s])}: {n} 件（{share:.0%}／{week:.0%}）" for s, n, share, week in r.sentiment])
+    parts += _list([f"{e(SENTIMENT_NAMES[s])}: {n} 件（{share:.0%}／{week:.0%}）"
+                    for s, n, share, week in _sentiment_rows(r)], _nothing(r))
     parts += [f"<h2 {H2}>計画メンテナンス</h2>"]
     parts += _list([_link(w.url, e(_window_line(w, r))) for w in r.maintenance]
                    + [f"関連: {_link(s.url, _t(s.title))}" for s in r.notices])
-    parts += [f"<h2 {H2}>検索トレンド（Google トレンド）</h2>"] + _list([f"{_t(t.term)}（{_t(t.traffic_raw)}）" for t in r.trends])
+    parts += [f"<h2 {H2}>検索トレンド（Google トレンド）</h2>"] + _list([f"{_t(t.term)}（{_t(t.traffic_raw)}）" for t in r.trends],
+                                                                       _nothing(r))
     parts += [f"<h2 {H2}>この日の収集（取得の記録）</h2>"] + _list([e(line) for line in coverage_lines(r.coverage, r.day)])
     parts += [f"<h2 {H2}>情報源の状態（作成時点）</h2>"]
     parts += _list([f'<span style="color:#b60">{_t(s.name)}: {e(SOURCE_STATES[s.state])}（{_t(s.detail)}）</span>'
