@@ -74,7 +74,7 @@ class FetchLog(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
-    started_at: Mapped[datetime] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(index=True)  # reports read the day's fetches (migration 0011)
     http_status: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(30), comment="new | unchanged | not_modified | failed | offline")
     new_items: Mapped[int] = mapped_column(Integer, default=0)
