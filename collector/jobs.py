@@ -70,25 +70,29 @@ class Collector:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
-    def collect_round(self, sources: list[SourceConfig], *, now: datetime, force: bool = False) -> list[SourceOutcome]:
+    def collect_round(self, sources: list[SourceConfig], *, now: datetime, force: bool = False,
+                      progress=None) -> list[SourceOutcome]:
         """Fetch every due source (``force``: also those in backoff) and store what is new."""
         states = self._states(sources)
         due = [s for s in sources if force or not is_held(states[s.name].hold_until, now=now)]
         outcomes = {s.name: _waiting(s, states[s.name]) for s in sources if s not in due}
-        outcomes.update(self._fetch_and_store(due, states, now=now))
+        outcomes.update(self._fetch_and_store(due, states, now=now, progress=progress))
         if len(self.stories) > STORY_INDEX_LIMIT:
             with self.write_lock:
                 self.stories.prune(now - 2 * self.stories.window)
         return [outcomes[s.name] for s in sources]
 
-    def _fetch_and_store(self, due: list[SourceConfig], states, *, now: datetime) -> dict[str, SourceOutcome]:
+    def _fetch_and_store(self, due: list[SourceConfig], states, *, now: datetime,
+                         progress=None) -> dict[str, SourceOutcome]:
         """Fetches in parallel, stored one by one as they come, in order. Failures without any answer wait
         for the end of the round: one host failing, or the whole machine offline?"""
         outcomes, unanswered = {}, []
         order = interleave_by_host(due)
         futures = [self.pool.submit(self._fetch, states[s.name], now) for s in order]
-        for source, future in zip(order, futures):
+        for done, (source, future) in enumerate(zip(order, futures)):
             result, error = future.result()
+            if progress:  # (done, total, step): a progress display, on a terminal only
+                progress(done + 1, len(order), "collect")
             self.connectivity.record(source.host, unanswered=bool(error and error.network), now=now)
             if error is not None and error.network:
                 unanswered.append((source, error))

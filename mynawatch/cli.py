@@ -77,7 +77,7 @@ def cmd_collect(args) -> int:
         if not pipeline.settings.sources:
             raise UserError("no [[sources]] in the settings file: nothing to collect")
         now = _now()
-        outcomes = pipeline.collect(now=now, force=args.force)
+        outcomes = pipeline.collect(now=now, force=args.force, progress=_progress_here())
         pages = pipeline.fetch_articles(now=now)
     failed = waiting = 0
     for o in outcomes:

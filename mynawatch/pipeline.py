@@ -101,11 +101,11 @@ class Pipeline:
 
     # -- the steps ---------------------------------------------------------------------------------
 
-    def collect(self, *, now: datetime, sources: list[SourceConfig] | None = None,
-                force: bool = False) -> list[SourceOutcome]:
+    def collect(self, *, now: datetime, sources: list[SourceConfig] | None = None, force: bool = False,
+                progress: Progress | None = None) -> list[SourceOutcome]:
         """One round over ``sources`` (default: every configured source)."""
         outcomes = self.collector.collect_round(list(self.settings.sources if sources is None else sources),
-                                                now=now, force=force)
+                                                now=now, force=force, progress=progress)
         failed = [o.source for o in outcomes if o.outcome in ("failed", "offline")]
         log.info("collect round: %d source(s), %d new item(s)%s", len(outcomes), sum(o.new_items for o in outcomes),
                  f"; failed: {', '.join(failed)}" if failed else "")
@@ -124,7 +124,7 @@ class Pipeline:
         else:
             n = tag_items(self.sessions, model, now=now, progress=progress)
         trends = tag_trends(self.sessions, model)
-        return Classified(n, trends, index_pending(self.sessions), model.version, retrained)
+        return Classified(n, trends, index_pending(self.sessions, progress=progress), model.version, retrained)
 
     def classify_claimed(self, *, now: datetime, worker: str) -> Classified:
         """``classify`` as one of several workers on a shared store: batches claimed for ``[schedule]

@@ -25,14 +25,19 @@ class SearchHit:
     in_title: bool
 
 
-def index_pending(sessions: sessionmaker[Session], *, batch: int = 2000) -> int:
+def index_pending(sessions: sessionmaker[Session], *, batch: int = 2000, progress=None) -> int:
     """Put every item not yet in the search index into it, ``batch`` items per transaction (so the
-    collectors never wait long for the write lock); how many were indexed."""
-    done = 0
+    collectors never wait long for the write lock); how many were indexed. ``progress(done, total,
+    step)`` is told after each batch when more than one batch is waiting."""
+    done, total = 0, None
     while True:
         with sessions.begin() as session:
+            if progress and total is None:
+                total = pending_count(session)
             n = dialect_for(session.get_bind()).index_pending(session.connection(), batch)
         done += n
+        if progress and n and total and total > batch:
+            progress(min(done, total), total, "search index")
         if n < batch:
             return done
 

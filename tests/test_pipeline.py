@@ -62,3 +62,23 @@ def test_the_demo_runs_on_its_own_shipped_settings_file(tmp_path):
     assert settings.report_dir == tmp_path / "reports"
     assert not settings.collect.article_pages and not settings.alerting.send_email and not settings.send_digest
     assert {s.url for s in settings.sources} >= {"http://127.0.0.1:9/nhk.xml", "http://127.0.0.1:9/google_news.xml"}
+
+
+def test_a_collect_round_and_search_indexing_report_progress(tmp_path, server):
+    for name in ("a", "b", "c"):
+        server.routes[f"/{name}"] = Route((FEEDS / "nhk_rss2.xml").read_bytes())
+    config = tmp_path / "mynawatch.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "store.sqlite"}"\n[fetch]\nhost_interval_seconds = 0\n'
+                      + "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url("/" + n)}"\npublisher = "NHK"\n'
+                                for n in ("a", "b", "c")), encoding="utf-8")
+    from datetime import datetime, timezone
+
+    from store.search import index_pending
+
+    seen = []
+    with Pipeline(load_settings(config)) as pipeline:
+        pipeline.collect(now=datetime.now(timezone.utc), progress=lambda *a: seen.append(a))
+        assert seen == [(1, 3, "collect"), (2, 3, "collect"), (3, 3, "collect")]
+        seen.clear()
+        assert index_pending(pipeline.sessions, batch=1, progress=lambda *a: seen.append(a)) == 2
+    assert seen == [(1, 2, "search index"), (2, 2, "search index")]
