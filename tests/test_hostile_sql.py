@@ -66,16 +66,21 @@ def _make_pg_store(url: str, *, big: bool = True) -> str:
     return url
 
 
-def _fingerprint(url: str) -> dict[str, str]:
+def _fingerprint(url: str, engine=None) -> dict[str, str]:
     """Every table's rows (and the sequences' positions) as one digest each."""
-    engine = create_engine(url)
+    own = engine is None
+    engine = engine or create_engine(url)
     with engine.connect() as c:
         names = c.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars().all()
         out = {n: c.execute(text(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {n} t"))
                .scalar() for n in names}
         out |= {n: str(c.execute(text(f"SELECT last_value FROM {n}")).scalar()) for n in c.execute(text(
             "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")).scalars()}
-    engine.dispose()
+        out["roles and large objects"] = str(c.execute(text(
+            "SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'), "
+            "(SELECT count(*) FROM pg_largeobject_metadata)")).one())
+    if own:
+        engine.dispose()
     return out
 
 
@@ -283,27 +288,25 @@ def pg_writes_url():
 
     pg.require_server()
     url = _make_pg_store(pg.create_database(), big=False)
-    yield url
+    engine = create_engine(url)
+    yield url, engine
+    engine.dispose()
     pg.drop_database(url)
 
 
 @pytest.mark.parametrize("statement", PG_WRITES)
 def test_postgresql_refuses_writes_ddl_and_server_files_and_the_store_stays(pg_writes_url, tmp_path, monkeypatch,
                                                                            capsys, statement):
-    url = pg_writes_url
+    url, engine = pg_writes_url
     (tmp_path / "mynawatch.toml").write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    before = _fingerprint(url)
+    before = _fingerprint(url, engine)
+    assert before["roles and large objects"] == "(0, 0)"
     code = main(["sql", statement.format(tmp=tmp_path)])
     err = capsys.readouterr().err
     if "pg_terminate_backend" in statement or "lo_create" in statement:  # allowed to run, leaving nothing behind:
         assert code in (0, 2) and ("refused" in err or err == ""), err  # no session ended, the object rolled back
     else:
         assert code == 2 and ("refused" in err or "failed" in err) and "Traceback" not in err, err
-    assert _fingerprint(url) == before
+    assert _fingerprint(url, engine) == before  # no row, sequence, role or large object changed
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "copied").exists()
-    engine = create_engine(url)
-    with engine.connect() as c:
-        assert c.execute(text("SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'")).scalar() == 0
-        assert c.execute(text("SELECT count(*) FROM pg_largeobject_metadata")).scalar() == 0
-    engine.dispose()
