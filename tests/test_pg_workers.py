@@ -55,9 +55,9 @@ def _feed(n: int, now: datetime) -> bytes:
     if n == 0:
         for d in range(1, 10, 2):
             items[d] = (f"{CITIES[d]}で{TROUBLE[d % len(TROUBLE)]}（過去{d}）", now - timedelta(days=d, hours=5))
-        for k in range(18):  # six an hour over the last three hours, each its own story
-            items[100 + k] = (f"{CITIES[k]}の窓口で{TROUBLE[k % len(TROUBLE)]}　{k}件目の報告",
-                              now - timedelta(minutes=170 - 9 * k))
+        for k in range(30):  # ten an hour over the last three hours, each its own story
+            items[100 + k] = (f"{CITIES[k % len(CITIES)]}の窓口で{TROUBLE[k % len(TROUBLE)]}　{k}件目の報告",
+                              now - timedelta(minutes=175 - 6 * k))
     body = "".join(f"<item><title>{t}</title><link>https://outlet{n}.example.jp/news/{i}</link>"
                    f"<guid>outlet{n}-{i}</guid><pubDate>{_rfc822(w)}</pubDate>"
                    f"<description>{t}。</description></item>" for i, (t, w) in enumerate(items))
@@ -127,16 +127,25 @@ def _sql(url: str, query: str, params=()):
         return conn.execute(query, params).fetchall()
 
 
+def _tails(procs) -> str:
+    out = []
+    for p in procs:
+        if not p.log.closed:
+            p.log.flush()
+        out.append(f"--- {p.role} {p.pid} (exit {p.poll()}):\n" + Path(p.log.name).read_text(encoding="utf-8")[-1500:])
+    return "\n".join(out)
+
+
 def _wait(what: str, check, timeout: float, procs=()):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        for p in procs:
-            assert p.poll() is None, f"{what}: a worker exited early: {p.stderr.read()[-2000:]}"
+        if any(p.poll() is not None for p in procs):
+            pytest.fail(f"{what}: a worker exited early:\n{_tails(procs)}")
         time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{_tails(procs)}")
 
 
 class Workers:
@@ -153,7 +162,8 @@ class Workers:
         return proc
 
     def log(self, proc) -> str:
-        proc.log.flush()
+        if not proc.log.closed:
+            proc.log.flush()
         return Path(proc.log.name).read_text(encoding="utf-8")
 
     def stop(self) -> None:
