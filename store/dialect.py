@@ -462,6 +462,7 @@ def _sqlite_path(url: str) -> str:
     return make_url(url).database or ""
 
 
+SEARCH_WINDOW = 20_000  # newest search documents a PostgreSQL search walks in key order before using the GIN index
 READER_ROLE = "mynawatch_sql"  # what `mynawatch sql` runs as when the store's own user may touch server files
 _SERVER_FILE_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
 
@@ -568,8 +569,16 @@ class PostgreSQL:
         if service is not None:
             sql += SERVICE_FILTER
             params["service"] = service
-        sql += " ORDER BY f.item_id DESC LIMIT :limit"
-        return connection.execute(text(sql), params).all()
+        # Newest first, in two tries: the newest SEARCH_WINDOW documents walked down the key (a common word
+        # fills the page there at once), else every match through the GIN index, then sorted (a rare word:
+        # walking the whole key for it would read every document).
+        newest = connection.execute(text("SELECT max(item_id) FROM items_fts")).scalar() or 0
+        params["floor"] = newest - SEARCH_WINDOW
+        rows = connection.execute(text(sql + " AND f.item_id > :floor ORDER BY f.item_id DESC LIMIT :limit"),
+                                  params).all()
+        if len(rows) >= limit or newest <= SEARCH_WINDOW:
+            return rows
+        return connection.execute(text(sql + " ORDER BY f.item_id + 0 DESC LIMIT :limit"), params).all()
 
     def connect_read_only(self, url: str, *, memory_bytes: int | None = None, seconds: float | None = None):
         """A psycopg connection in a read-only transaction (the server refuses every write), with a statement

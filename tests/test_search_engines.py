@@ -95,3 +95,16 @@ def test_both_engines_filter_by_service_and_date_alike(both, service):
     for query in ("障害", "停止", "カード", "マイナ保険証"):
         expected = _hits(lite, query, service=service, since=since, limit=1000)
         assert _hits(postgres, query, service=service, since=since, limit=1000) == expected
+
+
+@pytest.mark.parametrize("window", [1, 7, 150])
+def test_postgresql_gives_the_same_hits_whether_the_newest_documents_suffice_or_not(both, monkeypatch, window):
+    """PostgreSQL walks the newest documents first and falls back on its GIN index: the same hits either way."""
+    import store.dialect
+
+    lite, postgres = both
+    monkeypatch.setattr(store.dialect, "SEARCH_WINDOW", window)
+    for query in QUERIES:
+        expected = _hits(lite, query, limit=1000)
+        assert _hits(postgres, query, limit=3) == expected[:3], query
+        assert _hits(postgres, query, limit=1000) == expected, query
