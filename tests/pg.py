@@ -73,10 +73,25 @@ def _admin(sql: str) -> None:
         conn.execute(sql)
 
 
+@lru_cache(maxsize=1)
+def _drop_leftovers() -> None:
+    """Databases of test processes that were killed before they could drop theirs (named after their pid)."""
+    import psycopg
+
+    with psycopg.connect(_libpq(ADMIN_URL), autocommit=True, connect_timeout=10) as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'mwtest%'")]
+        for name in names:
+            pid = name.split("_")[1] if name.count("_") >= 3 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def create_database() -> str:
     """A new, empty database; its SQLAlchemy URL."""
     from sqlalchemy.engine import make_url
 
+    if os.path.isdir("/proc/self"):
+        _drop_leftovers()
     name = f"mwtest_{os.getpid()}_{next(_names)}_{uuid.uuid4().hex[:8]}"
     _admin(f'CREATE DATABASE "{name}"')
     return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
