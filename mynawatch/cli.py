@@ -126,9 +126,12 @@ def cmd_classify(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from mynawatch.incidents_cmd import cmd_monthly_report
     from store.clock import today
 
     settings = _settings(args)
+    if args.month:
+        return cmd_monthly_report(args, settings, user_error=UserError)
     try:
         day = date.fromisoformat(args.date) if args.date else today() - timedelta(days=1)
     except ValueError:
@@ -752,18 +755,26 @@ def cmd_sources(args) -> int:
 
     settings = _settings(args)
     sessions = make_sessions(settings.database_url)
+    from collector.streams.status import describe_streams, stream_record
+    from store.streams import stream_rows
+
     with sessions.begin() as session:
-        rows = source_rows(session)
+        rows, streams = source_rows(session), stream_rows(session)  # [[streams]] get a table of their own
+    rows = [r for r in rows if r.name not in {x.name for x in streams}]
     now = _now()
     if args.format != "text":  # the stored text as it is, escaped where a terminal would act on it
-        _print_json([{**asdict(r), "flags": source_flags(r, policy=settings.collect, now=now)} for r in rows],
-                    args.format)
+        _print_json([{**asdict(r), "flags": source_flags(r, policy=settings.collect, now=now)} for r in rows]
+                    + [stream_record(x, now=now) for x in streams], args.format)
         return 0
     rows = [replace(r, name=one_line(r.name), status=one_line(r.status)) for r in rows]
     if rows:
         print(describe_sources(rows, policy=settings.collect, now=now))
-    else:
+    elif not streams:
         print("no sources in the store yet: `mynawatch collect` fetches those of the settings")
+    if streams:
+        print(("\n" if rows else "") + describe_streams([replace(x, name=one_line(x.name), state=one_line(x.state),
+                                                                 last_error=one_line(x.last_error or "") or None)
+                                                         for x in streams], now=now))
     return 0
 
 
@@ -772,6 +783,9 @@ def _alert_parsers(sub) -> None:
     a = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a.add_parser("check", help="detect, advance the alert lifecycle, notify (what `run` does every hour)")
     a.add_parser("deliver", help="send queued notifications that are due (SMTP or a webhook was down)")
+    from mynawatch.alerts_backfill import register_backfill
+
+    register_backfill(a)
     for name, what in (("list", "recent alerts, newest first"), ("outbox", "recent notifications and their state")):
         c = a.add_parser(name, help=what)
         c.add_argument("--limit", type=int, default=30, help="how many (default 30)")
@@ -836,9 +850,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder (default: [reports] dir of the settings)")
     p.add_argument("--send", action="store_true",
                    help="also email the digest (once per day and recipient; queued and retried if SMTP is down)")
+    p.add_argument("--month", help="instead, the monthly summary of YYYY-MM: incidents, durations, time to "
+                                   "acknowledge and recover, per service, with their charts")
     p.set_defaults(func=cmd_report)
 
     _alert_parsers(sub)
+    from mynawatch.incidents_cmd import register_incidents
+
+    register_incidents(sub, load_settings=_settings, user_error=UserError)
 
     p = sub.add_parser("run", help="run the scheduler: collect, classify, alert and report on schedule")
     p.add_argument("--role", choices=("all", "collect", "classify", "alerts"), default="all",
@@ -1003,4 +1022,8 @@ def _quiet_stdout() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m mynawatch.cli` runs this file as __main__: take main from mynawatch.cli itself, so that the
+    # UserError a command module imports from mynawatch.cli is the class main catches (no traceback).
+    from mynawatch.cli import main as _main
+
+    sys.exit(_main())

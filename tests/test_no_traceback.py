@@ -69,6 +69,7 @@ CASES = {
     "alerts deliver": Case(["alerts", "deliver"], ["alerts", "deliver"], bad_config="junk.toml"),
     "alerts list": Case(["alerts", "list"], ["alerts", "list", "--limit", "many"]),
     "alerts outbox": Case(["alerts", "outbox"], ["alerts", "outbox"], bad_config="junk.toml"),
+    "alerts backfill": Case(["alerts", "backfill", "--since", "2024-09-16"], ["alerts", "backfill", "--since", "2024-02-30"]),
     "silence add": Case(["silence", "add", "portal", "--for", "2h"], ["silence", "add", "no-such-service"],
                         writes=True),
     "silence list": Case(["silence", "list"], ["silence", "list"], bad_config="junk.toml"),
@@ -76,6 +77,9 @@ CASES = {
     "spikes detect": Case(["spikes", "detect", "{work}/counts.csv"], ["spikes", "detect", "{work}/bad.csv"]),
     "spikes export": Case(["spikes", "export", "--since", "2024-09-16", "--until", "2024-09-17"],
                           ["spikes", "export", "--since", "2024-02-30", "--until", "2024-09-17"]),
+    "incidents list": Case(["incidents", "list", "--format", "json"], ["incidents", "list", "--since", "yesterday"]),
+    "incidents show": Case(["incidents", "show", "2024-09-16T09-portal"], ["incidents", "show", "no-such-incident"]),
+    "incidents recompute": Case(["incidents", "recompute"], ["incidents", "recompute"], bad_config="junk.toml"),
 }
 
 
