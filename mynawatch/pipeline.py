@@ -141,9 +141,36 @@ class Pipeline:
     def check_alerts(self, *, now: datetime, deliver: bool = True) -> list[Event]:
         """Detect, advance the alert lifecycle and queue notifications (then deliver them, by default)."""
         s = self.settings
-        return evaluate_alerts(self.sessions, model_version=served_version(self.sessions), now=now, params=s.spikes,
-                               params_for=dict(s.spikes_for), policy=s.alerting, channels=self.channels,
-                               deliver=deliver)
+        self.recompute_incidents(now=now)  # before: a notice can name its incident; after: it lists the alerts
+        events = evaluate_alerts(self.sessions, model_version=served_version(self.sessions), now=now, params=s.spikes,
+                                 params_for=dict(s.spikes_for), policy=s.alerting, channels=self.channels,
+                                 deliver=deliver)
+        self.recompute_incidents(now=now)
+        return events
+
+    def recompute_incidents(self, *, now: datetime, since: datetime | None = None, everything: bool = False) -> list:
+        """Derive the incidents from the store again (reports/incidents.py): those starting in the last
+        INCIDENT_DAYS, or since ``since``, or (``everything``) in the whole history; older ones stay as saved."""
+        from datetime import timedelta
+
+        from classifier.rules import RULES  # the classifier's recovery words (復旧, 再開, 解消, ...)
+        from reports.incidents import INCIDENT_DAYS, recompute_incidents
+
+        s = self.settings
+        if since is None and not everything:
+            since = now - timedelta(days=INCIDENT_DAYS)
+        with self.sessions.begin() as session:
+            return recompute_incidents(session, model_version=served_version(self.sessions), now=now, params=s.spikes,
+                                       params_for=dict(s.spikes_for), policy=s.incidents, since=since,
+                                       official_sources=frozenset(x.name for x in s.sources if x.official),
+                                       recovery_words=tuple(RULES["pos:recovery"]))
+
+    def write_monthly_report(self, *, month: date, out_dir: Path | None = None) -> dict[str, Path]:
+        """The monthly summary of ``month``'s incidents (to ``[reports] dir`` unless ``out_dir``)."""
+        from reports.monthly import write_monthly_report
+
+        return write_monthly_report(self.sessions, model_version=served_version(self.sessions), month=month,
+                                    out_dir=out_dir or self.settings.report_dir)
 
     def deliver(self, *, now: datetime) -> Delivery:
         """Send what the outbox holds that is due (SMTP or a webhook was down, a sender died mid-claim)."""
