@@ -10,11 +10,11 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
 from bs4 import BeautifulSoup
 
-TOKYO = ZoneInfo("Asia/Tokyo")
+from store.clock import TOKYO
+
 ARTICLE_TYPES = {"NewsArticle", "Article", "ReportageNewsArticle", "AnalysisNewsArticle", "BlogPosting",
                  "WebPage", "GovernmentService"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._-]+)""", re.IGNORECASE)

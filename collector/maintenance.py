@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
+from store.clock import TOKYO
 from store.maintenance import Window
 from store.records import NEAR, SERVICE_WORDS, Service, ServiceWords
 
-TOKYO = ZoneInfo("Asia/Tokyo")
 MAX_WINDOW = timedelta(days=14)
 _PLANNED = re.compile(r"計画停止|メンテナンス|保守作業|定期点検|システム点検|休止|停止のお?知らせ|サービス停止|"
                       r"停止(?:いた)?します|停止予定|利用できなくなります|ご利用いただけません")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from store.alerts import AlertView
 from store.clean import one_line
+from store.clock import TOKYO
 from store.records import SERVICE_NAMES, Service
 
-TOKYO = ZoneInfo("Asia/Tokyo")
 STATUS_NAMES = {"pending": "保留中", "firing": "継続中", "resolved": "解消", "inhibited": "通知抑制",
                 "expired": "短時間で収束"}
 

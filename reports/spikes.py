@@ -28,9 +28,9 @@ import numpy as np
 from scipy.special import betainc, gammainc
 
 from reports.baseline import fit_baseline
+from store.clock import TOKYO
 
 HOUR = timedelta(hours=1)
-LOCAL = timezone(timedelta(hours=9))  # Asia/Tokyo has no daylight saving time
 MAX_SCORE = 50.0
 KEEP_WINDOW = 3  # hours an open episode's keep test may pool
 MAX_WINDOW = 24  # longest window the cumulative test scores
@@ -223,7 +223,7 @@ class _Frame:
     @classmethod
     def build(cls, counts: dict[datetime, int], start: datetime, now: datetime) -> _Frame:
         hours = hour_grid(start, now)
-        local = [h.astimezone(LOCAL) for h in hours]
+        local = [h.astimezone(TOKYO) for h in hours]
         n = len(hours)
         return cls(hours=hours, x=np.array([counts.get(h, 0) for h in hours], dtype=float),
                    hod=np.array([t.hour for t in local], dtype=int), dow=np.array([t.weekday() for t in local], dtype=int),

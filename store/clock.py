@@ -11,8 +11,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 TOKYO = ZoneInfo("Asia/Tokyo")
-SQL_OFFSET = "+9 hours"  # SQLite's date modifier for Tokyo time
-SQL_INTERVAL = "interval '9 hours'"  # PostgreSQL's
+OFFSET_HOURS = 9  # Tokyo's offset from UTC, the same all year
+SQL_OFFSET = f"+{OFFSET_HOURS} hours"  # SQLite's date modifier for Tokyo time
+SQL_INTERVAL = f"interval '{OFFSET_HOURS} hours'"  # PostgreSQL's
 
 
 def now() -> datetime:

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
+
+from store.clock import TOKYO
 
 try:
     import fcntl
@@ -24,7 +25,6 @@ except ImportError:  # not a POSIX system: no file locks
     fcntl = None
 
 log = logging.getLogger(__name__)
-TOKYO = ZoneInfo("Asia/Tokyo")
 OPEN_WAIT = 900.0  # seconds to wait for another process's open (a migration of a large store takes a while)
 
 
