@@ -125,7 +125,7 @@ MARKERS = {"first": ("#e67e00", "最初の報告", "--"), "official": ("#1f5fbf"
 
 def render_incident_chart(hourly: dict[str, dict[datetime, int]], *, start: datetime, end: datetime,
                           marks: list[tuple[str, datetime]], title: str) -> bytes:
-    """A PNG timeline of one incident: trouble stories per hour (JST) and service, stacked, from two hours
+    """A PNG timeline of one incident: trouble stories per hour (JST) and service, side by side, from two hours
     before ``start`` to two hours after ``end``; ``marks``: (first | official | recovery, time) as vertical lines."""
     from store.clock import tokyo
 
@@ -136,15 +136,17 @@ def render_incident_chart(hourly: dict[str, dict[datetime, int]], *, start: date
     hi = max([local(end)] + [local(t) for _, t in marks]).replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
     hours = [lo + timedelta(hours=n) for n in range(int((hi - lo) / timedelta(hours=1)))]
     fig, ax = plt.subplots(figsize=(9, 3.0), dpi=100)
-    bottom = [0] * len(hours)
-    for service in sorted(hourly, key=lambda s: -sum(hourly[s].values())):
-        counts = {local(h): n for h, n in hourly[service].items()}
+    services = sorted(hourly, key=lambda s: -sum(hourly[s].values()))
+    width = timedelta(minutes=48) / max(1, len(services))  # side by side: a story naming two services is in both
+    tallest = 0
+    for n, service in enumerate(services):
+        counts = {local(h): c for h, c in hourly[service].items()}
         values = [counts.get(h, 0) for h in hours]
-        ax.bar([h + timedelta(minutes=30) for h in hours], values, bottom=bottom, width=1 / 24 * 0.8,
+        ax.bar([h + timedelta(minutes=6) + width * n for h in hours], values, width=width, align="edge",
                label=display_name(service))
-        bottom = [a + b for a, b in zip(bottom, values)]
+        tallest = max([tallest] + values)
     ax.axvspan(local(start), local(end), color="#d33", alpha=0.08, linewidth=0)
-    top = max(bottom + [1]) * 1.35 + 0.5
+    top = max(tallest, 1) * 1.35 + 0.5
     for kind, when in marks:
         colour, name, style = MARKERS[kind]
         ax.axvline(local(when), color=colour, linewidth=2.2, linestyle=style, label=f"{name} {local(when):%H:%M}")
