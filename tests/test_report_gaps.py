@@ -68,7 +68,8 @@ def gap_store(server, engine_sessions, tmp_path):
     sessions = engine_sessions
     for name in ("a", "b"):
         server.routes[f"/{name}"] = Route()
-    sources = [SourceConfig("a", server.url("/a"), publisher="A新聞"), SourceConfig("b", server.url("/b"), publisher="B通信"),
+    sources = [SourceConfig("a", server.url("/a"), publisher="A新聞"),
+               SourceConfig("b", server.url("/b"), publisher="B通信"),
                SourceConfig("c", f"http://127.0.0.1:{_closed_port()}/feed.xml", publisher="C放送")]
     done: list[datetime] = []
     with make_client(POLICY) as client, Collector(sessions, client, POLICY) as collector:
@@ -92,8 +93,8 @@ def _label(sessions) -> None:
     """The classifier's part: every collected item is about マイナ保険証 trouble."""
     with sessions.begin() as s:
         ids = list(s.scalars(select(Item.id)))
-        save_labels(s, MODEL, {i: Label(True, (Service.HEALTH_INSURANCE,), Cause.DEFECT, Sentiment.NEGATIVE) for i in ids},
-                    now=at(DAY3, 23))
+        label = Label(True, (Service.HEALTH_INSURANCE,), Cause.DEFECT, Sentiment.NEGATIVE)
+        save_labels(s, MODEL, {i: label for i in ids}, now=at(DAY3, 23))
 
 
 def _report(sessions, day: date):
