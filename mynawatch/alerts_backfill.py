@@ -7,19 +7,22 @@ Times shown in Tokyo time with their offset.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from datetime import date, datetime
 
 BACKFILL_HELP = "evaluate every past hour of a range in order and record its alerts (and incidents), sending nothing"
 
 
-def register_backfill(actions) -> None:
-    """Add `backfill` to the `alerts` actions."""
+def register_backfill(actions, *, open_pipeline: Callable, print_json: Callable) -> None:
+    """Add `backfill` to the `alerts` actions; ``open_pipeline(args)`` and ``print_json(value)`` are the command
+    line's (passed in, so this module does not import the CLI back)."""
     c = actions.add_parser("backfill", help=BACKFILL_HELP)
     c.add_argument("--since", required=True, help="first day (YYYY-MM-DD, Tokyo) or time (ISO 8601; Tokyo time "
                                                   "unless an offset is given)")
     c.add_argument("--until", help="last day, included (YYYY-MM-DD, Tokyo), or a time; default: now")
     c.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
-    c.set_defaults(func=cmd_backfill)
+    c.set_defaults(func=lambda args: cmd_backfill(args, open_pipeline=open_pipeline, print_json=print_json))
 
 
 class BackfillError(ValueError):
@@ -59,47 +62,30 @@ def run_backfill(pipeline, *, since: datetime, until: datetime, now: datetime):
     with pipeline.sessions.begin() as session:
         done = backfill_alerts(session, since=since, until=until, now=now, model_version=model_version,
                                params=s.spikes, params_for=dict(s.spikes_for), policy=s.alerting)
-    return done, _recompute_incidents(pipeline, since=since, now=now, model_version=model_version)
+    return done, len(pipeline.recompute_incidents(now=now, since=since))
 
 
-def _recompute_incidents(pipeline, *, since: datetime, now: datetime, model_version: str) -> int | None:
-    """Incidents starting in the range derived again (None when this version keeps no incidents)."""
-    if hasattr(pipeline, "recompute_incidents"):
-        return len(pipeline.recompute_incidents(now=now, since=since, everything=False))
-    try:
-        from reports.incidents import recompute_incidents
-    except ModuleNotFoundError as exc:
-        if exc.name != "reports.incidents":
-            raise
-        return None
-    s = pipeline.settings
-    official = frozenset(src.name for src in s.sources if getattr(src, "official", False))
-    with pipeline.sessions.begin() as session:
-        return len(recompute_incidents(session, model_version=model_version, now=now, params=s.spikes,
-                                       params_for=dict(s.spikes_for), policy=s.incidents,
-                                       official_sources=official, since=since))
-
-
-def cmd_backfill(args) -> int:
-    from mynawatch.cli import UserError, _pipeline, _print_json
+def cmd_backfill(args, *, open_pipeline: Callable, print_json: Callable) -> int:
+    from store.clean import clean_text
     from store.clock import now as clock_now
 
     now = clock_now()
     try:
         since, until = time_range(args.since, args.until, now=now)
     except BackfillError as exc:
-        raise UserError(str(exc)) from None
-    with _pipeline(args) as pipeline:
+        print(f"mynawatch: {clean_text(str(exc))}", file=sys.stderr)
+        return 2
+    with open_pipeline(args) as pipeline:
         done, incidents = run_backfill(pipeline, since=since, until=until, now=now)
     if args.format == "json":
-        _print_json({"since": since, "until": until, "hours": done.hours, "new": done.new, "updated": done.changed,
+        print_json({"since": since, "until": until, "hours": done.hours, "new": done.new, "updated": done.changed,
                      "incidents": incidents, "sent": 0})
         return 0
     print(render_backfill(done, incidents, since=since, until=until), end="")
     return 0
 
 
-def render_backfill(done, incidents: int | None, *, since: datetime, until: datetime) -> str:
+def render_backfill(done, incidents: int, *, since: datetime, until: datetime) -> str:
     """What a backfill did, for a person: the range, each alert recorded or updated, the incidents."""
     from reports.notices import display_name
     from store.clock import shown
@@ -111,6 +97,5 @@ def render_backfill(done, incidents: int | None, *, since: datetime, until: date
             end = f" – {shown(a.resolved_at)}" if a.resolved_at else " (still open)"
             lines.append(f"  {label:7} {a.status:9} {display_name(a.service)}: {shown(a.started_at)}{end}, "
                          f"peak {a.peak_count}/h, score {a.score:.1f}")
-    if incidents is not None:
-        lines.append(f"{incidents} incident(s) derived from the store since {shown(since)}")
+    lines.append(f"{incidents} incident(s) derived from the store since {shown(since)}")
     return "\n".join(lines) + "\n"
