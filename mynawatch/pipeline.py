@@ -22,12 +22,14 @@ from classifier.model import Classifier
 from collector.fetch import make_client
 from collector.jobs import Collector, SourceOutcome
 from collector.sources import SourceConfig
+from collector.streams.runner import StreamRunner
 from mynawatch.serving import Retrained, classify_model, retrain, served, served_version
 from mynawatch.settings import Settings
 from reports.alerts import Event
 from reports.archive import ReportFiles, write_daily_report
 from reports.jobs import deliver_notifications, evaluate_alerts
 from reports.outbox import Channels, Delivery
+from reports.stream_alerts import evaluate_stream_alerts
 from store.db import make_sessions
 from store.search import index_pending
 
@@ -77,6 +79,7 @@ class Pipeline:
         self.model = ServedModel(self.sessions)
         self.channels = Channels.of(settings.smtp, send_email=settings.alerting.send_email, webhooks=settings.webhooks)
         self._client, self._own_client, self._collector = client, client is None, None
+        self._streams: list[StreamRunner] = []
 
     @property
     def collector(self) -> Collector:
@@ -94,6 +97,8 @@ class Pipeline:
         self.close()
 
     def close(self) -> None:
+        for runner in self._streams:  # what they read is stored first
+            runner.stop()
         if self._collector is not None:
             self._collector.close()
         if self._client is not None and self._own_client:
@@ -138,9 +143,25 @@ class Pipeline:
     def retrain(self, *, now: datetime, force: bool = False, progress: Progress | None = None) -> Retrained:
         return self.model.retrain(now=now, force=force, progress=progress)
 
+    def start_streams(self) -> list[StreamRunner]:
+        """Start reading the ``[[streams]]`` (each a reader and a writer thread, reconnecting on their own);
+        ``close`` stops them. Paused streams only record their state."""
+        if not self._streams:
+            self._streams = [StreamRunner(c, self.sessions, policy=self.settings.collect) for c in self.settings.streams]
+            for runner in self._streams:
+                runner.start()
+        return self._streams
+
     def check_alerts(self, *, now: datetime, deliver: bool = True) -> list[Event]:
-        """Detect, advance the alert lifecycle and queue notifications (then deliver them, by default)."""
+        """Detect, advance the alert lifecycle and queue notifications (then deliver them, by default), on
+        the signal ``[alerts] signal`` names: news trouble stories, or a stream signal (its new posts
+        labeled first, so a burst counts within minutes)."""
         s = self.settings
+        if s.alert_signal != "trouble":
+            self.classify(now=now)
+            return evaluate_stream_alerts(self.sessions, model_version=served_version(self.sessions), now=now,
+                                          signal=s.alert_signal, params=s.spikes, params_for=dict(s.spikes_for),
+                                          policy=s.alerting, channels=self.channels, deliver=deliver)
         self.recompute_incidents(now=now)  # before: a notice can name its incident; after: it lists the alerts
         events = evaluate_alerts(self.sessions, model_version=served_version(self.sessions), now=now, params=s.spikes,
                                  params_for=dict(s.spikes_for), policy=s.alerting, channels=self.channels,

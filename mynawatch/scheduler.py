@@ -20,6 +20,7 @@ from mynawatch.pipeline import Pipeline
 from mynawatch.settings import Settings
 from reports.jobs import format_event
 from reports.outbox import next_delivery_at
+from reports.stream_alerts import EVERY_MINUTES as STREAM_ALERT_MINUTES
 from store.clock import TOKYO, now as _now
 from store.locks import run_lock
 from store.work import Team, due_sources, is_shared
@@ -186,8 +187,8 @@ def _add_report_jobs(scheduler, jobs: Jobs, settings: Settings, role: str = "all
                           name="classify", **first, **options)
     if role not in ("all", "alerts"):
         return
-    scheduler.add_job(jobs.alerts, IntervalTrigger(minutes=sched.alerts_minutes), id="alerts", name="alerts",
-                      **options)
+    every = sched.alerts_minutes if settings.alert_signal == "trouble" else STREAM_ALERT_MINUTES  # a stream signal
+    scheduler.add_job(jobs.alerts, IntervalTrigger(minutes=every), id="alerts", name="alerts", **options)
     scheduler.add_job(jobs.notify, IntervalTrigger(minutes=sched.notify_minutes), id="notify", name="notify",
                       next_run_time=_now() + timedelta(seconds=2), **options)  # at start: left-overs
     hour, minute = (int(x) for x in sched.report_time.split(":"))
@@ -228,6 +229,8 @@ def _run(settings: Settings, role: str = "all") -> None:
     signal.signal(signal.SIGINT, stop)
     daemon.scheduler.add_listener(started, EVENT_SCHEDULER_STARTED)
     try:
+        if role in ("all", "collect"):
+            daemon.pipeline.start_streams()  # [[streams]]: read all the time, stopped by daemon.close()
         daemon.scheduler.start()
     finally:
         daemon.close()

@@ -32,6 +32,7 @@ from store import stream_signals
 
 log = logging.getLogger(__name__)
 BIN = timedelta(minutes=5)
+EVERY_MINUTES = 5  # how often `run` evaluates alerts on a stream signal: each bin as it closes
 SIGNALS = ("trouble", "stream_trouble", "stream_authors", "stream_posts", "stream_reposts")
 RECORD_WINDOW = timedelta(hours=48)
 NOTIFY_WINDOW = timedelta(hours=24)
