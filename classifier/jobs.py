@@ -59,11 +59,12 @@ def tag_items(sessions: sessionmaker[Session], model: Classifier, *, now: dateti
 
 
 def tag_claimed(sessions: sessionmaker[Session], model: Classifier, *, worker: str, now: datetime,
-                lease: timedelta) -> int:
+                lease: timedelta, full: bool = False) -> int:
     """``tag_items`` beside other workers on one store: a claimed batch at a time (store/work.py), so each item
     is tagged once by one worker; a batch whose claim ran out and went to another worker is dropped, not saved
     twice. Ends when nothing is left to claim (once more from the first id, for the claims of a worker that
-    died), or when the store serves another version. Returns how many items this worker tagged."""
+    died), or when the store serves another version. A pass starts near the newest tagged items
+    (``store.work.scan_start``), or at the first item when ``full``. Returns how many items this worker tagged."""
     started = time.monotonic()
 
     def clock() -> datetime:  # claims run from the time they are made, however long the run has taken
@@ -71,15 +72,16 @@ def tag_claimed(sessions: sessionmaker[Session], model: Classifier, *, worker: s
 
     with sessions.begin() as session:
         store_labels.serve(session, serving_of(model, now), only_if_none=True)
-    done, after, restarted = 0, 0, False
+        first = 0 if full else store_work.scan_start(session, model.version)
+    done, after, restarted = 0, first, False
     while True:
         with sessions.begin() as session:
             chunk = store_work.claim_items(session, worker, model.version, now=clock(), lease=lease, limit=BATCH,
                                            after=after)
         if not chunk:
-            if after == 0 or restarted:
+            if after == first or restarted:
                 return done
-            after, restarted = 0, True
+            after, restarted = first, True
             continue
         labels = model.predict([(i.title, i.text) for i in chunk])
         try:

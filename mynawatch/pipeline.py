@@ -131,12 +131,12 @@ class Pipeline:
         trends = tag_trends(self.sessions, model)
         return Classified(n, trends, index_pending(self.sessions, progress=progress), model.version, retrained)
 
-    def classify_claimed(self, *, now: datetime, worker: str) -> Classified:
+    def classify_claimed(self, *, now: datetime, worker: str, full: bool = False) -> Classified:
         """``classify`` as one of several workers on a shared store: batches claimed for ``[schedule]
         claim_seconds`` (store/work.py), so each item is tagged once whichever worker takes it."""
         model, retrained = self.model.get(now=now)
         lease = timedelta(seconds=self.settings.schedule.claim_seconds)
-        n = tag_claimed(self.sessions, model, worker=worker, now=now, lease=lease)
+        n = tag_claimed(self.sessions, model, worker=worker, now=now, lease=lease, full=full)
         trends = tag_trends(self.sessions, model)
         return Classified(n, trends, index_pending(self.sessions), model.version, retrained)
 

@@ -77,6 +77,7 @@ class Jobs:
 
     def __init__(self, pipeline: Pipeline, scheduler: BlockingScheduler, team: Team | None = None):
         self.pipeline, self.scheduler, self.team = pipeline, scheduler, team
+        self._scanned = False
 
     def _leads(self) -> bool:  # alerts, notifications, reports: one process of a shared store at a time
         return self.team is None or self.team.leads()
@@ -120,7 +121,8 @@ class Jobs:
     def classify_claimed(self) -> None:
         """One of several classifier workers: run again at once while there was work, or when a claim of a
         worker that died runs out, if that is sooner than the next regular run."""
-        done = self.pipeline.classify_claimed(now=_now(), worker=self.team.holder)
+        done = self.pipeline.classify_claimed(now=_now(), worker=self.team.holder, full=not self._scanned)
+        self._scanned = True  # a worker's first pass looks at every item, later ones near the newest
         log.info("classified %d items; %d added to the search index", done.items, done.indexed)
         when = _now() if done.items else self.team.next_claim_end(now=_now())
         regular = self.scheduler.get_job("classify")

@@ -186,6 +186,24 @@ def claim_items(session: Session, holder: str, model_version: str, *, now: datet
     return [ItemText(i, t, s) for i, t, s in texts]
 
 
+SCAN_MARGIN = 50_000  # ids below the highest tagged one still looked at: items of transactions that committed late
+
+
+def scan_start(session: Session, model_version: str) -> int:
+    """Where a claiming pass may start instead of the first id (a pass over a million tagged items costs
+    seconds): below every claim left by a worker, and SCAN_MARGIN ids below the highest item this version
+    tagged, for items whose collector committed after a later id was tagged."""
+    from store.tables import Classification, WorkClaim
+
+    highest = session.scalar(select(func.max(Classification.item_id)).where(
+        Classification.model_version == model_version)) or 0
+    claimed = session.scalar(select(func.min(WorkClaim.item_id)))
+    start = highest - SCAN_MARGIN
+    if claimed is not None:
+        start = min(start, claimed - 1)
+    return max(start, 0)
+
+
 def finish_claims(session: Session, holder: str, model_version: str, item_ids: list[int]) -> set[int]:
     """Of ``item_ids``, those this worker may save labels for (in this transaction): still claimed by it and
     not tagged by ``model_version`` meanwhile. Its claims on all of them are removed. The items' rows stay
