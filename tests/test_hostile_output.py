@@ -177,7 +177,9 @@ def test_sources_listing_keeps_one_line_per_source(hostile_store, capsys):
     assert main(["sources"]) == 0
     out = capsys.readouterr().out
     _assert_text_safe(out)
-    assert len(out.splitlines()) == 2
+    header, row, *reason = out.splitlines()
+    assert not row.startswith(" ") and all(line.startswith("    ") for line in reason)  # one source, one row:
+    assert "".join(line.strip() for line in reason).startswith("error:")  # its reason under it, wrapped, indented
 
 
 def test_error_messages_quoting_input_carry_no_control_characters(tmp_path, monkeypatch, capsys):
