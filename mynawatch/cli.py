@@ -716,6 +716,14 @@ def _copy(source: str, destination: str, *, replace: bool) -> int:
         tables = copy_store(source, destination, replace=replace)
     except CopyError as exc:
         raise UserError(str(exc)) from None
+    except Exception as exc:
+        from mynawatch.disk import DiskError, store_place, store_trouble
+
+        if (trouble := store_trouble(exc)) is not None and trouble[0] in ("full", "read-only", "io", "cannot-open"):
+            raise DiskError(f"could not copy the store {store_place(source)} to {store_place(destination)} "
+                            f"({trouble[1]}): check that both can be opened and that the destination's folder "
+                            "exists, is writable and has room (df), then run the command again") from exc
+        raise
     for t in tables:
         state = "same" if t.same else f"DIFFERENT: {t.dest_rows} rows, checksum {t.dest_checksum[:16]}"
         print(f"{t.name:<26} {t.source_rows:>9} rows  sha256 {t.source_checksum[:16]}  {state}")

@@ -20,6 +20,7 @@ from typing import Callable
 
 from sqlalchemy import Engine, Table, create_engine, delete, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, IntegrityError
 
 BATCH = 2000  # rows per INSERT
 
@@ -66,7 +67,12 @@ def copy_store(source_url: str, dest_url: str, *, replace: bool = False,
             raise CopyError(f"{_shown(source_url)} is at schema {revision}, not {head()}: run `mynawatch db upgrade` "
                             "on it first (with its settings), then copy")
         tables = Base.metadata.sorted_tables
-        dest = open_engine(dest_url)
+        made = _new_sqlite_file(dest_url)
+        try:
+            dest = open_engine(dest_url)
+        except BaseException:
+            _remove_made(made)
+            raise
         try:
             with dest.begin() as d:
                 filled = [t.name for t in tables if d.execute(select(func.count()).select_from(t)).scalar()]
@@ -88,6 +94,10 @@ def copy_store(source_url: str, dest_url: str, *, replace: bool = False,
                     (source_rows, source_sum), (dest_rows, dest_sum) = _count_sum(s, t), _count_sum(d, t)
                     out.append(TableCopy(t.name, source_rows, dest_rows, source_sum, dest_sum))
             return out
+        except BaseException:
+            dest.dispose()
+            _remove_made(made)  # a destination file this copy made is not left half made
+            raise
         finally:
             dest.dispose()
     finally:
@@ -127,15 +137,34 @@ def _copy_table(source, dest, table: Table, progress) -> None:
         try:
             with dest.begin_nested():
                 dest.execute(table.insert(), [dict(r._mapping) for r in rows])
-        except Exception as exc:
-            if not hasattr(exc, "orig"):  # not the database refusing the rows (a bug, a full disk): as it is
-                raise
+        except (DataError, IntegrityError) as exc:  # the rows refused (a full disk and the like go up as they are)
             detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             raise CopyError(f"{table.name}: rows {done + 1} to {done + len(rows)} cannot be written to the "
                             f"destination ({detail}); nothing was copied") from None
         done += len(rows)
         if progress:
             progress(table.name, done)
+
+
+def _new_sqlite_file(url: str):
+    """The destination's SQLite file when this copy is about to make it (None otherwise)."""
+    from pathlib import Path
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
+def _remove_made(path) -> None:
+    if path is None:
+        return
+    for end in ("", "-wal", "-shm", "-journal", "-open.lock"):
+        try:
+            path.with_name(path.name + end).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _continue_ids(dest, tables: list[Table]) -> None:

@@ -62,6 +62,8 @@ CASES = {
     "db upgrade": Case(["db", "upgrade"], ["db", "upgrade"], bad_config="junk.toml"),
     "db backup": Case(["db", "backup", "{out}/copy.sqlite"], ["db", "backup", "{work}/mynawatch.toml"],
                       writes=True, out=True),
+    "db copy": Case(["db", "copy", "sqlite:///{work}/mynawatch.sqlite", "sqlite:///{out}/copy.sqlite"],
+                    ["db", "copy", "sqlite:///{work}/junk.sqlite", "sqlite:///{out}/copy.sqlite"], writes=True, out=True),
     "db datasette": Case(["db", "datasette"], ["db", "datasette"], bad_config="no-such-settings.toml"),
     "db check": Case(["db", "check"], ["db", "check"], bad_config="junk.toml"),
     "sources": Case(["sources"], ["sources"], bad_config="junk.toml"),
