@@ -169,6 +169,28 @@ class Pipeline:
         self.recompute_incidents(now=now)
         return events
 
+    def last_ran(self) -> datetime | None:
+        """When this store's monitor last tried a source (read at start, before the first round)."""
+        from store.health import last_attempt
+
+        with self.sessions.begin() as session:
+            return last_attempt(session)
+
+    def catch_up(self, *, since: datetime, now: datetime):
+        """After downtime: every hour since ``since`` evaluated in order and recorded silently (marked as
+        backfilled), then ``now`` as a live check, notifying only alerts still firing (and the resolve
+        notice of one notified before the downtime); incidents recomputed. reports.backfill.Replayed."""
+        from reports.backfill import catch_up
+
+        s = self.settings
+        version = served_version(self.sessions)
+        with self.sessions.begin() as session:
+            done = catch_up(session, since=since, now=now, model_version=version, params=s.spikes,
+                            params_for=dict(s.spikes_for), policy=s.alerting, channels=self.channels)
+        self.deliver(now=now)
+        self.recompute_incidents(now=now, since=since - timedelta(days=1))
+        return done
+
     def recompute_incidents(self, *, now: datetime, since: datetime | None = None, everything: bool = False) -> list:
         """Derive the incidents from the store again (reports/incidents.py): those starting in the last
         INCIDENT_DAYS, or since ``since``, or (``everything``) in the whole history; older ones stay as saved."""

@@ -21,7 +21,7 @@ from mynawatch.settings import Settings
 from reports.jobs import format_event
 from reports.outbox import next_delivery_at
 from reports.stream_alerts import EVERY_MINUTES as STREAM_ALERT_MINUTES
-from store.clock import TOKYO, now as _now
+from store.clock import TOKYO, now as _now, shown
 from store.locks import run_lock
 from store.work import Team, due_sources, is_shared
 
@@ -131,6 +131,13 @@ class Jobs:
                                    name="classify (more waiting)", replace_existing=True,
                                    **job_options(self.pipeline.settings))
 
+    def catch_up(self, since) -> None:  # the hours missed while down, evaluated silently; what still fires notified
+        if not self._leads():
+            return
+        done = self.pipeline.catch_up(since=since, now=_now())
+        log.warning("caught up %d hour(s) missed since %s: %d alert(s) recorded, %d notified", done.hours,
+                    shown(since), len(done.new), sum(e.kind == "firing" for e in done.events))
+
     def alerts(self) -> None:  # detect, advance the lifecycle, queue and deliver notifications
         if not self._leads():
             return
@@ -191,6 +198,10 @@ def _add_report_jobs(scheduler, jobs: Jobs, settings: Settings, role: str = "all
         return
     every = sched.alerts_minutes if settings.alert_signal == "trouble" else STREAM_ALERT_MINUTES  # a stream signal
     scheduler.add_job(jobs.alerts, IntervalTrigger(minutes=every), id="alerts", name="alerts", **options)
+    last = jobs.pipeline.last_ran()  # before this start's first round: how long the monitor was down
+    if last is not None and settings.alert_signal == "trouble" and _now() - last > timedelta(minutes=every):
+        scheduler.add_job(jobs.catch_up, DateTrigger(_now() + timedelta(seconds=1)), args=[last], id="catch-up",
+                          name="catch up after downtime", **options)
     scheduler.add_job(jobs.notify, IntervalTrigger(minutes=sched.notify_minutes), id="notify", name="notify",
                       next_run_time=_now() + timedelta(seconds=2), **options)  # at start: left-overs
     hour, minute = (int(x) for x in sched.report_time.split(":"))

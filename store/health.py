@@ -29,6 +29,11 @@ def source_health(session: Session) -> list[SourceHealth]:
             for s in rows]
 
 
+def last_attempt(session: Session) -> datetime | None:
+    """The last time any source was tried: how long ago the monitor last ran (before this start)."""
+    return session.scalar(select(func.max(Source.last_attempt_at)))
+
+
 def last_success(session: Session) -> datetime | None:
     """The last time any source answered: when it is long ago, collection itself has stopped."""
     return session.scalar(select(func.max(Source.last_success_at)))

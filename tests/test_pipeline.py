@@ -82,3 +82,34 @@ def test_a_collect_round_and_search_indexing_report_progress(tmp_path, server):
         seen.clear()
         assert index_pending(pipeline.sessions, batch=1, progress=lambda *a: seen.append(a)) == 2
     assert seen == [(1, 2, "search index"), (2, 2, "search index")]
+
+
+def test_run_catches_up_the_hours_it_missed_while_down(tmp_path, server):
+    """A store whose monitor last ran three days ago: `run` schedules one catch-up at start, which evaluates
+    every missed hour silently; a store that was running an hour ago (or never) gets none."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import text
+
+    server.routes["/nhk"] = Route((FEEDS / "nhk_rss2.xml").read_bytes())
+    config = tmp_path / "mynawatch.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "store.sqlite"}"\n[fetch]\nhost_interval_seconds = 0\n'
+                      f'[[sources]]\nname = "nhk"\nurl = "{server.url("/nhk")}"\npublisher = "NHK"\n', encoding="utf-8")
+    settings = load_settings(config)
+    daemon = build_daemon(settings)
+    try:
+        assert daemon.scheduler.get_job("catch-up") is None  # a new store: nothing was missed
+        daemon.pipeline.collect(now=datetime.now(timezone.utc))
+    finally:
+        daemon.close()
+    down = datetime.now(timezone.utc) - timedelta(days=3)
+    with Pipeline(settings).sessions.begin() as session:
+        session.execute(text("UPDATE sources SET last_attempt_at = :t"), {"t": down})
+    daemon = build_daemon(settings)
+    try:
+        job = daemon.scheduler.get_job("catch-up")
+        assert job is not None and job.args[0].replace(tzinfo=timezone.utc) == down  # the store's last attempt
+        done = daemon.pipeline.catch_up(since=job.args[0], now=datetime.now(timezone.utc))
+        assert done.hours >= 72 and done.events == []  # 72 hours evaluated; nothing fired in an NHK fixture
+    finally:
+        daemon.close()
