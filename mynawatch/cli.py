@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from mynawatch import __version__
@@ -666,7 +666,7 @@ def cmd_sql(args) -> int:
 
 
 def cmd_db(args) -> int:
-    from store.db import backup_store, check_store, make_sessions, upgrade_store
+    from store.db import check_store, make_sessions, upgrade_store
     from store.search import index_pending, pending_count
 
     if args.action == "datasette":
