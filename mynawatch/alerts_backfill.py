@@ -14,15 +14,18 @@ from datetime import date, datetime
 BACKFILL_HELP = "evaluate every past hour of a range in order and record its alerts (and incidents), sending nothing"
 
 
-def register_backfill(actions, *, open_pipeline: Callable, print_json: Callable) -> None:
-    """Add `backfill` to the `alerts` actions; ``open_pipeline(args)`` and ``print_json(value)`` are the command
-    line's (passed in, so this module does not import the CLI back)."""
+def register_backfill(actions, *, open_pipeline: Callable, print_json: Callable,
+                      progress: Callable = lambda: None) -> None:
+    """Add `backfill` to the `alerts` actions; ``open_pipeline(args)``, ``print_json(value)`` and ``progress()``
+    (a progress display on a terminal, else None) are the command line's (passed in, so this module does not
+    import the CLI back)."""
     c = actions.add_parser("backfill", help=BACKFILL_HELP)
     c.add_argument("--since", required=True, help="first day (YYYY-MM-DD, Tokyo) or time (ISO 8601; Tokyo time "
                                                   "unless an offset is given)")
     c.add_argument("--until", help="last day, included (YYYY-MM-DD, Tokyo), or a time; default: now")
     c.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json: one JSON document")
-    c.set_defaults(func=lambda args: cmd_backfill(args, open_pipeline=open_pipeline, print_json=print_json))
+    c.set_defaults(func=lambda args: cmd_backfill(args, open_pipeline=open_pipeline, print_json=print_json,
+                                                  progress=progress()))
 
 
 class BackfillError(ValueError):
@@ -52,7 +55,7 @@ def time_range(since: str, until: str | None, *, now: datetime) -> tuple[datetim
     return start, end
 
 
-def run_backfill(pipeline, *, since: datetime, until: datetime, now: datetime):
+def run_backfill(pipeline, *, since: datetime, until: datetime, now: datetime, progress=None):
     """The backfill step on the pipeline's store and settings, then the incidents of the range recomputed."""
     from mynawatch.serving import served_version
     from reports.backfill import backfill_alerts
@@ -61,11 +64,12 @@ def run_backfill(pipeline, *, since: datetime, until: datetime, now: datetime):
     model_version = served_version(pipeline.sessions)
     with pipeline.sessions.begin() as session:
         done = backfill_alerts(session, since=since, until=until, now=now, model_version=model_version,
-                               params=s.spikes, params_for=dict(s.spikes_for), policy=s.alerting)
+                               params=s.spikes, params_for=dict(s.spikes_for), policy=s.alerting,
+                               progress=progress)
     return done, len(pipeline.recompute_incidents(now=now, since=since))
 
 
-def cmd_backfill(args, *, open_pipeline: Callable, print_json: Callable) -> int:
+def cmd_backfill(args, *, open_pipeline: Callable, print_json: Callable, progress=None) -> int:
     from store.clean import clean_text
     from store.clock import now as clock_now
 
@@ -76,7 +80,7 @@ def cmd_backfill(args, *, open_pipeline: Callable, print_json: Callable) -> int:
         print(f"mynawatch: {clean_text(str(exc))}", file=sys.stderr)
         return 2
     with open_pipeline(args) as pipeline:
-        done, incidents = run_backfill(pipeline, since=since, until=until, now=now)
+        done, incidents = run_backfill(pipeline, since=since, until=until, now=now, progress=progress)
     if args.format == "json":
         print_json({"since": since, "until": until, "hours": done.hours, "new": done.new, "updated": done.changed,
                      "incidents": incidents, "sent": 0})

@@ -793,7 +793,7 @@ def _alert_parsers(sub) -> None:
     a.add_parser("deliver", help="send queued notifications that are due (SMTP or a webhook was down)")
     from mynawatch.alerts_backfill import register_backfill
 
-    register_backfill(a, open_pipeline=_pipeline, print_json=_print_json)
+    register_backfill(a, open_pipeline=_pipeline, print_json=_print_json, progress=_progress_here)
     for name, what in (("list", "recent alerts, newest first"), ("outbox", "recent notifications and their state")):
         c = a.add_parser(name, help=what)
         c.add_argument("--limit", type=int, default=30, help="how many (default 30)")

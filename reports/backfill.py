@@ -146,8 +146,9 @@ def _boundaries(since: datetime, until: datetime) -> list[datetime]:
 
 def backfill_alerts(session: Session, *, since: datetime, until: datetime, now: datetime, model_version: str,
                     params: SpikeParams = SpikeParams(), params_for: dict[str, SpikeParams] | None = None,
-                    policy: AlertPolicy = AlertPolicy()) -> Replayed:
-    """Evaluate every hour of [since, until] in order and record the alerts, notifying nothing. ``now`` (the
+                    policy: AlertPolicy = AlertPolicy(), progress=None) -> Replayed:
+    """Evaluate every hour of [since, until] in order and record the alerts, notifying nothing (``progress(done,
+    total, step)`` told once a simulated day). ``now`` (the
     real time) stamps the records; an alert still open at ``until`` that ended long enough before ``now`` that
     a live evaluation would not announce it is closed for good, so no later evaluation sends old history."""
     until = min(until, now)
@@ -155,8 +156,10 @@ def backfill_alerts(session: Session, *, since: datetime, until: datetime, now: 
     hours = _boundaries(since, until)
     replay = _Replay(session, detector, policy, since, until)
     episodes = detector.scan(session, model_version, since, floor_hour(until)) if hours else []
-    for h in hours:
+    for done, h in enumerate(hours, 1):
         replay.plan(episodes, h, notify=False)
+        if progress and (done % 24 == 0 or done == len(hours)):
+            progress(done, len(hours), "backfill (hours)")
     for key, a in replay.alerts.items():
         if a.backfilled and a.status in OPEN and a.notified_at is None and a.last_seen_at + HOUR <= now - NOTIFY_WINDOW:
             replay.alerts[key] = replace(a, resolve_notified=True)

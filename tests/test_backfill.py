@@ -189,3 +189,12 @@ def test_catch_up_on_an_empty_store_does_nothing(tmp_path):
         done = catch_up(session, since=datetime.fromisoformat("2024-10-01T00:00+09:00"),
                         now=datetime.fromisoformat("2024-10-02T00:00+09:00"), model_version=MODEL)
     assert done.new == [] and done.events == [] and done.hours == 24  # 23 hour boundaries, then now
+
+
+def test_a_backfill_tells_its_progress_once_a_simulated_day(month):
+    seen = []
+    with month.begin() as session:
+        done = backfill_alerts(session, since=at(0, 0), until=at(3, 0), now=at(40, 0), model_version=MODEL,
+                               progress=lambda *a: seen.append(a))
+    assert done.hours == 72 and seen == [(24, 72, "backfill (hours)"), (48, 72, "backfill (hours)"),
+                                         (72, 72, "backfill (hours)")]
