@@ -19,9 +19,10 @@ from mynawatch.settings import Settings, load_settings
 from reports.charts import render_mentions_chart
 from reports.daily import stories_per_day
 from reports.jobs import format_event
+from store import incidents as store_incidents
 from store import items as store_items
 from store import signals as store_signals
-from store.clock import TOKYO
+from store.clock import TOKYO, shown
 from store.records import Service
 
 SAMPLE = Path(__file__).parent / "sample"
@@ -37,6 +38,7 @@ class DemoResult:
     rejected: int = 0
     stories: int = 0
     alerts: list[dict] = field(default_factory=list)
+    incidents: list[dict] = field(default_factory=list)
     requests: int = 0
 
 
@@ -136,6 +138,10 @@ def _summarize(sessions, version: str, start: datetime, days: int, result: DemoR
         counts = store_items.count_items(session)
         per_day = stories_per_day(store_signals.count_relevant(session, version, start, end))
         kept = store_signals.count_collected(session, version, start, end)[1]
+        result.incidents = [{"id": i.id, "services": list(i.services), "start": shown(i.start),
+                             "acknowledged": shown(i.first_official) if i.first_official else None,
+                             "recovered": shown(i.recovered) if i.recovered else None, "end": shown(i.end)}
+                            for i in store_incidents.incidents_between(session, start, end)]
     alert_days = sorted({date.fromisoformat(a["day"]) for a in result.alerts})
     (out_dir / "mentions-month.png").write_bytes(render_mentions_chart(
         per_day, start=FIRST_DAY, end=FIRST_DAY + timedelta(days=days - 1),
@@ -146,6 +152,7 @@ def _summarize(sessions, version: str, start: datetime, days: int, result: DemoR
     summary = {
         "collected": result.collected, "kept": result.kept, "rejected": result.rejected,
         "gate_rejected": counts["gate_rejected"], "stories": result.stories, "alerts": result.alerts,
+        "incidents": result.incidents,
         "stories_per_day": {d.isoformat(): {str(s): n for s, n in per.items()} for d, per in sorted(per_day.items())},
         "model_version": version, "http_requests": result.requests,
     }
@@ -160,6 +167,12 @@ def describe(result: DemoResult) -> str:
     ]
     lines += [f"  {a['started_at'][:16].replace('T', ' ')} JST  {Service(a['service']).display} "
               f"(peak {a['peak_count']} stories/hour, score {a['score']:.1f})" for a in result.alerts]
+    lines.append(f"incidents: {len(result.incidents)} (first report / official acknowledgement / recovery report, Tokyo)")
+    def hm(shown_time):
+        return shown_time[11:16] if shown_time else "-"
+
+    lines += [f"  {i['id']:32} {hm(i['start'])} / {hm(i['acknowledged'])} / {hm(i['recovered'])}"
+              for i in result.incidents]
     out = result.out_dir
     lines += [
         "look at:",
