@@ -4,6 +4,10 @@ sentiment (items, distinct stories, distinct publishers), social buzz and Google
 Reports and alerts read these instead of loading every item, so a report over a store of a million
 items stays fast. Each item counts under its current label: a person's (``model_version = 'human'``)
 wins over the model's. Items the relevance gate rejected are never counted.
+
+These are the news signals: posts pushed by stream sources (``Signal.STREAM`` in store.records.SOURCE_KINDS)
+count in none of them (not in the trouble signal alerts watch, nor in a report's stories, items, publishers
+or collected counts); they have their own signals in store/stream_signals.py.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from store.tables import Classification, ClassificationService, Item, Source, Tr
 
 TROUBLE = sorted(str(c) for c in TROUBLE_CAUSES)
 POST_KINDS = kinds_feeding(Signal.POSTS)  # each item one post
+NEWS_KINDS = kinds_feeding(*(x for x in Signal if x is not Signal.STREAM))  # every kind but pushed streams
 BOOKMARK_KINDS = kinds_feeding(Signal.BOOKMARKS)  # items carrying bookmark counts
 
 
@@ -57,15 +62,23 @@ class TrendCount:
     traffic: int
 
 
-def current_labels(model_version: str, since: datetime, until: datetime):
-    """Items published in [since, until) that passed the gate, with the id of their current classification."""
+def from_kinds(kinds: tuple[str, ...]):
+    """A condition on items: their source is of one of ``kinds``."""
+    return Item.source_id.in_(select(Source.id).where(Source.kind.in_(kinds)).scalar_subquery())
+
+
+def current_labels(model_version: str, since: datetime, until: datetime, *, kinds: tuple[str, ...] | None = None):
+    """Items published in [since, until) that passed the gate, with the id of their current classification;
+    only items of sources of ``kinds`` when given (the news signals pass NEWS_KINDS)."""
     human, model = aliased(Classification), aliased(Classification)
-    return (select(Item.id.label("item_id"), Item.story_id, Item.publisher, Item.published_at, Item.source_id,
-                   Item.social_count, func.coalesce(human.id, model.id).label("cid"))
-            .outerjoin(human, and_(human.item_id == Item.id, human.model_version == HUMAN))
-            .outerjoin(model, and_(model.item_id == Item.id, model.model_version == model_version))
-            .where(Item.published_at >= since, Item.published_at < until, Item.gate == "pass")
-            .subquery("cur"))
+    query = (select(Item.id.label("item_id"), Item.story_id, Item.publisher, Item.published_at, Item.source_id,
+                    Item.social_count, func.coalesce(human.id, model.id).label("cid"))
+             .outerjoin(human, and_(human.item_id == Item.id, human.model_version == HUMAN))
+             .outerjoin(model, and_(model.item_id == Item.id, model.model_version == model_version))
+             .where(Item.published_at >= since, Item.published_at < until, Item.gate == "pass"))
+    if kinds is not None:
+        query = query.where(from_kinds(kinds))
+    return query.subquery("cur")
 
 
 def bucket_of(column, by: str):
@@ -89,9 +102,9 @@ def count_relevant(session: Session, model_version: str, since: datetime, until:
     """Relevant items per bucket (``by``: hour or day) and per ``keys`` (service, cause, sentiment).
 
     ``trouble`` keeps only trouble reports: a failure cause (not none, not maintenance) and a tone
-    that is not positive (recovery reports do not count).
+    that is not positive (recovery reports do not count). News only: stream posts are not counted.
     """
-    cur = current_labels(model_version, since, until)
+    cur = current_labels(model_version, since, until, kinds=NEWS_KINDS)
     c = Classification
     columns = {"service": ClassificationService.service, "cause": c.cause, "sentiment": c.sentiment}
     group = [bucket_of(cur.c.published_at, by).label("bucket")] + [columns[k].label(k) for k in keys]
@@ -174,17 +187,20 @@ def count_trends(session: Session, since: datetime, until: datetime, *, by: str 
 
 
 def count_collected(session: Session, model_version: str, since: datetime, until: datetime) -> tuple[int, int]:
-    """(items collected in [since, until), of which relevant under their current label)."""
-    total = session.scalar(select(func.count(Item.id)).where(Item.published_at >= since, Item.published_at < until))
-    cur = current_labels(model_version, since, until)
+    """(news items collected in [since, until), of which relevant under their current label): stream posts
+    are in neither."""
+    total = session.scalar(select(func.count(Item.id)).where(Item.published_at >= since, Item.published_at < until,
+                                                             from_kinds(NEWS_KINDS)))
+    cur = current_labels(model_version, since, until, kinds=NEWS_KINDS)
     relevant = session.scalar(select(func.count()).select_from(cur).join(Classification, Classification.id == cur.c.cid)
                               .where(Classification.relevant.is_(True)))
     return int(total or 0), int(relevant or 0)
 
 
 def relevant_items(session: Session, model_version: str, since: datetime, until: datetime) -> list[LabeledItem]:
-    """Relevant items published in [since, until) with their current label (for the top stories of a day)."""
-    cur = current_labels(model_version, since, until)
+    """Relevant news items published in [since, until) with their current label (for the top stories of a day
+    and an incident's reports): stream posts are not among them."""
+    cur = current_labels(model_version, since, until, kinds=NEWS_KINDS)
     c, s = Classification, ClassificationService
     rows = session.execute(
         select(cur.c.item_id, cur.c.story_id, Item.title, Item.canonical_url, cur.c.publisher, cur.c.published_at,
@@ -200,5 +216,6 @@ def relevant_items(session: Session, model_version: str, since: datetime, until:
 
 
 def first_item_at(session: Session) -> datetime | None:
-    """When the store's history begins (the earliest item): spike detection warms up from there."""
-    return session.scalar(select(func.min(Item.published_at)))
+    """When the news history begins (the earliest item not from a stream): the trouble signal's spike
+    detection warms up from there (stream alerts from store.stream_signals.first_post_at)."""
+    return session.scalar(select(func.min(Item.published_at)).where(from_kinds(NEWS_KINDS)))

@@ -115,6 +115,46 @@ def test_signals_and_views_are_the_same_on_both_engines(tmp_path, pg_store_url):
     postgres.kw["bind"].dispose()
 
 
+NEWS_KEYS = ("trouble", "stories", "items", "publishers", "bookmarks", "posts", "trends", "day('service',)",
+             "day('cause',)", "day('sentiment',)", "day('service', 'cause')", "social", "collected", "relevant", "first")
+
+
+def test_stream_posts_count_in_no_news_signal(engine_sessions):
+    """Trouble posts pushed by a stream (Bluesky, Misskey) in the same hours leave every news signal as it was:
+    the alert's trouble signal, the report's stories, items, collected and relevant counts, its top stories,
+    the detector's warm-up start; the stream signals count them."""
+    from collector.streams.config import StreamConfig
+    from collector.streams.events import Post
+    from collector.streams.intake import Batch
+    from collector.streams.save import save_batch
+    from store import streams as store_streams
+    from store.stream_signals import stream_series
+
+    sessions = engine_sessions
+    _fill(sessions)
+    before = _signals(sessions)
+    assert before["trouble"] and before["collected"][1] > 5
+    config = StreamConfig(name="bsky", endpoint="wss://jetstream.example/subscribe")
+    start = T0 - timedelta(hours=3)  # earlier than any news item: not where the news history begins
+    posts = [Post(key=f"at://did:plc:{n:024x}/app.bsky.feed.post/{n}", url=f"https://bsky.app/p/{n}",
+                  author=f"did:plc:{n % 40:024x}", text=f"マイナポータルにつながらない {n}",
+                  created=start + timedelta(minutes=13 * n), langs=("ja",)) for n in range(300)]
+    trouble = Label(True, (Service.PORTAL, Service.HEALTH_INSURANCE), Cause.LOAD, Sentiment.NEGATIVE)
+    with sessions.begin() as s:
+        source_id = store_streams.register_stream(s, name="bsky", url=config.endpoint, kind="jetstream", now=T0)
+        batch = Batch(posts=posts, reposts=[], cursor="1", cursor_at=T0, frames=300, messages=300, kept=300)
+        assert save_batch(s, source_id, config, batch, now=T0) == 300
+        ids = list(store_streams.item_ids(s, source_id, [p.key for p in posts]).values())
+        store_labels.save_labels(s, "m-test", {i: trouble for i in ids}, now=T0)
+        store_labels.save_labels(s, store_labels.HUMAN, {i: trouble for i in ids[::10]}, now=T0)
+    after = _signals(sessions)
+    for key in NEWS_KEYS:
+        assert after[key] == before[key], key
+    with sessions.begin() as s:  # the stream's own signal has them
+        posts_per_hour = stream_series(s, "m-test", T0, T0 + timedelta(days=4), signal="posts", minutes=60)
+        assert sum(posts_per_hour["portal"].values()) == sum(1 for p in posts if p.created >= T0)
+
+
 def test_views_keep_their_columns_on_postgresql(pg_store_url):
     sessions = make_sessions(pg_store_url)
     _fill(sessions, every=200)
