@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/mynawatch demo --out demo-output
 
+# Two workers (the machine's two cores; many tests wait on servers, clocks and subprocesses), each module whole
+# on one worker: tests/conftest.py groups them (and the demo month's modules together).
+JOBS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

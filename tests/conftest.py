@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 from datetime import datetime, timezone
@@ -14,6 +15,22 @@ import pytest
 from pg import engine_sessions, pg_module_url, pg_store_url, pg_url, store_url, summary_line  # noqa: F401 E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+# Modules that read the demo month (``demo_month``): under pytest-xdist they run on one worker, which builds it once.
+DEMO_MODULES = {"test_demo.py", "test_incidents.py", "test_backfill_demo.py", "test_demo_streams.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs the suite on pytest-xdist workers with ``--dist loadgroup``: each module is one
+    group, so its module fixtures are built once, and the demo month's modules are one group, so the demo
+    runs once. The demo's group goes first: it is the longest, and a long group started last would keep
+    one worker busy alone at the end."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("demo-month" if name in DEMO_MODULES else name))
+    items.sort(key=lambda item: item.path.name not in DEMO_MODULES)  # stable: the rest keep their order
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -45,6 +62,23 @@ def model(model_cache):
     from classifier.cache import load_or_train
 
     return load_or_train()
+
+
+@pytest.fixture(scope="session")
+def demo_month(tmp_path_factory, model_cache):
+    """The demo run once per test process on the sample month (the pipeline end to end, about half a minute):
+    its output folder, store and reports. Never written: a module that reads or changes it takes its own
+    copy with ``copy_demo``."""
+    from mynawatch.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo-month") / "out"
+    run_demo(out, say=lambda *_: None)
+    return out
+
+
+def copy_demo(demo_month: Path, folder: Path) -> Path:
+    """A copy of the demo's output folder in ``folder``: the same store, summary and reports."""
+    return Path(shutil.copytree(demo_month, folder / "out"))
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from test_demo import INCIDENTS, QUIET
 from test_reports import _free_port, _Sink, _smtp
 from test_webhook import Receiver
 
-from mynawatch.demo import run_demo
 from store import alerts as store_alerts
 from store import incidents as store_incidents
 from store.clock import today
@@ -24,10 +23,8 @@ from store.db import make_sessions
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory, model_cache):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    run_demo(out, say=lambda *_: None)
-    return out / "mynawatch.sqlite"
+def demo_store(tmp_path_factory, demo_month):
+    return copy_demo(demo_month, tmp_path_factory.mktemp("demo")) / "mynawatch.sqlite"
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_a_source_in_backoff_waits_and_force_fetches_it(server, sessions):
 
 
 def test_per_host_limit_and_minimum_interval_hold_under_load():
-    limiter, lock = HostLimiter(2, 0.05), threading.Lock()
+    limiter, lock = HostLimiter(2, 0.1), threading.Lock()
     running, peak, starts = {"a": 0, "b": 0}, {"a": 0, "b": 0}, {"a": [], "b": []}
 
     def fetch(host):
@@ -123,7 +123,7 @@ def test_per_host_limit_and_minimum_interval_hold_under_load():
     assert peak == {"a": 2, "b": 2}
     for host in "ab":
         gaps = [b - a for a, b in zip(starts[host], starts[host][1:])]
-        assert min(gaps) >= 0.045, gaps
+        assert min(gaps) >= 0.08, gaps  # 0.1 s apart; a busy machine delays the time stamps by a few ms
 
 
 @pytest.mark.parametrize("ages_hours,answering,stale", [

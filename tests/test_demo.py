@@ -10,9 +10,10 @@ from email import policy
 from pathlib import Path
 
 import pytest
+from conftest import copy_demo
 
 from collector.dedup import canonical_url
-from mynawatch.demo import SAMPLE, run_demo
+from mynawatch.demo import SAMPLE
 
 INCIDENTS = {"2024-09-24": {"certificate", "card"}, "2024-10-02": {"portal"},
              "2024-10-09": {"health_insurance"}, "2024-10-14": {"convenience_store"}}
@@ -21,10 +22,8 @@ QUIET = ["2024-09-17", "2024-09-18", "2024-09-19", "2024-09-20", "2024-09-21", "
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, model_cache):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    run_demo(out, say=lambda *_: None)
-    return out
+def demo(tmp_path_factory, demo_month):
+    return copy_demo(demo_month, tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(scope="module")

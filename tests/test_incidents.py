@@ -17,9 +17,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import copy_demo
 
 from mynawatch.cli import main
-from mynawatch.demo import SAMPLE, run_demo
+from mynawatch.demo import SAMPLE
 from store.clock import TOKYO
 
 EXPECTED = {"2024-09-24": ("card", "certificate"), "2024-10-02": ("portal",), "2024-10-09": ("health_insurance",),
@@ -29,10 +30,8 @@ OFFICIAL_DOMAINS = ("go.jp", "lg.jp")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, model_cache):
-    out = tmp_path_factory.mktemp("incidents") / "out"
-    run_demo(out, say=lambda *_: None)
-    return out
+def demo(tmp_path_factory, demo_month):
+    return copy_demo(demo_month, tmp_path_factory.mktemp("incidents"))
 
 
 @pytest.fixture(scope="module")
