@@ -13,6 +13,7 @@ from pathlib import Path
 from classifier.cache import load_or_train
 from collector.fetch import make_client
 from collector.sources import SourceConfig
+from mynawatch.demo_streams import catch_up, describe_stream, sample_stream, stream_config, stream_summary
 from mynawatch.feedserver import FeedServer, ReplayFeed
 from mynawatch.pipeline import Pipeline
 from mynawatch.settings import Settings, load_settings
@@ -22,6 +23,7 @@ from reports.jobs import format_event
 from store import incidents as store_incidents
 from store import items as store_items
 from store import signals as store_signals
+from store import streams as store_streams
 from store.clock import TOKYO, shown
 from store.records import Service
 
@@ -40,6 +42,8 @@ class DemoResult:
     alerts: list[dict] = field(default_factory=list)
     incidents: list[dict] = field(default_factory=list)
     requests: int = 0
+    stream: dict = field(default_factory=dict)  # the Bluesky stream: messages, posts stored, bursts
+    summary: dict = field(default_factory=dict)  # summary.json, but the stream
 
 
 def _sample_config() -> list[dict]:
@@ -75,11 +79,12 @@ class DemoFolderError(ValueError):
     """The demo's output folder holds something other than an earlier demo's output."""
 
 
-def demo_settings(out_dir: Path, base_url: str) -> Settings:
-    """The demo's settings: its own shipped file, with the store, report folder and sources of this run."""
+def demo_settings(out_dir: Path, base_url: str, stream_url: str | None = None) -> Settings:
+    """The demo's settings: its own shipped file, with the store, report folder, sources and stream of this run."""
     settings = load_settings(SETTINGS)
     return dataclasses.replace(settings, database_url=f"sqlite:///{out_dir / 'mynawatch.sqlite'}",
-                               report_dir=out_dir / "reports", sources=tuple(sample_sources(base_url)))
+                               report_dir=out_dir / "reports", sources=tuple(sample_sources(base_url)),
+                               streams=(stream_config(stream_url),) if stream_url else ())
 
 
 def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
@@ -97,26 +102,34 @@ def run_demo(out_dir: Path, *, days: int = DAYS, say=print) -> DemoResult:
     result = DemoResult(out_dir)
     alerts_log = (out_dir / "alerts.log").open("w", encoding="utf-8")
     feeds = sample_feeds()
-    with FeedServer(feeds, now=start) as server:
-        settings = demo_settings(out_dir, server.base_url)
+    with FeedServer(feeds, now=start) as server, sample_stream(start) as stream:
+        settings = demo_settings(out_dir, server.base_url, stream.url)
         with make_client(settings.fetch) as client, Pipeline(settings, client=client) as pipeline:
-            say(f"serving {len(feeds)} sample feeds on {server.base_url} and collecting hour by hour "
-                f"from {FIRST_DAY} for {days} days ...")
-            version = _replay(pipeline, server, start, days, result, alerts_log)
+            pipeline.start_streams(now=lambda: stream.now)  # the stream reader of `run`, on the simulated clock
+            say(f"serving {len(feeds)} sample feeds on {server.base_url} and a Bluesky stream on {stream.url}, "
+                f"collecting hour by hour from {FIRST_DAY} for {days} days ...")
+            version = _replay(pipeline, server, stream, start, days, result, alerts_log)
         result.requests = server.requests
     alerts_log.close()
     _summarize(pipeline.sessions, version, start, days, result)
+    result.stream = stream_summary(pipeline.sessions, version, start, start + timedelta(days=days),
+                                   params=settings.spikes, params_for=dict(settings.spikes_for))
+    (out_dir / "summary.json").write_text(json.dumps(_summary_json(result), ensure_ascii=False, indent=2),
+                                          encoding="utf-8")
     return result
 
 
-def _replay(pipeline: Pipeline, server: FeedServer, start: datetime, days: int, result: DemoResult, alerts_log) -> str:
-    """The month, hour by hour: what `run`'s jobs do (the same pipeline steps), on the simulated clock."""
+def _replay(pipeline: Pipeline, server: FeedServer, stream, start: datetime, days: int, result: DemoResult,
+            alerts_log) -> str:
+    """The month, hour by hour: what `run`'s jobs do (the same pipeline steps), on the simulated clock. The
+    stream's posts up to each hour are stored before that hour's round of the feeds."""
     version = ""
     for day_index in range(days):
         day = FIRST_DAY + timedelta(days=day_index)
         for hour in range(1, 25):
             now = start + timedelta(days=day_index, hours=hour)
-            server.now = now
+            server.now = stream.now = now
+            catch_up(pipeline.sessions, stream, now)
             pipeline.collect(now=now)
         end_of_day = start + timedelta(days=day_index + 1)
         version = pipeline.classify(now=end_of_day).model_version
@@ -136,6 +149,7 @@ def _summarize(sessions, version: str, start: datetime, days: int, result: DemoR
     out_dir, end = result.out_dir, start + timedelta(days=days)
     with sessions.begin() as session:
         counts = store_items.count_items(session)
+        stream_posts, stream_stories = store_streams.stream_share(session)  # the news figures leave them out
         per_day = stories_per_day(store_signals.count_relevant(session, version, start, end))
         kept = store_signals.count_collected(session, version, start, end)[1]
         result.incidents = [{"id": i.id, "services": list(i.services), "start": shown(i.start),
@@ -146,17 +160,20 @@ def _summarize(sessions, version: str, start: datetime, days: int, result: DemoR
     (out_dir / "mentions-month.png").write_bytes(render_mentions_chart(
         per_day, start=FIRST_DAY, end=FIRST_DAY + timedelta(days=days - 1),
         title=f"サービス別の言及（記事群数／日） {FIRST_DAY:%Y/%m/%d}〜", marks=alert_days))
-    result.collected, result.stories = counts["items"], counts["stories"]
+    result.collected, result.stories = counts["items"] - stream_posts, counts["stories"] - stream_stories
     result.kept = kept
     result.rejected = result.collected - result.kept
-    summary = {
+    result.summary = {
         "collected": result.collected, "kept": result.kept, "rejected": result.rejected,
         "gate_rejected": counts["gate_rejected"], "stories": result.stories, "alerts": result.alerts,
         "incidents": result.incidents,
         "stories_per_day": {d.isoformat(): {str(s): n for s, n in per.items()} for d, per in sorted(per_day.items())},
         "model_version": version, "http_requests": result.requests,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def _summary_json(result: DemoResult) -> dict:
+    return {**result.summary, "stream": result.stream}
 
 
 def describe(result: DemoResult) -> str:
@@ -173,6 +190,7 @@ def describe(result: DemoResult) -> str:
 
     lines += [f"  {i['id']:32} {hm(i['start'])} / {hm(i['acknowledged'])} / {hm(i['recovered'])}"
               for i in result.incidents]
+    lines += describe_stream(result.stream)
     out = result.out_dir
     lines += [
         "look at:",

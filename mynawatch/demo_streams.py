@@ -1,21 +1,21 @@
 """The demo's stream source: the sample month's recorded Bluesky stream, replayed by a loopback Jetstream
 on the simulated clock and read by the real stream reader (``Pipeline.start_streams``), and what the
-summary says of it: each burst of trouble posts, when a stream alert would have fired (evaluated every
-five minutes, as `run` does with ``[alerts] signal = "stream_trouble"``), and the first news report of it."""
+summary says of it: each burst of trouble posts (its first post), when a stream alert fired on it
+(evaluated every five minutes, as `run` does with ``[alerts] signal = "stream_trouble"``), and the first
+news report of it (``reports.stream_alerts.stream_bursts``, as the daily report's social panel shows them)."""
 
 from __future__ import annotations
 
 import time as clock_time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from collector.streams.config import StreamConfig
 from mynawatch.streamserver import StreamServer
-from reports.stream_alerts import firings
+from reports.stream_alerts import stream_bursts
 from store import streams as store_streams
 from store.clock import TOKYO
 from store.records import Service
-from store.stream_signals import first_news_at, first_post_at, stream_series
 
 SAMPLE_STREAM = Path(__file__).parent / "sample" / "streams" / "bluesky.jsonl.gz"
 NAME = "bluesky"
@@ -26,7 +26,9 @@ def sample_stream(now: datetime) -> StreamServer:
 
 
 def stream_config(url: str) -> StreamConfig:
-    return StreamConfig(name=NAME, kind="jetstream", endpoint=url, batch_seconds=0.05, stall_seconds=600.0)
+    """The demo's stream: batches cut at once (the replay sends an hour's frames together), no stall on the
+    simulated clock's pauses (the classify and report steps)."""
+    return StreamConfig(name=NAME, kind="jetstream", endpoint=url, batch_seconds=0.002, stall_seconds=600.0)
 
 
 def catch_up(sessions, server: StreamServer, now: datetime, timeout: float = 60.0) -> None:
@@ -42,32 +44,33 @@ def catch_up(sessions, server: StreamServer, now: datetime, timeout: float = 60.
         clock_time.sleep(0.002)
 
 
-def social_leads(sessions, model_version: str, start: datetime, end: datetime) -> list[dict]:
-    """Each stream burst: when its alert fired, and the first news report of that service the same day."""
+def stream_summary(sessions, model_version: str, start: datetime, end: datetime, *, params, params_for) -> dict:
+    """What the stream brought: frames read, posts stored, and each burst against the first news (summary.json)."""
     with sessions.begin() as session:
-        first = first_post_at(session)
-        if first is None:
-            return []
-        series = {f"stream_trouble:{k}": v for k, v in
-                  stream_series(session, model_version, start, end, signal="trouble").items()}
-        out = []
-        for name, fired in firings(series, start=start, end=end, warm_from=first):
-            service = name.split(":", 1)[1]
-            day = fired.astimezone(TOKYO).replace(hour=0, minute=0, second=0, microsecond=0)
-            news = first_news_at(session, model_version, service, day, day + timedelta(days=1))
-            out.append({"service": service, "stream_alert_at": fired.astimezone(TOKYO).isoformat(),
-                        "first_news_at": news.astimezone(TOKYO).isoformat() if news else None,
-                        "lead_minutes": round((news - fired).total_seconds() / 60) if news else None})
-    return out
+        [row] = [r for r in store_streams.stream_rows(session) if r.name == NAME]
+        bursts = stream_bursts(session, model_version=model_version, since=start, until=end, params=params,
+                               params_for=params_for)
+    return {"name": NAME, "messages": row.messages, "posts_stored": row.items, "errors": row.errors,
+            "bursts": [{"service": b.service, "first_post_at": _iso(b.first_post), "stream_alert_at": _iso(b.fired),
+                        "first_news_at": _iso(b.first_news), "lead_minutes": b.lead_minutes} for b in bursts]}
 
 
-def describe_leads(leads: list[dict]) -> list[str]:
-    if not leads:
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(TOKYO).isoformat(timespec="seconds") if when else None
+
+
+def describe_stream(stream: dict) -> list[str]:
+    """The summary's lines on the stream: what was read and kept, then each burst against the first news."""
+    if not stream:
         return []
-    lines = ["social bursts (the Bluesky stream, alerts evaluated every five minutes) against the first news:"]
-    for x in leads:
-        when = x["stream_alert_at"][:16].replace("T", " ")
-        news = (f"first news report {x['first_news_at'][11:16]}, {x['lead_minutes']} min "
-                f"{'later' if x['lead_minutes'] >= 0 else 'earlier'}") if x["first_news_at"] else "no news report that day"
-        lines.append(f"  {when} JST  {Service(x['service']).display}: stream alert; {news}")
+    lines = [f"Bluesky stream (replayed Jetstream): {stream['messages']:,} messages read, "
+             f"{stream['posts_stored']} posts stored (the rest not Japanese or not about the systems)",
+             f"social bursts leading the news: {len(stream['bursts'])} (first post / stream alert / first news report, "
+             "Tokyo; alerts evaluated every five minutes)"]
+    for b in stream["bursts"]:
+        news = b["first_news_at"][11:16] if b["first_news_at"] else "  -  "
+        lead = b["lead_minutes"]
+        lead = "" if lead is None else f": alert {abs(lead)} min {'before' if lead >= 0 else 'after'} the news"
+        lines.append(f"  {b['first_post_at'][:10]}  {b['first_post_at'][11:16]} / {b['stream_alert_at'][11:16]} / "
+                     f"{news}  {Service(b['service']).display}{lead}")
     return lines

@@ -143,11 +143,15 @@ class Pipeline:
     def retrain(self, *, now: datetime, force: bool = False, progress: Progress | None = None) -> Retrained:
         return self.model.retrain(now=now, force=force, progress=progress)
 
-    def start_streams(self) -> list[StreamRunner]:
+    def start_streams(self, *, now=None) -> list[StreamRunner]:
         """Start reading the ``[[streams]]`` (each a reader and a writer thread, reconnecting on their own);
-        ``close`` stops them. Paused streams only record their state."""
+        ``close`` stops them. Paused streams only record their state. On a shared store each stream is read by
+        one process at a time (a lease of ``[schedule] lease_seconds``). ``now``: the readers' clock (the
+        demo's simulated one; default store.clock's)."""
         if not self._streams:
-            self._streams = [StreamRunner(c, self.sessions, policy=self.settings.collect) for c in self.settings.streams]
+            lease = timedelta(seconds=self.settings.schedule.lease_seconds)
+            self._streams = [StreamRunner(c, self.sessions, policy=self.settings.collect, lease=lease,
+                                          **({"now": now} if now is not None else {})) for c in self.settings.streams]
             for runner in self._streams:
                 runner.start()
         return self._streams
@@ -225,4 +229,5 @@ class Pipeline:
         s = self.settings
         return write_daily_report(self.sessions, model_version=served_version(self.sessions), day=day,
                                   out_dir=out_dir or s.report_dir, smtp=s.smtp,
-                                  send=s.send_digest if send is None else send, now=now)
+                                  send=s.send_digest if send is None else send, now=now, params=s.spikes,
+                                  params_for=dict(s.spikes_for))

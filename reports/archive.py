@@ -19,6 +19,8 @@ from reports.mail import Chart, SmtpSettings, build_digest, wire_bytes
 from reports.notices import TOKYO
 from reports.outbox import Channels, Delivery, deliver_due, queue
 from reports.rendering import render_html, render_text
+from reports.spikes import SpikeParams
+from reports.stream_alerts import stream_bursts
 from reports.timeline import Timeline, build_timeline, chart_name, services_ja
 from store import alerts as store_alerts
 from store import incidents as store_incidents
@@ -26,6 +28,8 @@ from store import health as store_health
 from store import items as store_items
 from store import maintenance as store_maintenance
 from store import signals as q
+from store import stream_signals
+from store import streams as store_streams
 from store.notifications import Outgoing
 
 HISTORY_DAYS = 28
@@ -44,9 +48,12 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def read_day(session: Session, *, model_version: str, day: date, now: datetime) -> DayInputs:
-    """Everything the report for ``day`` (Tokyo) needs, aggregated in SQL."""
+def read_day(session: Session, *, model_version: str, day: date, now: datetime, params: SpikeParams = SpikeParams(),
+             params_for: dict[str, SpikeParams] | None = None) -> DayInputs:
+    """Everything the report for ``day`` (Tokyo) needs, aggregated in SQL (``params``: the detector's, for the
+    stream bursts of the social panel)."""
     start, end = day_bounds(day)
+    streams = store_streams.has_streams(session)
     collected, relevant = q.count_collected(session, model_version, start, end)
     trends = [TrendRow(t.term, t.traffic_raw, tuple(x for x in t.services.split(",") if x))
               for t in store_items.trend_points_between(session, start, end) if t.relevant]
@@ -64,6 +71,9 @@ def read_day(session: Session, *, model_version: str, day: date, now: datetime) 
         windows=store_maintenance.windows_between(session, start, end + UPCOMING),
         sources=store_health.source_health(session), as_of=now, incidents=read_timelines(session, start, end),
         coverage=read_coverage(session, start, end, now=now),
+        streams=stream_signals.stream_counts(session, model_version, start, end) if streams else None,
+        bursts=stream_bursts(session, model_version=model_version, since=start, until=min(end, max(start, now)),
+                             params=params, params_for=params_for) if streams else [],
     )
 
 
@@ -105,11 +115,13 @@ def render_charts(report: DailyReport) -> list[Chart]:
 
 
 def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, day: date, out_dir: Path,
-                       smtp: SmtpSettings, send: bool = False, now: datetime) -> ReportFiles:
+                       smtp: SmtpSettings, send: bool = False, now: datetime, params: SpikeParams = SpikeParams(),
+                       params_for: dict[str, SpikeParams] | None = None) -> ReportFiles:
     """Write report-<day>.txt/.html, chart-<day>.png, hourly-<day>.png and digest-<day>.eml; with ``send``,
     queue the digest for each recipient (once per day and recipient, ever) and try to deliver it."""
     with sessions.begin() as session:
-        report = build_daily_report(read_day(session, model_version=model_version, day=day, now=now))
+        report = build_daily_report(read_day(session, model_version=model_version, day=day, now=now, params=params,
+                                             params_for=params_for))
     charts = render_charts(report)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out_dir)

@@ -13,6 +13,7 @@ from store.maintenance import Window
 from store.records import Cause, LabeledItem, Sentiment, Service
 from store.health import SourceHealth
 from store.signals import Count, SocialCount
+from store.stream_signals import Burst, StreamCount
 from reports.timeline import Timeline
 
 STALE_AFTER = timedelta(days=3)  # no new item for this long: the source may have stopped updating
@@ -47,6 +48,8 @@ class DayInputs:
     as_of: datetime | None = None  # when the report is made (for source health)
     incidents: list[Timeline] = field(default_factory=list)  # incidents that overlap ``day``
     coverage: Coverage | None = None  # what was collected: gaps, each source's fetches (None: not read)
+    streams: list[StreamCount] | None = None  # ``day``, by service (None: the store has no stream source)
+    bursts: list[Burst] = field(default_factory=list)  # stream bursts whose alert fired on ``day``
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,16 @@ class ServiceRow:
             return None
         ratio = self.stories / self.avg28
         return round(ratio, 1) if ratio < 10 else round(ratio)
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    """The social panel's row of a service: stream posts, their distinct authors, reposts of them."""
+
+    service: Service
+    posts: int
+    authors: int
+    reposts: int
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,8 @@ class DailyReport:
     hourly: dict[str, dict[datetime, int]] = field(default_factory=dict, compare=False)
     incidents: list[Timeline] = field(default_factory=list)
     coverage: Coverage | None = None
+    streams: list[StreamRow] | None = None  # the social panel (None: the store reads no stream)
+    bursts: list[Burst] = field(default_factory=list)
 
     @property
     def irrelevant(self) -> int:
@@ -133,7 +148,16 @@ def build_daily_report(inputs: DayInputs, *, top: int = 10) -> DailyReport:
         sources=sources, sources_ok=len(inputs.sources) - len(sources),
         per_day=per_day, hourly=inputs.hourly, alert_days=sorted(set(inputs.alert_days)),
         incidents=list(inputs.incidents), coverage=inputs.coverage,
+        streams=None if inputs.streams is None else stream_rows(inputs.streams),
+        bursts=sorted(inputs.bursts, key=lambda b: (b.fired, b.service)),
     )
+
+
+def stream_rows(counts: list[StreamCount]) -> list[StreamRow]:
+    """The social panel: services by distinct authors, then posts, in the taxonomy's order."""
+    order = list(Service)
+    rows = [StreamRow(Service(c.service), c.posts, c.authors, c.reposts) for c in counts]
+    return sorted(rows, key=lambda r: (-r.authors, -r.posts, order.index(r.service)))
 
 
 def stories_per_day(counts: list[Count]) -> dict[date, dict[Service, int]]:

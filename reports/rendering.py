@@ -57,6 +57,44 @@ def _service_line(row: ServiceRow) -> str:
             f"（7日平均 {row.avg7:.1f}、28日平均 {row.avg28:.1f}{ratio}{cause}{social}）")
 
 
+SOCIAL = "ソーシャル（ストリームの投稿 / 投稿者 / リポスト）"
+
+
+def _burst_line(b) -> str:
+    """A burst of trouble posts against the news: its first post, the stream alert, the first news report."""
+    lead = b.lead_minutes
+    ahead = "" if lead is None else f"（ニュースの{lead}分前）" if lead >= 0 else f"（ニュースの{-lead}分後）"
+    news = f"最初のニュース {jst(b.first_news)}{ahead}" if b.first_news else "当日のニュースなし"
+    return (f"急増 {display_name(b.service)}: 最初の投稿 {jst(b.first_post)} → ストリームのアラート {jst(b.fired)}"
+            f" → {news}")
+
+
+def _social_text(r: DailyReport) -> list[str]:
+    """The social panel: per service stream posts, distinct authors and reposts of the day, and the bursts whose
+    stream alert fired that day. Nothing at all when the store reads no stream."""
+    if r.streams is None:
+        return []
+    lines = ["", f"■ {SOCIAL}"]
+    lines += [f"- {row.service.display}: {row.posts} / {row.authors} / {row.reposts}" for row in r.streams]
+    lines += [f"- {_burst_line(b)}" for b in r.bursts]
+    return lines if r.streams or r.bursts else lines + ["- なし"]
+
+
+def _social_html(r: DailyReport) -> list[str]:
+    if r.streams is None:
+        return []
+    out = [f"<h2 {H2}>{escape(SOCIAL)}</h2>"]
+    if r.streams:
+        out.append('<table style="border-collapse:collapse;font-size:13px"><tr>'
+                   + "".join(f"<th {CELL}>{h}</th>" for h in ("サービス", "投稿", "投稿者", "リポスト")) + "</tr>")
+        out += [f"<tr><td {CELL}>{escape(row.service.display)}</td><td {NUM}>{row.posts}</td>"
+                f"<td {NUM}>{row.authors}</td><td {NUM}>{row.reposts}</td></tr>" for row in r.streams]
+        out.append("</table>")
+    if r.bursts:
+        out += _list([f'<span style="color:#b00">{escape(_burst_line(b))}</span>' for b in r.bursts])
+    return out if r.streams or r.bursts else out + ["<p>なし</p>"]
+
+
 def _story_meta(s: StoryRow) -> str:
     names = "・".join(sv.display for sv in s.services)
     return f"{names}／{CAUSE_NAMES[s.cause]}／{SENTIMENT_NAMES[s.sentiment]}／{len(s.publishers)}媒体・{s.items}記事"
@@ -81,6 +119,7 @@ def render_text(r: DailyReport) -> str:
     lines += [line for t in r.incidents for line in timeline_text(t)] or ["- なし"]
     lines += ["", "■ サービス別の言及（記事群数 / 記事数 / 媒体数）"]
     lines += [f"- {MISSING}"] if _gap_day(r) else [f"- {_service_line(row)}" for row in r.services] or ["- なし"]
+    lines += _social_text(r)
     lines += ["", "■ 主な記事"]
     for s in r.top_stories:
         lines += [f"- {one_line(s.title)}（{_story_meta(s)}）"]
@@ -174,6 +213,7 @@ def render_html(r: DailyReport, images: dict[str, str] | None = None) -> str:
         t, (images or {}).get(chart_name(n)))] or ["<p>なし</p>"])
     parts += _img("trend", images)
     parts += [f"<h2 {H2}>サービス別の言及</h2>"] + ([f"<p>{MISSING}</p>"] if _gap_day(r) else _services_table(r))
+    parts += _social_html(r)
     parts += _img("hourly", images)
     parts += [f"<h2 {H2}>主な記事</h2>"]
     parts += (["<ol>" + "".join(_story_html(s) for s in r.top_stories) + "</ol>"] if r.top_stories

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reports.alerts import AlertPolicy, Event, plan_alerts
 from reports.notices import TOKYO, alert_line
 from reports.outbox import Channels, alert_messages, deliver_due, queue
-from reports.spikes import Episode, SpikeParams, detect_spikes, floor_hour
+from reports.spikes import MAX_WINDOW, Episode, SpikeParams, detect_spikes, floor_hour
 from store import alerts as store_alerts
 from store import maintenance as store_maintenance
 from store import stream_signals
@@ -120,23 +120,61 @@ def evaluate_stream_alerts(sessions: sessionmaker[Session], *, model_version: st
 
 
 def firings(series: dict[str, dict[datetime, int]], *, start: datetime, end: datetime,
-            params: SpikeParams = SpikeParams(), warm_from: datetime | None = None) -> list[tuple[str, datetime]]:
+            params: SpikeParams = SpikeParams(), params_for: dict[str, SpikeParams] | None = None,
+            warm_from: datetime | None = None) -> list[tuple[str, datetime]]:
     """(series, when) each burst of [start, end) first fired, as evaluations every five minutes would have
     seen it: ``detect_bins`` is causal, so one scan per alignment of the moving hour (twelve in all) finds
     what every evaluation with that alignment finds. Firings of one series less than ``resolve_after_hours``
     apart are one burst. For the demo's summary and for backtests."""
     fired: dict[str, list[datetime]] = {}
     for k in range(12):
-        for e in detect_bins(series, start=start, now=bin_end(end) - k * BIN, params=params, warm_from=warm_from):
+        for e in detect_bins(series, start=start, now=bin_end(end) - k * BIN, params=params, params_for=params_for,
+                             warm_from=warm_from):
             for h in e.hours:
                 if h.fire:
                     fired.setdefault(e.series, []).append(h.hour + timedelta(hours=1))
     out = []
-    gap = timedelta(hours=params.resolve_after_hours)
     for name, times in sorted(fired.items()):
+        gap = timedelta(hours=(params_for or {}).get(name, params).resolve_after_hours)
         last = None
         for when in sorted(set(times)):
             if last is None or when - last > gap:
                 out.append((name, when))
             last = when
     return sorted(out, key=lambda x: (x[1], x[0]))
+
+
+def stream_bursts(session: Session, *, model_version: str, since: datetime, until: datetime,
+                  params: SpikeParams = SpikeParams(),
+                  params_for: dict[str, SpikeParams] | None = None) -> list[stream_signals.Burst]:
+    """The bursts of trouble posts whose stream alert fired in [since, until), as evaluations every five
+    minutes on ``stream_trouble`` would have fired it (``firings``, on the baseline before ``since``): each
+    with its first post (the first trouble post of the moving hour the detector judged) and the first news
+    report of that service the same Tokyo day. For the daily report's social panel and the demo's summary."""
+    first = stream_signals.first_post_at(session)
+    if first is None or first >= until:
+        return []
+    days = max([params.baseline_days] + [p.baseline_days for p in (params_for or {}).values()])
+    start = max(first, since - timedelta(days=days) - RECORD_WINDOW)
+    counts = stream_signals.stream_series(session, model_version, start, until, signal="trouble")
+    reach = since - timedelta(hours=MAX_WINDOW + 1)  # the longest window the detector scores, and the moving hour
+
+    def may_fire(service: str, bins: dict[datetime, int]) -> bool:  # a series with fewer posts cannot: not scanned
+        p = (params_for or {}).get(service, params)
+        return sum(n for t, n in bins.items() if reach <= t < until) >= p.min_count
+
+    series = {series_name("stream_trouble", k): v for k, v in counts.items() if may_fire(k, v)}
+    if not series:
+        return []
+    per_series = {series_name("stream_trouble", k): p for k, p in (params_for or {}).items()}
+    out = []
+    for name, fired in firings(series, start=start, end=until, params=params, params_for=per_series, warm_from=first):
+        if not since <= fired < until:
+            continue
+        service = name.split(":", 1)[1]
+        first_post = stream_signals.first_stream_trouble_at(session, model_version, service, fired - timedelta(hours=1),
+                                                            fired) or fired
+        midnight = datetime.combine(fired.astimezone(TOKYO).date(), time(0), tzinfo=TOKYO)
+        news = stream_signals.first_news_at(session, model_version, service, midnight, midnight + timedelta(days=1))
+        out.append(stream_signals.Burst(service, first_post, fired, news))
+    return out

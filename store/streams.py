@@ -204,3 +204,19 @@ def stream_rows(session: Session) -> list[StreamRow]:
                       st.last_frame_at, st.reconnects, st.messages, st.kept, st.errors, st.dropped,
                       st.messages_per_min, st.kept_per_min, st.last_error, st.updated_at, counts.get(src.id, 0))
                 for src, st in rows]
+
+
+def stream_share(session: Session) -> tuple[int, int]:
+    """(items stored from stream sources, stories that hold nothing else): what a count of the whole store
+    holds beyond the news."""
+    stream = select(Source.id).join(StreamState, StreamState.source_id == Source.id).scalar_subquery()
+    posts = session.scalar(select(func.count(Item.id)).where(Item.source_id.in_(stream)))
+    news_stories = select(Item.story_id).where(Item.source_id.not_in(stream), Item.story_id.is_not(None))
+    only = session.scalar(select(func.count(func.distinct(Item.story_id))).where(
+        Item.source_id.in_(stream), Item.story_id.is_not(None), Item.story_id.not_in(news_stories)))
+    return int(posts or 0), int(only or 0)
+
+
+def has_streams(session: Session) -> bool:
+    """Whether the store has ever read a stream (a report then shows its social panel)."""
+    return session.scalar(select(func.count()).select_from(StreamState)) > 0

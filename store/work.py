@@ -129,6 +129,17 @@ def _take(session: Session, holder: str, candidates: list[str], wanted: int, *, 
     return taken
 
 
+def hold_lease(session: Session, holder: str, name: str, *, now: datetime, lease: timedelta, take: bool = True) -> bool:
+    """One lease kept by one holder (a stream's reader): renewed until ``now + lease`` when ``holder`` holds it and
+    it has not run out, else (``take``) taken as ``balance_leases`` takes one, when nobody holds it. True when
+    ``holder`` holds it; on PostgreSQL its row stays locked until the caller commits, so what the caller writes
+    in the same transaction is written by the holder alone."""
+    until = now + lease
+    renewed = session.execute(update(WorkLease).where(WorkLease.name == name, WorkLease.holder == holder,
+                                                      WorkLease.expires_at > now).values(expires_at=until)).rowcount
+    return bool(renewed) or (take and bool(_take(session, holder, [name], 1, now=now, until=until)))
+
+
 def release_leases(session: Session, holder: str) -> None:
     session.execute(delete(WorkLease).where(WorkLease.holder == holder))
 
@@ -159,12 +170,18 @@ def claim_items(session: Session, holder: str, model_version: str, *, now: datet
                 limit: int, after: int = 0) -> list[ItemText]:
     """Claim up to ``limit`` gate-passed items (with ids above ``after``) that ``model_version`` has not tagged
     and nobody else holds (no claim, or one that ran out), oldest first, until ``now + lease``. Rows another
-    worker is claiming or saving right now are skipped, not waited for."""
+    worker is claiming or saving right now are skipped, not waited for.
+
+    The subqueries repeat ``> :after`` on their item ids: PostgreSQL answers them with merge anti joins, which
+    otherwise read the classifications index from its first entry at every claim (on 1,000,000 tagged items
+    0.2 s per claim instead of 3 ms)."""
     dialect = dialect_for(session.get_bind())
     rows = session.execute(text(
         "SELECT i.id FROM items i WHERE i.id > :after AND i.gate = 'pass'"
-        " AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.item_id = i.id AND c.model_version = :version)"
-        " AND NOT EXISTS (SELECT 1 FROM work_claims w WHERE w.item_id = i.id AND w.expires_at > :now)"
+        " AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.item_id = i.id AND c.item_id > :after"
+        " AND c.model_version = :version)"
+        " AND NOT EXISTS (SELECT 1 FROM work_claims w WHERE w.item_id = i.id AND w.item_id > :after"
+        " AND w.expires_at > :now)"
         " ORDER BY i.id LIMIT :limit" + dialect.lock_rows("i", skip_locked=True)),
         {"after": after, "version": model_version, "now": _naive(now), "limit": limit}).scalars().all()
     if not rows:

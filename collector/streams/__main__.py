@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print(f"mynawatch: reading {len(streams)} stream(s); Ctrl-C to stop", flush=True)
-    run_streams(settings.streams, make_sessions(settings.database_url), stop=stop, policy=settings.collect)
+    run_streams(settings.streams, make_sessions(settings.database_url), stop=stop, policy=settings.collect,
+                lease=timedelta(seconds=settings.schedule.lease_seconds))
     print("mynawatch: streams stopped", flush=True)
     return 0
 

@@ -10,6 +10,11 @@ store), a bounded queue between them.
   (the socket then stops being read); after ``backpressure_seconds`` the stream is **dropping behind**: it
   lets the connection go and, once the store caught up, starts again from the stored cursor (Jetstream
   replays from it; Misskey's gap is read from its API), so memory stays bounded and nothing is lost.
+- **One reader per stream** on a shared store (PostgreSQL, several `run --role collect` processes): a
+  stream is read only by the process holding its lease ``stream:NAME`` (store/work.py's leases, renewed
+  every third of ``lease``); every batch and state is written in a transaction that renews it, so a
+  reader that lost it writes nothing more. The others wait; when the holder dies its lease runs out and
+  one of them takes the stream over from the stored cursor.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from collector.streams.intake import Batch, Intake
 from collector.streams.save import save_batch
 from store import clock
 from store import streams as store_streams
+from store import work as store_work
 
 log = logging.getLogger(__name__)
 HARD_FRAME_CAP = 16 * 1024 * 1024  # a frame larger than this ends the connection (smaller oversized ones are skipped)
@@ -58,6 +64,10 @@ class Stalled(Exception):
 
 class Behind(Exception):
     """The store did not take a batch for backpressure_seconds (a resumable stream reconnects later)."""
+
+
+class LeaseLost(Exception):
+    """Another process holds this stream's lease now (or it could not be renewed): this reader stops."""
 
 
 class GapUnfilled(Exception):
@@ -83,8 +93,11 @@ class Backoff:
 class StreamRunner:
     def __init__(self, config: StreamConfig, sessions: sessionmaker[Session], *,
                  policy: CollectPolicy = CollectPolicy(), now: Callable[[], datetime] = clock.now,
-                 rng: random.Random | None = None, environ=os.environ):
+                 rng: random.Random | None = None, environ=os.environ, lease: timedelta = timedelta(seconds=60)):
         self.config, self.sessions, self.policy, self.now, self.environ = config, sessions, policy, now, environ
+        self.shared, self.lease, self.holder = store_work.is_shared(sessions), lease, store_work.worker_name()
+        self.lease_name = f"stream:{config.name}"
+        self._held_until = self._renew_at = 0.0  # monotonic: when the lease runs out, when to renew it
         self.adapter = ADAPTERS[config.kind]
         self.intake = Intake(config)
         self.backoff = Backoff(config.backoff_seconds, config.max_backoff_seconds, rng or random.Random())
@@ -129,6 +142,40 @@ class StreamRunner:
             t.join(timeout)
         if self._threads:
             self._state("stopped")
+        if self.shared:
+            try:
+                with self.sessions.begin() as session:
+                    store_work.release_leases(session, self.holder)
+            except Exception as exc:  # noqa: BLE001 - the store is away: the lease runs out by itself
+                log.warning("stream %s: could not free its lease (%s)", self.config.name, str(exc).splitlines()[0])
+
+    @property
+    def holds(self) -> bool:
+        """Whether this reader may read its stream: always on SQLite, while it holds the lease on a shared store."""
+        return not self.shared or time.monotonic() < self._held_until
+
+    def _hold(self, *, take: bool = True) -> bool:
+        """Shared store: take or renew the stream's lease (``take``: also when nobody holds it). True when held."""
+        if not self.shared:
+            return True
+        began = time.monotonic()
+        try:
+            with self.sessions.begin() as session:
+                held = store_work.hold_lease(session, self.holder, self.lease_name, now=self.now(), lease=self.lease,
+                                             take=take)
+        except Exception as exc:  # noqa: BLE001 - the store is away: not held (the lease runs out)
+            log.warning("stream %s: its lease could not be renewed (%s)", self.config.name,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            held = False
+        if held:
+            was = self._held_until > began
+            self._held_until = began + self.lease.total_seconds()
+            self._renew_at = began + self.lease.total_seconds() / 3
+            if not was:
+                log.warning("stream %s: this process reads it now (lease %s)", self.config.name, self.holder)
+        else:
+            self._held_until = 0.0
+        return held
 
     @property
     def alive(self) -> bool:
@@ -141,12 +188,19 @@ class StreamRunner:
             self._drain()
             if self.stopping.is_set():
                 break
+            if not self._hold():  # another process reads this stream: wait to take it over if it dies
+                self.stopping.wait(self.lease.total_seconds() / 3)
+                continue
             self.frames, reason = 0, "the server closed the stream"
             try:
                 reason = self._connection()
             except Behind:
                 self.intake.cut()  # not stored: replayed from the stored cursor
                 reason = "dropping behind: the store is slower than the stream; resuming from the stored cursor"
+            except LeaseLost:
+                self.intake.cut()  # the new holder resumes from the stored cursor
+                log.warning("stream %s: another process holds it now; this one stops reading it", self.config.name)
+                continue
             except Exception as exc:  # a connection boundary: any failure means reconnecting
                 if not isinstance(exc, (OSError, WebSocketException, TimeoutError, Stalled, InvalidURI, GapUnfilled)):
                     log.exception("stream %s: reader failed", self.config.name)
@@ -189,6 +243,8 @@ class StreamRunner:
             except GapUnfilled:
                 raise  # the batch before the gap's first note was not cut: replayed after the gap next time
         self._flush_partial()
+        if self.resync.is_set() and not self.holds:
+            raise LeaseLost()
         return "the store failed a batch; resuming from the stored cursor" if self.resync.is_set() else "stopping"
 
     def _pump(self, ws) -> None:
@@ -198,9 +254,11 @@ class StreamRunner:
         watch = self.config.kind == "misskey"
         while not self.stopping.is_set() and not self.resync.is_set():
             now_m = time.monotonic()
+            if self.shared and now_m >= self._renew_at and not (now_m < self._held_until and self._hold(take=False)):
+                raise LeaseLost()
             wait = min(due, last + cfg.stall_seconds) - now_m
             if intake.batch:  # a quiet socket flushes what it has at once: a slow stream is stored as it comes
-                wait = min(wait, IDLE_FLUSH)
+                wait = min(wait, IDLE_FLUSH, cfg.batch_seconds)
             try:
                 frame = ws.recv(timeout=max(0.0, wait), decode=False)
             except TimeoutError:
@@ -332,6 +390,10 @@ class StreamRunner:
             try:
                 if not self.resync.is_set():  # after a failed batch, the rest is replayed from the stored cursor
                     self._save(batch)
+            except LeaseLost:  # another process reads the stream now: nothing more is written from here
+                self._held_until = 0.0
+                self.stories.clear()
+                self.resync.set()
             except Exception as exc:  # a batch boundary: the store failed (disk full, locked); resume from the cursor
                 log.exception("stream %s: storing a batch failed", self.config.name)
                 self.stories.clear()
@@ -345,6 +407,9 @@ class StreamRunner:
         if len(self.stories) > STORY_INDEX_LIMIT:  # a reader runs for months: old stories are read again if needed
             self.stories.prune(now - 2 * self.stories.window)
         with self.sessions.begin() as session:
+            if self.shared and not store_work.hold_lease(session, self.holder, self.lease_name, now=now,
+                                                         lease=self.lease, take=False):
+                raise LeaseLost()
             save_batch(session, self.source_id, self.config, batch, now=now, stories=self.stories,
                        policy=self.policy, rates=self._rate(batch))
 
@@ -365,6 +430,9 @@ class StreamRunner:
     def _state(self, state: str, *, error: str | None = None, reconnected: bool = False) -> None:
         try:
             with self.sessions.begin() as session:
+                if self.shared and state != "paused" and not store_work.hold_lease(
+                        session, self.holder, self.lease_name, now=self.now(), lease=self.lease, take=False):
+                    return  # the holder's state, not this reader's
                 store_streams.set_state(session, self.source_id, state, now=self.now(), error=error,
                                         reconnected=reconnected)
         except Exception:  # the store is failing: the writer says so; the connection goes on
@@ -388,9 +456,10 @@ def _reason(exc: BaseException, config: StreamConfig) -> str:
 
 
 def run_streams(configs, sessions: sessionmaker[Session], *, stop: threading.Event,
-                policy: CollectPolicy = CollectPolicy()) -> list[StreamRunner]:
+                policy: CollectPolicy = CollectPolicy(),
+                lease: timedelta = timedelta(seconds=60)) -> list[StreamRunner]:
     """Run every configured stream until ``stop`` is set; then stop them (what was read is stored)."""
-    runners = [StreamRunner(c, sessions, policy=policy) for c in configs]
+    runners = [StreamRunner(c, sessions, policy=policy, lease=lease) for c in configs]
     for r in runners:
         r.start()
     stop.wait()
