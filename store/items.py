@@ -147,8 +147,8 @@ def save_trends(session: Session, source_id: int, trends: list[TrendEntry], *, f
             source_id=source_id, term=t.term, traffic=t.traffic, traffic_raw=t.traffic_raw,
             published_at=t.published or fetched_at, fetched_at=fetched_at,
             news_titles="\n".join(title for title, _url, _src in t.news),
-        ).on_conflict_do_nothing()
-        inserted += session.execute(stmt).rowcount
+        ).on_conflict_do_nothing().returning(TrendPoint.id)
+        inserted += session.execute(stmt).first() is not None  # an INSERT's rowcount is -1 on psycopg
     return inserted
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
-from store.dialect import insert_for
+from store.dialect import dialect_for, insert_for
 from store.records import Cause, Label, LabeledItem, Sentiment, Service
 from store.tables import Classification, ClassificationService, Item, ServedModel
 
@@ -46,17 +46,28 @@ def serve(session: Session, serving: Serving, *, only_if_none: bool = False) -> 
         stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
     else:
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"})
-    return session.execute(stmt).rowcount > 0
+    # a row returned, not rowcount: an INSERT's rowcount is -1 through SQLAlchemy on psycopg
+    return session.execute(stmt.returning(ServedModel.id)).first() is not None
 
 
 def save_labels(session: Session, model_version: str, labels: dict[int, Label], *, now: datetime) -> None:
     """Store (or replace) this model version's label for each item id.
 
     A label is replaced child first (its services, then the classification, then the new rows), so no
-    statement can leave a service without its classification, however many times an item is relabeled."""
+    statement can leave a service without its classification, however many times an item is relabeled.
+
+    The items' rows are locked first (PostgreSQL; in id order, as a classifier worker's ``finish_claims`` locks
+    them), so two processes labeling one item with one version (a one-shot `mynawatch classify` beside
+    `run --role classify` workers, two people correcting one item) take turns: the later one's delete finds
+    the label the first committed and replaces it, instead of both inserting and one failing on the unique key."""
     if not labels:
         return
-    items = list(labels)
+    items = sorted(labels)
+    lock = dialect_for(session.get_bind()).lock_rows("i", skip_locked=False)
+    if lock:
+        for start in range(0, len(items), 1000):
+            session.execute(text("SELECT i.id FROM items i WHERE i.id IN :ids ORDER BY i.id" + lock)
+                            .bindparams(bindparam("ids", expanding=True)), {"ids": items[start:start + 1000]}).all()
     for start in range(0, len(items), 500):
         ids = select(Classification.id).where(Classification.model_version == model_version,
                                               Classification.item_id.in_(items[start:start + 500]))

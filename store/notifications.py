@@ -60,8 +60,8 @@ def enqueue(session: Session, msg: Outgoing, *, now: datetime) -> bool:
     stmt = insert_for(session, Notification).values(
         key=msg.key, channel=msg.channel, target=msg.target, kind=msg.kind, subject=msg.subject, body=msg.body,
         status="pending", attempts=0, created_at=now, next_attempt_at=now,
-    ).on_conflict_do_nothing()
-    return session.execute(stmt).rowcount == 1
+    ).on_conflict_do_nothing().returning(Notification.id)
+    return session.execute(stmt).first() is not None  # a row returned: an INSERT's rowcount is -1 on psycopg
 
 
 def due(session: Session, *, now: datetime, limit: int = 100) -> list[Queued]:

@@ -39,8 +39,8 @@ def record_publisher(session: Session, host: str, publisher: str, *, learned_fro
     if not key or not publisher:
         return False
     stmt = insert_for(session, PublisherHost).values(host=key, publisher=publisher, learned_from=learned_from,
-                                               updated_at=now).on_conflict_do_nothing()
-    if session.execute(stmt).rowcount != 1:
+                                               updated_at=now).on_conflict_do_nothing().returning(PublisherHost.host)
+    if session.execute(stmt).first() is None:  # not new (an INSERT's rowcount is -1 on psycopg: no use here)
         return False
     rename_host_items(session, key, publisher)
     return True
