@@ -321,19 +321,29 @@ def cmd_silence(args) -> int:
 def _read_counts(path: str):
     from reports.countfile import CountFileError, read_counts
 
+    if path == "-":
+        fh = sys.stdin.buffer
+    else:
+        fh = _open_input(path, "a CSV file")  # bytes: each line decoded on its own, a bad one named by its number
     try:
-        if path == "-":
-            return read_counts(sys.stdin.buffer, name="standard input")
-        with open(path, "rb") as fh:  # bytes: each line decoded on its own, a bad one named by its number
-            return read_counts(fh, name=path)
+        return read_counts(fh, name="standard input" if path == "-" else path)
+    except CountFileError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+
+
+def _open_input(path: str, kind: str):
+    """``path`` opened for reading bytes, or a UserError that says why it cannot be (``kind``: what it should be)."""
+    try:
+        return open(path, "rb")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise UserError(f"{path}: a folder, not a CSV file") from None
+        raise UserError(f"{path}: a folder, not {kind}") from None
     except PermissionError:
         raise UserError(f"{path}: not allowed to read it") from None
-    except CountFileError as exc:
-        raise UserError(str(exc)) from None
 
 
 def cmd_spikes(args) -> int:
@@ -394,14 +404,7 @@ def cmd_tag(args) -> int:
 
     fh = sys.stdin.buffer
     if args.path != "-":
-        try:  # the file first: a bad path is named before the model loads
-            fh = open(args.path, "rb")
-        except FileNotFoundError:
-            raise UserError(f"{args.path}: no such file") from None
-        except IsADirectoryError:
-            raise UserError(f"{args.path}: a folder, not a JSONL file") from None
-        except PermissionError:
-            raise UserError(f"{args.path}: not allowed to read it") from None
+        fh = _open_input(args.path, "a JSONL file")  # the file first: a bad path is named before the model loads
     try:
         result = tag_lines(_model_for(args), fh, sys.stdout)
     finally:
