@@ -65,8 +65,8 @@ def describe_stream(stream: dict) -> list[str]:
         return []
     lines = [f"Bluesky stream (replayed Jetstream): {stream['messages']:,} messages read, "
              f"{stream['posts_stored']} posts stored (the rest not Japanese or not about the systems)",
-             f"social bursts leading the news: {len(stream['bursts'])} (first post / stream alert / first news report, "
-             "Tokyo; alerts evaluated every five minutes)"]
+             f"social bursts: {len(stream['bursts'])} (first post / stream alert / first news report, Tokyo; the "
+             "stream alert as evaluations every five minutes raise it)"]
     for b in stream["bursts"]:
         news = b["first_news_at"][11:16] if b["first_news_at"] else "  -  "
         lead = b["lead_minutes"]
