@@ -231,6 +231,7 @@ SERVICE_FILTER = f""" AND i.gate = 'pass' AND EXISTS (
 @dataclass(frozen=True)
 class SQLite:
     name: str = "sqlite"
+    lateral: bool = False  # no LATERAL joins: per-row lookups are spelled as plain joins (store/signals.py)
 
     def insert(self, table):
         return sqlite_dialect.insert(table)
@@ -307,6 +308,9 @@ class SQLite:
     def try_lock(self, connection, key: tuple[int, int]) -> bool:
         """Take a lock held for the connection's life: always granted, one `run` per SQLite store (run_lock)."""
         return True
+
+    def unlock_all(self, connection) -> None:
+        """Give back the locks ``try_lock`` took on this connection: none to give back."""
 
     def pending_count(self, connection) -> int:
         """Items waiting for ``index_pending``."""
@@ -478,6 +482,7 @@ class PostgreSQL:
     enforced by the server, backups through pg_dump."""
 
     name: str = "postgresql"
+    lateral: bool = True  # a LATERAL subquery makes the planner look a row up per outer row (store/signals.py)
 
     def insert(self, table):
         return pg_dialect.insert(table)
@@ -502,7 +507,15 @@ class PostgreSQL:
                 "group_concat": "string_agg(s.service, ',' ORDER BY s.service)", "false": "false", "current": CURRENT}
 
     def on_connect(self, dbapi_connection) -> None:
-        pass
+        """No JIT compilation for mynawatch's own queries: they read thousands of rows, not millions, and the
+        planner's cost estimates of the report's per-item lookups (a month of items) are high enough to
+        compile them, which took 0.4 to 1 s each, longer than the queries themselves."""
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET in the first transaction would go with its rollback
+        try:
+            dbapi_connection.execute("SET jit = off")
+        finally:
+            dbapi_connection.autocommit = autocommit
 
     def create_search_index(self, connection) -> None:
         """A table of search documents (a tsvector per item, see ``tsvector_text``) with a GIN index. Items
@@ -542,6 +555,10 @@ class PostgreSQL:
     def try_lock(self, connection, key: tuple[int, int]) -> bool:
         """A session-level advisory lock, held until released or the connection ends (its process dies)."""
         return bool(connection.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": key[0], "b": key[1]}).scalar())
+
+    def unlock_all(self, connection) -> None:
+        """Give back at once every session-level advisory lock this connection holds."""
+        connection.execute(text("SELECT pg_advisory_unlock_all()"))
 
     def pending_count(self, connection) -> int:
         return connection.execute(text("SELECT count(*) FROM items i WHERE NOT EXISTS "

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session, aliased
 
-from store.dialect import hour_text, joined, tokyo_day
+from store.dialect import dialect_for, hour_text, joined, tokyo_day
 from store.labels import HUMAN
 from store.records import TROUBLE_CAUSES, Cause, Label, LabeledItem, Sentiment, Service, Signal, kinds_feeding
 from store.tables import Classification, ClassificationService, Item, Source, TrendPoint
@@ -67,18 +67,48 @@ def from_kinds(kinds: tuple[str, ...]):
     return Item.source_id.in_(select(Source.id).where(Source.kind.in_(kinds)).scalar_subquery())
 
 
+ITEM_COLUMNS = (Item.id.label("item_id"), Item.story_id, Item.publisher, Item.published_at, Item.source_id,
+                Item.social_count)
+
+
 def current_labels(model_version: str, since: datetime, until: datetime, *, kinds: tuple[str, ...] | None = None):
-    """Items published in [since, until) that passed the gate, with the id of their current classification;
-    only items of sources of ``kinds`` when given (the news signals pass NEWS_KINDS)."""
+    """Items published in [since, until) that passed the gate, with the id of their current classification
+    (``cid``, NULL when none); only items of sources of ``kinds`` when given."""
     human, model = aliased(Classification), aliased(Classification)
-    query = (select(Item.id.label("item_id"), Item.story_id, Item.publisher, Item.published_at, Item.source_id,
-                    Item.social_count, func.coalesce(human.id, model.id).label("cid"))
+    query = (select(*ITEM_COLUMNS, func.coalesce(human.id, model.id).label("cid"))
              .outerjoin(human, and_(human.item_id == Item.id, human.model_version == HUMAN))
-             .outerjoin(model, and_(model.item_id == Item.id, model.model_version == model_version))
-             .where(Item.published_at >= since, Item.published_at < until, Item.gate == "pass"))
-    if kinds is not None:
-        query = query.where(from_kinds(kinds))
-    return query.subquery("cur")
+             .outerjoin(model, and_(model.item_id == Item.id, model.model_version == model_version)))
+    return _window(query, since, until, kinds).subquery("cur")
+
+
+def labeled(session: Session, model_version: str, since: datetime, until: datetime, *,
+            kinds: tuple[str, ...] | None = NEWS_KINDS):
+    """``current_labels`` of the items that have one, with the label's ``relevant``, ``cause`` and
+    ``sentiment``: what the news signals count (only items of sources of ``kinds``: news by default).
+
+    Each item's current label is looked up through the classifications' (item_id, model_version) key:
+    on PostgreSQL one lookup per item of the window (a LATERAL subquery), never a join over every
+    classification of the store, which the planner answered with hash joins over the whole table (see
+    docs/scale-out.md, Figures); SQLite's planner looks labels up per item anyway, and keeps the plainer join."""
+    c = aliased(Classification)
+    if dialect_for(session.get_bind()).lateral:
+        best = (select(c.id, c.relevant, c.cause, c.sentiment)
+                .where(c.item_id == Item.id, c.model_version.in_([HUMAN, model_version]))
+                .order_by((c.model_version == HUMAN).desc()).limit(1).lateral("best"))
+        query = select(*ITEM_COLUMNS, best.c.id.label("cid"), best.c.relevant, best.c.cause,
+                       best.c.sentiment).join(best, true())
+    else:
+        human, model = aliased(Classification), aliased(Classification)
+        query = (select(*ITEM_COLUMNS, c.id.label("cid"), c.relevant, c.cause, c.sentiment)
+                 .outerjoin(human, and_(human.item_id == Item.id, human.model_version == HUMAN))
+                 .outerjoin(model, and_(model.item_id == Item.id, model.model_version == model_version))
+                 .join(c, c.id == func.coalesce(human.id, model.id)))
+    return _window(query, since, until, kinds).subquery("cur")
+
+
+def _window(query, since: datetime, until: datetime, kinds: tuple[str, ...] | None):
+    query = query.where(Item.published_at >= since, Item.published_at < until, Item.gate == "pass")
+    return query if kinds is None else query.where(from_kinds(kinds))
 
 
 def bucket_of(column, by: str):
@@ -104,17 +134,16 @@ def count_relevant(session: Session, model_version: str, since: datetime, until:
     ``trouble`` keeps only trouble reports: a failure cause (not none, not maintenance) and a tone
     that is not positive (recovery reports do not count). News only: stream posts are not counted.
     """
-    cur = current_labels(model_version, since, until, kinds=NEWS_KINDS)
-    c = Classification
-    columns = {"service": ClassificationService.service, "cause": c.cause, "sentiment": c.sentiment}
+    cur = labeled(session, model_version, since, until)
+    columns = {"service": ClassificationService.service, "cause": cur.c.cause, "sentiment": cur.c.sentiment}
     group = [bucket_of(cur.c.published_at, by).label("bucket")] + [columns[k].label(k) for k in keys]
-    query = (select(*group, func.count(func.distinct(cur.c.item_id)), func.count(func.distinct(cur.c.story_id)),
-                    func.count(func.distinct(cur.c.publisher)))
-             .join(c, c.id == cur.c.cid).where(c.relevant.is_(True)))
+    # a row per item (and service): one current label per item, a service once per label, so count(*) counts items
+    query = (select(*group, func.count(), func.count(func.distinct(cur.c.story_id)),
+                    func.count(func.distinct(cur.c.publisher))).select_from(cur).where(cur.c.relevant.is_(True)))
     if "service" in keys:
-        query = query.join(ClassificationService, ClassificationService.classification_id == c.id)
+        query = query.join(ClassificationService, ClassificationService.classification_id == cur.c.cid)
     if trouble:
-        query = query.where(c.cause.in_(TROUBLE), c.sentiment != str(Sentiment.POSITIVE))
+        query = query.where(cur.c.cause.in_(TROUBLE), cur.c.sentiment != str(Sentiment.POSITIVE))
     rows = session.execute(query.group_by(*group))
     out = []
     for row in rows:
@@ -158,16 +187,14 @@ def hourly_signal(session: Session, model_version: str, since: datetime, until: 
 def count_social(session: Session, model_version: str, since: datetime, until: datetime, *,
                  by: str = "day") -> list[SocialCount]:
     """はてブ bookmarks and Mastodon posts about each service (relevant items only)."""
-    cur = current_labels(model_version, since, until)
-    c, s = Classification, ClassificationService
+    cur = labeled(session, model_version, since, until, kinds=BOOKMARK_KINDS + POST_KINDS)
+    s = ClassificationService
     bucket = bucket_of(cur.c.published_at, by).label("bucket")
     is_post = func.sum(case((Source.kind.in_(POST_KINDS), 1), else_=0))
     bookmarks = func.sum(case((Source.kind.in_(BOOKMARK_KINDS), func.coalesce(cur.c.social_count, 0)), else_=0))
-    rows = session.execute(select(bucket, s.service, bookmarks, is_post)
-                           .join(c, c.id == cur.c.cid).join(s, s.classification_id == c.id)
-                           .join(Source, Source.id == cur.c.source_id)
-                           .where(c.relevant.is_(True), Source.kind.in_(BOOKMARK_KINDS + POST_KINDS))
-                           .group_by(bucket, s.service))
+    rows = session.execute(select(bucket, s.service, bookmarks, is_post).select_from(cur)
+                           .join(s, s.classification_id == cur.c.cid).join(Source, Source.id == cur.c.source_id)
+                           .where(cur.c.relevant.is_(True)).group_by(bucket, s.service))
     return [SocialCount(parse_bucket(b, by), svc, int(bm or 0), int(p or 0)) for b, svc, bm, p in rows]
 
 
@@ -191,24 +218,23 @@ def count_collected(session: Session, model_version: str, since: datetime, until
     are in neither."""
     total = session.scalar(select(func.count(Item.id)).where(Item.published_at >= since, Item.published_at < until,
                                                              from_kinds(NEWS_KINDS)))
-    cur = current_labels(model_version, since, until, kinds=NEWS_KINDS)
-    relevant = session.scalar(select(func.count()).select_from(cur).join(Classification, Classification.id == cur.c.cid)
-                              .where(Classification.relevant.is_(True)))
+    cur = labeled(session, model_version, since, until)
+    relevant = session.scalar(select(func.count()).select_from(cur).where(cur.c.relevant.is_(True)))
     return int(total or 0), int(relevant or 0)
 
 
 def relevant_items(session: Session, model_version: str, since: datetime, until: datetime) -> list[LabeledItem]:
     """Relevant news items published in [since, until) with their current label (for the top stories of a day
     and an incident's reports): stream posts are not among them."""
-    cur = current_labels(model_version, since, until, kinds=NEWS_KINDS)
-    c, s = Classification, ClassificationService
+    cur = labeled(session, model_version, since, until)
+    s = ClassificationService
     rows = session.execute(
         select(cur.c.item_id, cur.c.story_id, Item.title, Item.canonical_url, cur.c.publisher, cur.c.published_at,
-               c.cause, c.sentiment, joined(s.service))
-        .join(Item, Item.id == cur.c.item_id).join(c, c.id == cur.c.cid).join(s, s.classification_id == c.id)
-        .where(c.relevant.is_(True))
+               cur.c.cause, cur.c.sentiment, joined(s.service)).select_from(cur)
+        .join(Item, Item.id == cur.c.item_id).join(s, s.classification_id == cur.c.cid)
+        .where(cur.c.relevant.is_(True))
         .group_by(cur.c.item_id, cur.c.story_id, Item.title, Item.canonical_url, cur.c.publisher, cur.c.published_at,
-                  c.cause, c.sentiment)
+                  cur.c.cause, cur.c.sentiment)
         .order_by(cur.c.published_at, cur.c.item_id))
     return [LabeledItem(i, story, title, url, publisher, published,
                         Label(True, tuple(Service(x) for x in sorted(services.split(","))), Cause(cause), Sentiment(sentiment)))

@@ -155,6 +155,31 @@ def test_stream_posts_count_in_no_news_signal(engine_sessions):
         assert sum(posts_per_hour["portal"].values()) == sum(1 for p in posts if p.created >= T0)
 
 
+def test_the_current_label_is_a_persons_over_the_models_on_both_engines(engine_sessions):
+    """Each item counts once, under a person's label where there is one, else the served model's; an item with
+    neither (or only another version's) does not count."""
+    sessions = engine_sessions
+    source = SourceConfig("f", "http://127.0.0.1/f", publisher="紙")
+    yes = Label(True, (Service.PORTAL,), Cause.LOAD, Sentiment.NEGATIVE)
+    no = Label(False, (), Cause.NONE, Sentiment.NEUTRAL)
+    with sessions.begin() as s:
+        state = store_sources.upsert_source(s, name="f", url=source.url, kind="feed", publisher="紙", interval_minutes=60)
+        save_entries(s, state.id, source, [Entry(url=f"https://f.example/{n}", title=f"マイナポータル記事{n}",
+                                                 published=T0 + timedelta(minutes=n)) for n in range(6)], now=T0)
+        ids = [i for (i,) in s.execute(text("SELECT id FROM items ORDER BY published_at"))]
+        store_labels.save_labels(s, "m-test", {ids[0]: yes, ids[1]: yes, ids[2]: no}, now=T0)
+        store_labels.save_labels(s, "m-old", {ids[4]: yes}, now=T0)
+        store_labels.save_labels(s, store_labels.HUMAN, {ids[1]: no, ids[2]: yes, ids[3]: yes}, now=T0)
+    with sessions.begin() as s:
+        items = signals.relevant_items(s, "m-test", T0, T0 + timedelta(hours=1))
+        counts = signals.count_relevant(s, "m-test", T0, T0 + timedelta(hours=1), by="hour")
+        assert [i.item_id for i in items] == [ids[0], ids[2], ids[3]]
+        assert signals.count_collected(s, "m-test", T0, T0 + timedelta(hours=1)) == (6, 3)
+        assert [(c.service, c.items) for c in counts] == [("portal", 3)]
+        if s.get_bind().dialect.name == "postgresql":  # mynawatch's own queries are never JIT-compiled
+            assert s.execute(text("SHOW jit")).scalar() == "off"
+
+
 def test_views_keep_their_columns_on_postgresql(pg_store_url):
     sessions = make_sessions(pg_store_url)
     _fill(sessions, every=200)
