@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -279,15 +280,25 @@ class Leader:
     """Exactly one process at a time leads (evaluates alerts, sends notifications, writes reports): the one whose
     connection of its own holds the advisory lock LEADER_KEY. When that process dies its connection ends and the
     server frees the lock; the next ``leads()`` of another process takes it. A leader that lost its connection
-    (the database restarted) stops leading until it takes the lock again."""
+    (the database restarted) stops leading until it takes the lock again.
+
+    The scheduler's jobs ask from several threads at once (the team step, alerts, notify, the report): one
+    thread at a time uses the lock's connection, so two threads never open two connections of which one takes
+    the lock unseen (a pooled session holding the lead while this process believes it does not lead)."""
 
     def __init__(self, engine: Engine, key: tuple[int, int] = LEADER_KEY):
         self.engine, self.key = engine, key
         self._connection = None
+        self._guard = threading.Lock()
+        self._gained = False  # the lead was taken, and no caller of ``gained()`` has heard of it yet
         self.leading = False
 
     def leads(self) -> bool:
         """Whether this process leads now: the lock kept (its connection answers) or taken."""
+        with self._guard:
+            return self._leads()
+
+    def _leads(self) -> bool:
         if self._connection is not None:
             try:
                 self._connection.exec_driver_sql("SELECT 1")
@@ -301,15 +312,30 @@ class Leader:
             if self._connection is None:
                 self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self.leading = dialect_for(self.engine).try_lock(self._connection, self.key)
+            self._gained = self._gained or self.leading
         except Exception as exc:  # noqa: BLE001 - the database is away: try again at the next step
             log.warning("cannot reach the store to take the leader lock: %s", str(exc).splitlines()[0] if str(exc)
                         else type(exc).__name__)
             self._drop()
         return self.leading
 
+    def gained(self) -> bool:
+        """Whether this process took the lead since the last call and still leads: whichever thread's ``leads()``
+        took it (a job's, or the team step's), the team step hears of it once, and acts on it."""
+        with self._guard:
+            gained, self._gained = self._gained and self.leading, False
+            return gained
+
     def close(self) -> None:
-        """Stop leading: closing the connection frees the lock."""
-        self._drop()
+        """Stop leading: the lock given back, then its connection closed (the server would free the lock when it
+        notices the closed connection, a moment later: another process asking at once would not get it)."""
+        with self._guard:
+            if self.leading and self._connection is not None:
+                try:
+                    dialect_for(self.engine).unlock_all(self._connection)
+                except Exception:  # noqa: BLE001 - the connection is gone, and the lock with it
+                    pass
+            self._drop()
 
     def _drop(self) -> None:
         self.leading = False
@@ -336,8 +362,11 @@ class Team:
         self.held: dict[str, datetime] = {}
 
     def step(self, *, now: datetime) -> tuple[tuple[str, ...], bool]:
-        """Beat, keep the fair share of leases, keep or take the lead: (leases newly taken, newly leading)."""
-        was = self.leader is not None and self.leader.leading
+        """Beat, keep the fair share of leases, keep or take the lead: (leases newly taken, newly leading).
+
+        "Newly leading" is said once for each time the lead was taken, by this step or by a job that asked
+        ``leads()`` since the last step, and only by a step that got through: one whose heartbeat failed says
+        it at the next, so the jobs of a new leader are always started at once."""
         leading = self.leader.leads() if self.leader is not None else None
         with self.sessions.begin() as session:
             heartbeat(session, self.holder, self.role, now=now, lease=self.lease, leading=leading)
@@ -347,7 +376,7 @@ class Team:
                 taken = leases.taken
         if self.collects:
             self.held = leases.held
-        return taken, bool(leading) and not was
+        return taken, self.leader is not None and self.leader.gained()
 
     def holds(self, name: str, *, now: datetime) -> bool:
         """Whether this worker holds the lease ``name`` and it has not run out (a heartbeat that could not reach

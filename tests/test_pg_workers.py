@@ -389,3 +389,71 @@ def test_one_leader_at_a_time_and_the_lock_goes_with_its_connection(pg_sessions)
     finally:
         first.close()
         second.close()
+
+
+def test_threads_asking_for_the_lead_at_once_share_one_lock_connection(pg_sessions):
+    """The scheduler's jobs ask ``leads()`` from several threads at once: one connection takes the lock, and
+    when the leader stops, nothing of this process keeps holding it (no pooled session with the lock)."""
+    import threading
+
+    from sqlalchemy import text
+
+    from store.work import Leader
+
+    engine = pg_sessions.kw["bind"]
+    first = Leader(engine)
+    start, answers = threading.Barrier(8), []
+
+    def ask() -> None:
+        start.wait()
+        answers.append(first.leads())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    with engine.connect() as c:
+        holders = c.execute(text("SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted")).scalar()
+    second = Leader(engine)
+    try:
+        assert answers == [True] * 8 and holders == 1
+        first.close()
+        assert second.leads()  # the lock went with the one connection that held it
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_new_lead_is_announced_by_the_next_step_that_gets_through(pg_url):
+    """Whichever thread takes the lead (a job's ``leads()``, or the step's own), the team step says "newly
+    leading" once, so the new leader's jobs start at once; a step whose heartbeat failed says it at the next."""
+    from store.db import make_sessions
+    from store.work import Leader, Team
+
+    sessions = make_sessions(pg_url)
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    broken = sessionmaker(bind=create_engine("postgresql+psycopg://postgres@127.0.0.1:9/closed_port"))
+    now, lease = datetime(2026, 12, 7, tzinfo=timezone.utc), timedelta(seconds=30)
+    other = Leader(sessions.kw["bind"])
+    team = Team(sessions, "alerts", lease=lease, names=[])
+    try:
+        assert other.leads()
+        assert team.step(now=now) == ((), False)
+        other.close()
+        assert team.leads()  # a job asked first, and took the lead
+        assert team.step(now=now) == ((), True)
+        assert team.step(now=now) == ((), False)  # said once
+        team.leader.close()
+        team.sessions = broken  # the heartbeat cannot be written: the step fails after taking the lead
+        with pytest.raises(Exception):
+            team.step(now=now)
+        team.sessions = sessions
+        assert team.step(now=now) == ((), True)
+    finally:
+        other.close()
+        team.leader.close()
+        sessions.kw["bind"].dispose()
+        broken.kw["bind"].dispose()
