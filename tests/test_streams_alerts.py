@@ -88,7 +88,10 @@ def test_ten_days_of_ordinary_chatter_raise_no_stream_alert(sessions, model, cha
     with sessions.begin() as session:
         series = {f"stream_trouble:{k}": v for k, v in
                   stream_series(session, model.version, START, end, signal="trouble").items()}
-    assert sum(sum(v.values()) for v in series.values()) > 100  # trouble posts are part of ordinary chatter
+    # trouble posts are part of ordinary chatter: about seven a day about the portal and マイナ保険証 (a forgotten
+    # PIN is a person's trouble, not the system's, and the model says so)
+    assert sum(sum(v.values()) for v in series.values()) > 50
+    assert all(sum(series[f"stream_trouble:{k}"].values()) > 20 for k in ("portal", "health_insurance"))
     # detect_spikes is causal (each hour is judged on the history before it), so one scan per alignment of the
     # moving hour finds every episode that the evaluations every five minutes of those ten days would find
     for minutes in range(0, 60, 5):

@@ -147,7 +147,8 @@ class StreamRunner:
                 with self.sessions.begin() as session:
                     store_work.release_leases(session, self.holder)
             except Exception as exc:  # noqa: BLE001 - the store is away: the lease runs out by itself
-                log.warning("stream %s: could not free its lease (%s)", self.config.name, str(exc).splitlines()[0])
+                log.warning("stream %s: could not free its lease (%s); it runs out in %s", self.config.name,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.lease)
 
     @property
     def holds(self) -> bool:
