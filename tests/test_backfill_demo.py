@@ -12,6 +12,7 @@ import sys
 from collections import defaultdict
 
 import pytest
+from conftest import copy_demo
 from test_demo import INCIDENTS, QUIET
 from test_reports import _free_port, _Sink, _smtp
 from test_webhook import Receiver

@@ -111,7 +111,7 @@ def test_per_host_limit_and_minimum_interval_hold_under_load():
                 running[host] += 1
                 peak[host] = max(peak[host], running[host])
                 starts[host].append(time.monotonic())
-            time.sleep(0.05)
+            time.sleep(0.25)  # longer than the interval: a second fetch to the host starts while one runs
             with lock:
                 running[host] -= 1
 
