@@ -12,7 +12,7 @@ import pytest
 from classifier.corpus import load_corpus
 from classifier.evaluate import evaluate, read_floors, render_evaluation
 from classifier.jobs import human_label, tag_items
-from classifier.cache import load_or_train, model_key
+from classifier.cache import CORPUS_DIR, key_for, load_or_train, model_key, model_path
 from classifier.model import (CONFIDENCE_FLOOR, Linear, _binary_temperature, _softmax_temperature, analyze_all,
                               explain, train)
 from collector.jobs import save_entries
@@ -119,13 +119,20 @@ def test_a_human_correction_wins_in_reports_and_joins_training(sessions, model):
         human_label(sessions, model, item.item_id, relevant=None, services=None, cause="flood", sentiment=None, now=NOW)
 
 
-def test_the_cache_key_follows_the_training_data_and_a_damaged_cache_is_rebuilt(model_cache):
-    assert model_key(b"a") != model_key(b"b")
-    model = load_or_train()
-    (path,) = [p for p in model_cache.glob("model-*.pickle") if p.stem.endswith(model_key(b"" + b"13"))] or [None]
-    assert path is not None
+def test_the_cache_key_follows_the_training_data_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"  # every 15th item of the corpus: the same code path, trained in seconds
+    corpus.mkdir()
+    for source in sorted(CORPUS_DIR.glob("*.jsonl")):
+        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+        (corpus / source.name).write_text("".join(lines[::15]), encoding="utf-8")
+    monkeypatch.setenv("MYNAWATCH_CACHE", str(tmp_path / "cache"))
+    assert model_key(b"a", corpus_dir=corpus) != model_key(b"b", corpus_dir=corpus)
+    assert model_key(corpus_dir=corpus) != model_key()
+    model = load_or_train(corpus_dir=corpus)
+    path = model_path(key_for(corpus_dir=corpus))
+    assert pickle.loads(path.read_bytes()).version == model.version
     path.write_bytes(b"not a pickle")
-    again = load_or_train()
+    again = load_or_train(corpus_dir=corpus)
     assert again.version == model.version
     assert pickle.loads(path.read_bytes()).version == model.version
 
