@@ -16,7 +16,7 @@ import pytest
 from collector.streams import jetstream
 from collector.streams.events import POST
 from collector.streams.prefilter import keep
-from mynawatch.demo import describe, run_demo
+from mynawatch.demo import describe
 from mynawatch.demo_streams import SAMPLE_STREAM
 from store.records import Service
 
@@ -27,15 +27,9 @@ QUIET = ["2024-09-17", "2024-09-18", "2024-09-19", "2024-09-20", "2024-09-21", "
 
 
 @pytest.fixture(scope="module")
-def demo(request, tmp_path_factory) -> Path:
-    """The demo's output, built once: conftest's ``demo_month`` when it has one (read only here), else a run of
-    this module's own."""
-    try:
-        return request.getfixturevalue("demo_month")
-    except pytest.FixtureLookupError:
-        out = tmp_path_factory.mktemp("demo-streams") / "out"
-        run_demo(out, say=lambda *_: None)
-        return out
+def demo(demo_month) -> Path:
+    """The demo's output (conftest's ``demo_month``, built once per test process): read only here."""
+    return demo_month
 
 
 @pytest.fixture(scope="module")
