@@ -26,15 +26,22 @@ def series_name(service: str) -> str:
     return f"trouble:{service}"
 
 
+def detection_start(first: datetime, *, now: datetime, params: SpikeParams,
+                    params_for: dict[str, SpikeParams]) -> datetime:
+    """Where a detection of recent episodes reads its signal from: the longest baseline before today's
+    Tokyo midnight and the record window before that, but not before the signal's first data."""
+    days = max([params.baseline_days] + [p.baseline_days for p in params_for.values()])
+    midnight = datetime.combine(now.astimezone(TOKYO).date(), time(0), tzinfo=TOKYO)
+    return max(first, midnight - timedelta(days=days) - RECORD_WINDOW)
+
+
 def detect_recent(session: Session, *, model_version: str, now: datetime, params: SpikeParams,
                   params_for: dict[str, SpikeParams]) -> list[Episode]:
     """Episodes of the trouble signal of every service that reach into the last RECORD_WINDOW."""
     first = store_signals.first_item_at(session)
     if first is None:
         return []
-    days = max([params.baseline_days] + [p.baseline_days for p in params_for.values()])
-    midnight = datetime.combine(now.astimezone(TOKYO).date(), time(0), tzinfo=TOKYO)
-    start = max(first, midnight - timedelta(days=days) - RECORD_WINDOW)
+    start = detection_start(first, now=now, params=params, params_for=params_for)
     counts = store_signals.trouble_series(session, model_version, start, now)
     series = {series_name(service): hours for service, hours in counts.items()}
     episodes = detect_spikes(series, start=start, now=now, params=params, params_for=params_for, warm_from=first)

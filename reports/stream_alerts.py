@@ -23,6 +23,7 @@ from datetime import datetime, time, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from reports.alerts import AlertPolicy, Event, plan_alerts
+from reports.jobs import NOTIFY_WINDOW, RECORD_WINDOW, detection_start
 from reports.notices import TOKYO, alert_line
 from reports.outbox import Channels, alert_messages, deliver_due, queue
 from reports.spikes import MAX_WINDOW, Episode, SpikeParams, detect_spikes, floor_hour
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 BIN = timedelta(minutes=5)
 EVERY_MINUTES = 5  # how often `run` evaluates alerts on a stream signal: each bin as it closes
 SIGNALS = ("trouble", "stream_trouble", "stream_authors", "stream_posts", "stream_reposts")
-RECORD_WINDOW = timedelta(hours=48)
-NOTIFY_WINDOW = timedelta(hours=24)
 
 
 def series_name(signal: str, service: str) -> str:
@@ -78,9 +77,7 @@ def detect_recent(session: Session, *, model_version: str, signal: str, now: dat
     first = stream_signals.first_post_at(session)
     if first is None:
         return []
-    days = max([params.baseline_days] + [p.baseline_days for p in params_for.values()])
-    midnight = datetime.combine(now.astimezone(TOKYO).date(), time(0), tzinfo=TOKYO)
-    start = max(first, midnight - timedelta(days=days) - RECORD_WINDOW)
+    start = detection_start(first, now=now, params=params, params_for=params_for)
     counts = stream_signals.stream_series(session, model_version, start, bin_end(now),
                                           signal=signal.removeprefix("stream_"))
     series = {series_name(signal, service): bins for service, bins in counts.items()}
