@@ -153,16 +153,17 @@ def load_sqlite(url: str, n: int, tag: int, examples, columns, version: str) -> 
     conn.close()
 
 
-def _worker(url: str, name: str, ready, go, out) -> None:
-    """One classifier worker process: load the model, wait for the start, drain the claims."""
+def _worker(url: str, name: str, key: str | None, ready, go, out) -> None:
+    """One classifier worker process: load the bench's model (by its cache key: the corpus may have changed
+    since the bench started), wait for the start, drain the claims."""
     from sqlalchemy import select
 
-    from classifier.cache import load_or_train
+    from classifier.cache import load_cached, load_or_train
     from classifier.jobs import tag_claimed
     from store.db import make_sessions
 
     os.setsid()  # a session (so an autogroup) of its own, like a worker started by a service manager or a shell
-    model, sessions = load_or_train(), make_sessions(url)
+    model, sessions = (key and load_cached(key)) or load_or_train(), make_sessions(url)
     model.predict([("マイナポータルに障害", "ログインできない")])  # the tokenizer and vectors loaded before the start
     with sessions.begin() as s:  # the connection made before the start
         s.execute(select(1))
@@ -173,11 +174,11 @@ def _worker(url: str, name: str, ready, go, out) -> None:
     out.put((n, started, time.monotonic(), time.process_time() - cpu))
 
 
-def tag_with_workers(url: str, workers: int) -> tuple[int, float]:
+def tag_with_workers(url: str, workers: int, key: str | None = None) -> tuple[int, float]:
     """Items tagged and the seconds from the start to the last worker's end, ``workers`` processes at once."""
     ctx = mp.get_context("spawn")
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, f"bench:{os.getpid()}:{w}", ready, go, out)) for w in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(url, f"bench:{os.getpid()}:{w}", key, ready, go, out)) for w in range(workers)]
     for p in procs:
         p.start()
     for _ in procs:  # every worker imported and loaded the model
@@ -194,7 +195,7 @@ def load_average() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
-def compare_workers(url: str, n: int, tag: int, rounds: int) -> tuple[str, str]:
+def compare_workers(url: str, n: int, tag: int, rounds: int, key: str | None) -> tuple[str, str]:
     """One worker, then two, on the same ``tag`` untagged items, ``rounds`` times back to back: the figures of
     the round with the median ratio, the ratio of every round and the load average at each measurement."""
     runs = []
@@ -203,7 +204,7 @@ def compare_workers(url: str, n: int, tag: int, rounds: int) -> tuple[str, str]:
         for workers in (1, 2):
             untag(url, n, tag)
             before = load_average()
-            done, seconds = tag_with_workers(url, workers)
+            done, seconds = tag_with_workers(url, workers, key)
             pair.append((done / seconds, f"{before}-{os.getloadavg()[0]:.1f}"))
             print(f"  round {r + 1}, {workers} worker(s): {done / seconds:,.0f} items/s ({pair[-1][1]})", flush=True)
         runs.append((pair[1][0] / pair[0][0], pair))
@@ -318,7 +319,7 @@ def main(argv=None) -> int:
             print(f"{engine}: {args.items:,} items loaded in {figures[engine]['load']}")
 
         figures["PostgreSQL"]["tag 1"], figures["PostgreSQL"]["tag 2"] = compare_workers(
-            pg_url, args.items, args.tag, args.rounds)
+            pg_url, args.items, args.tag, args.rounds, (model.info or {}).get("key"))
         from classifier.jobs import tag_items
 
         sessions = make_sessions(sqlite_url)
