@@ -135,7 +135,8 @@ TROUBLE_CAUSES = frozenset(Cause) - {Cause.NONE, Cause.MAINTENANCE}
 
 
 class Signal(StrEnum):
-    """What a source kind's rows feed beyond the counts of relevant items (every item counts there)."""
+    """What a source kind's rows feed: news counts (stories and relevant items, every kind but STREAM) and
+    the signals beyond them."""
 
     STORIES = "stories"  # news items and their stories, nothing more
     TRENDS = "trends"  # search terms with their traffic (trend_points, not items)

@@ -143,9 +143,10 @@ def add_reposts(session: Session, rows: list[tuple[int, str, str, datetime]]) ->
     """(item id of the original, repost key, author, time); a repost seen before is ignored. Returns how many were new."""
     if not rows:
         return 0
-    stmt = insert_for(session, StreamRepost).on_conflict_do_nothing()
+    # the new rows are counted from RETURNING: an INSERT's rowcount is -1 through SQLAlchemy on psycopg
+    stmt = insert_for(session, StreamRepost).on_conflict_do_nothing().returning(StreamRepost.repost_key)
     values = [{"item_id": i, "repost_key": k, "author": a[:200], "reposted_at": t} for i, k, a, t in rows]
-    return max(session.connection().execute(stmt, values).rowcount, 0)
+    return len(session.execute(stmt, values).all())
 
 
 def remove_reposts(session: Session, keys: list[str]) -> int:

@@ -78,6 +78,11 @@ def test_batches_reposts_deletes_and_signals(engine_sessions):
         row = store_streams.stream_rows(s)[0]
         assert (row.name, row.kind, row.messages, row.kept, row.items, row.cursor) == \
             ("bsky", "jetstream", 21, 10, 4, "1727830900000000")
+    with sessions.begin() as s:  # reposts counted from what was inserted, on either engine (rowcount is -1 on psycopg)
+        original = store_streams.item_ids(s, source_id, [posts[1].key])[posts[1].key]
+        rows = [(original, "at://r/new", "someone", T0), (original, "at://r/new2", "else", T0)]
+        assert store_streams.add_reposts(s, rows) == 2
+        assert store_streams.add_reposts(s, rows) == 0
 
 
 def test_a_replay_on_either_engine(engine_sessions):
