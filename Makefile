@@ -17,12 +17,12 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/mynawatch demo --out demo-output
 
-# Two workers (the machine's two cores; many tests wait on servers, clocks and subprocesses), each module whole
-# on one worker: tests/conftest.py groups them (and the demo month's modules together).
+# Two workers (the machine's two cores; many tests wait on servers, clocks and subprocesses), each test file
+# whole on one worker; tests/conftest.py trains the model and builds the demo month once for both.
 JOBS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

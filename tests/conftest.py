@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,22 +17,6 @@ import pytest
 from pg import engine_sessions, pg_module_url, pg_store_url, pg_url, store_url, summary_line  # noqa: F401 E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-# Modules that read the demo month (``demo_month``): under pytest-xdist they run on one worker, which builds it once.
-DEMO_MODULES = {"test_demo.py", "test_incidents.py", "test_backfill_demo.py", "test_demo_streams.py"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """`make test` runs the suite on pytest-xdist workers with ``--dist loadgroup``: each module is one
-    group, so its module fixtures are built once, and the demo month's modules are one group, so the demo
-    runs once. The demo's group goes first: it is the longest, and a long group started last would keep
-    one worker busy alone at the end."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("demo-month" if name in DEMO_MODULES else name))
-    items.sort(key=lambda item: item.path.name not in DEMO_MODULES)  # stable: the rest keep their order
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -49,30 +35,56 @@ class QuietServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """A folder of this test run: under pytest-xdist (`make test` runs two workers), the one all workers share."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@contextmanager
+def run_lock(root: Path, name: str):
+    """Held by one process of the test run at a time: what it builds, the others wait for and reuse."""
+    with open(root / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory):
-    """Train at most once per test session, in a cache folder of the session's own."""
+    """Train at most once per test run, in a cache folder of the run's own (shared by its workers)."""
     if "MYNAWATCH_CACHE" not in os.environ:
-        os.environ["MYNAWATCH_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+        cache = shared_root(tmp_path_factory) / "model-cache"
+        cache.mkdir(exist_ok=True)
+        os.environ["MYNAWATCH_CACHE"] = str(cache)
     return Path(os.environ["MYNAWATCH_CACHE"])
 
 
 @pytest.fixture(scope="session")
-def model(model_cache):
+def model(tmp_path_factory, model_cache):
     from classifier.cache import load_or_train
 
-    return load_or_train()
+    with run_lock(shared_root(tmp_path_factory), "model"):
+        return load_or_train()
 
 
 @pytest.fixture(scope="session")
 def demo_month(tmp_path_factory, model_cache):
-    """The demo run once per test process on the sample month (the pipeline end to end, about half a minute):
+    """The demo run once per test run on the sample month (the pipeline end to end, about half a minute):
     its output folder, store and reports. Never written: a module that reads or changes it takes its own
     copy with ``copy_demo``."""
+    from classifier.cache import load_or_train
     from mynawatch.demo import run_demo
 
-    out = tmp_path_factory.mktemp("demo-month") / "out"
-    run_demo(out, say=lambda *_: None)
+    root = shared_root(tmp_path_factory)
+    out = root / "demo-month" / "out"
+    with run_lock(root, "model"):  # the model first, trained once for the run
+        load_or_train()
+    with run_lock(root, "demo-month"):  # the first worker to need it builds it, the others wait and reuse it
+        if not (out.parent / "done").exists():
+            shutil.rmtree(out.parent, ignore_errors=True)
+            out.parent.mkdir()
+            run_demo(out, say=lambda *_: None)
+            (out.parent / "done").touch()
     return out
 
 
