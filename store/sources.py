@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from store.dialect import insert_for
 from store.tables import FetchLog, Item, Source
 
 
@@ -68,12 +69,13 @@ class SourceRow:
 def upsert_source(session: Session, *, name: str, url: str, kind: str, publisher: str | None,
                   interval_minutes: int) -> SourceState:
     source = session.scalar(select(Source).where(Source.name == name))
-    if source is None:
-        source = Source(name=name, url=url, kind=kind, publisher=publisher, interval_minutes=interval_minutes,
-                        failure_score=0.0, status="new")
-        session.add(source)
-        session.flush()
-    else:
+    if source is None:  # ON CONFLICT: another process (a second collector, a stream reader) may create it at once
+        session.execute(insert_for(session, Source).values(
+            name=name, url=url, kind=kind, publisher=publisher, interval_minutes=interval_minutes,
+            failure_score=0.0, status="new").on_conflict_do_nothing())
+        source = session.scalar(select(Source).where(Source.name == name))
+    if (source.url, source.kind, source.publisher, source.interval_minutes) != (url, kind, publisher,
+                                                                                 interval_minutes):
         if source.url != url:  # a new address: conditional-GET state and backoff belong to the old one
             source.etag = source.last_modified = source.body_hash = source.hold_until = None
             source.failure_score = 0.0

@@ -59,10 +59,10 @@ class StreamRow:
 def register_stream(session: Session, *, name: str, url: str, kind: str, now: datetime) -> int:
     """The stream's source row (created or updated) and its state row; returns the source id."""
     state = upsert_source(session, name=name, url=url, kind=kind, publisher=None, interval_minutes=1)
-    if session.get(StreamState, state.id) is None:
-        session.add(StreamState(source_id=state.id, state="new", reconnects=0, messages=0, kept=0, errors=0,
-                                dropped=0, messages_per_min=0.0, kept_per_min=0.0, updated_at=now))
-        session.flush()
+    if session.get(StreamState, state.id) is None:  # ON CONFLICT: two readers may register it at once
+        session.execute(insert_for(session, StreamState).values(
+            source_id=state.id, state="new", reconnects=0, messages=0, kept=0, errors=0, dropped=0,
+            messages_per_min=0.0, kept_per_min=0.0, updated_at=now).on_conflict_do_nothing())
     return state.id
 
 

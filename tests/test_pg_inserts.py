@@ -196,3 +196,42 @@ def test_a_one_shot_save_waits_for_a_worker_saving_the_same_items_then_replaces_
         rows = s.execute(select(Classification.item_id, Classification.created_at).order_by(Classification.item_id)).all()
     assert rows == [(i, T if i in claimed[:4] else T + timedelta(minutes=1)) for i in claimed]
     sessions.kw["bind"].dispose()
+
+
+def test_two_processes_registering_one_stream_at_once_share_its_rows(pg_url):
+    """Two collectors (or stream readers) creating the same source at once: the second waits for the first's
+    row instead of failing on the unique name, and both get the same source and stream state."""
+    import threading
+
+    from store import streams as store_streams
+    from store.db import make_sessions
+    from store.tables import StreamState
+
+    sessions = make_sessions(pg_url)
+    with sessions.begin() as s:
+        s.execute(select(func.count(Source.id)))  # the schema is there
+    first, second = sessions(), sessions()
+    ids: list[int] = []
+    try:
+        ids.append(store_streams.register_stream(first, name="bsky", url="ws://a/subscribe", kind="jetstream", now=T))
+
+        def later() -> None:
+            ids.append(store_streams.register_stream(second, name="bsky", url="ws://a/subscribe", kind="jetstream",
+                                                     now=T))
+            second.commit()
+
+        thread = threading.Thread(target=later)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive()  # waiting on the first one's uncommitted row
+        first.commit()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    finally:
+        first.close()
+        second.close()
+    assert len(ids) == 2 and ids[0] == ids[1]
+    with sessions.begin() as s:
+        assert s.scalar(select(func.count(Source.id)).where(Source.name == "bsky")) == 1
+        assert s.scalar(select(func.count(StreamState.source_id))) == 1
+    sessions.kw["bind"].dispose()
