@@ -74,13 +74,11 @@ def upsert_source(session: Session, *, name: str, url: str, kind: str, publisher
             name=name, url=url, kind=kind, publisher=publisher, interval_minutes=interval_minutes,
             failure_score=0.0, status="new").on_conflict_do_nothing())
         source = session.scalar(select(Source).where(Source.name == name))
-    if (source.url, source.kind, source.publisher, source.interval_minutes) != (url, kind, publisher,
-                                                                                 interval_minutes):
-        if source.url != url:  # a new address: conditional-GET state and backoff belong to the old one
-            source.etag = source.last_modified = source.body_hash = source.hold_until = None
-            source.failure_score = 0.0
-        source.url, source.kind, source.publisher = url, kind, publisher
-        source.interval_minutes = interval_minutes
+    if source.url != url:  # a new address: conditional-GET state and backoff belong to the old one
+        source.etag = source.last_modified = source.body_hash = source.hold_until = None
+        source.failure_score = 0.0
+    source.url, source.kind, source.publisher = url, kind, publisher
+    source.interval_minutes = interval_minutes
     return _state(source)
 
 
