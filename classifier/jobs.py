@@ -86,9 +86,8 @@ def tag_claimed(sessions: sessionmaker[Session], model: Classifier, *, worker: s
         labels = model.predict([(i.title, i.text) for i in chunk])
         try:
             with sessions.begin() as session:
-                keep = store_work.finish_claims(session, worker, model.version, [i.item_id for i in chunk])
-                store_labels.save_labels(session, model.version, {i.item_id: lab for i, lab in zip(chunk, labels)
-                                                                  if i.item_id in keep}, now=clock())
+                keep = store_work.save_claimed(session, worker, model.version,
+                                               {i.item_id: lab for i, lab in zip(chunk, labels)}, now=clock())
                 served = store_labels.served_model(session)
                 if served is not None and served.model_version != model.version:
                     raise ServedModelChanged(served.model_version)

@@ -56,7 +56,7 @@ def save_labels(session: Session, model_version: str, labels: dict[int, Label], 
     A label is replaced child first (its services, then the classification, then the new rows), so no
     statement can leave a service without its classification, however many times an item is relabeled.
 
-    The items' rows are locked first (PostgreSQL; in id order, as a classifier worker's ``finish_claims`` locks
+    The items' rows are locked first (PostgreSQL; in id order, as a classifier worker's ``save_claimed`` locks
     them), so two processes labeling one item with one version (a one-shot `mynawatch classify` beside
     `run --role classify` workers, two people correcting one item) take turns: the later one's delete finds
     the label the first committed and replaces it, instead of both inserting and one failing on the unique key."""
@@ -74,6 +74,24 @@ def save_labels(session: Session, model_version: str, labels: dict[int, Label], 
         session.execute(delete(ClassificationService).where(ClassificationService.classification_id.in_(ids)))
         session.execute(delete(Classification).where(Classification.id.in_(ids)))
     _insert(session, model_version, [label_row(i, lab) for i, lab in labels.items()], now=now)
+
+
+def add_labels(session: Session, model_version: str, labels: dict[int, Label], *, now: datetime) -> set[int]:
+    """Store this model version's label for each item that has none from it yet (one that has keeps it).
+    Returns the items stored. The caller holds the items' row locks (``store.work.save_claimed``)."""
+    rows = [label_row(i, lab) for i, lab in labels.items()]
+    saved: set[int] = set()
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        stmt = insert_for(session, Classification).on_conflict_do_nothing(index_elements=["item_id", "model_version"])
+        ids = dict(session.execute(stmt.returning(Classification.item_id, Classification.id),
+                                   [dict(values, model_version=model_version, created_at=now) for values, _ in chunk]).all())
+        services = [{"classification_id": ids[values["item_id"]], "service": s}
+                    for values, codes in chunk if values["item_id"] in ids for s in dict.fromkeys(codes)]
+        if services:
+            session.execute(insert(ClassificationService), services)
+        saved.update(ids)
+    return saved
 
 
 def replace_model_labels(session: Session, model_version: str, rows: list[tuple[dict, list[str]]], *,

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from store.dialect import dialect_for, insert_for
-from store.records import ItemText
+from store.records import ItemText, Label
 from store.tables import Worker, WorkLease
 
 log = logging.getLogger(__name__)
@@ -170,38 +170,35 @@ def lease_holders(session: Session, *, now: datetime) -> dict[str, str]:
 def claim_items(session: Session, holder: str, model_version: str, *, now: datetime, lease: timedelta,
                 limit: int, after: int = 0) -> list[ItemText]:
     """Claim up to ``limit`` gate-passed items (with ids above ``after``) that ``model_version`` has not tagged
-    and nobody else holds (no claim, or one that ran out), oldest first, until ``now + lease``. Rows another
-    worker is claiming or saving right now are skipped, not waited for.
+    and nobody else holds (no claim, or one that ran out), oldest first, until ``now + lease``; their texts.
+    Rows another worker is claiming or saving right now are skipped, not waited for.
 
     The subqueries repeat ``> :after`` on their item ids: PostgreSQL answers them with merge anti joins, which
     otherwise read the classifications index from its first entry at every claim (on 1,000,000 tagged items
     0.2 s per claim instead of 3 ms)."""
     dialect = dialect_for(session.get_bind())
     rows = session.execute(text(
-        "SELECT i.id FROM items i WHERE i.id > :after AND i.gate = 'pass'"
+        "SELECT i.id, i.title, i.summary FROM items i WHERE i.id > :after AND i.gate = 'pass'"
         " AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.item_id = i.id AND c.item_id > :after"
         " AND c.model_version = :version)"
         " AND NOT EXISTS (SELECT 1 FROM work_claims w WHERE w.item_id = i.id AND w.item_id > :after"
         " AND w.expires_at > :now)"
         " ORDER BY i.id LIMIT :limit" + dialect.lock_rows("i", skip_locked=True)),
-        {"after": after, "version": model_version, "now": _naive(now), "limit": limit}).scalars().all()
+        {"after": after, "version": model_version, "now": _naive(now), "limit": limit}).all()
     if not rows:
         return []
     # read again under the row locks: an item a worker saved after this statement's snapshot was taken is done
-    ids = set(rows) - _tagged(session, rows, model_version)
-    if not ids:
+    done = _tagged(session, [r[0] for r in rows], model_version)
+    chosen = [ItemText(i, t, s) for i, t, s in rows if i not in done]
+    if not chosen:
         return []
-    values = [{"item_id": i, "holder": holder, "expires_at": now + lease} for i in sorted(ids)]
     from store.tables import WorkClaim
 
     stmt = insert_for(session, WorkClaim)
     session.execute(stmt.on_conflict_do_update(index_elements=["item_id"], set_={
-        "holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at}), values)
-    from store.tables import Item
-
-    texts = session.execute(select(Item.id, Item.title, Item.summary).where(Item.id.in_(sorted(ids)))
-                            .order_by(Item.id)).all()
-    return [ItemText(i, t, s) for i, t, s in texts]
+        "holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at}),
+        [{"item_id": i.item_id, "holder": holder, "expires_at": now + lease} for i in chosen])
+    return chosen
 
 
 SCAN_MARGIN = 50_000  # ids below the highest tagged one still looked at: items of transactions that committed late
@@ -222,20 +219,25 @@ def scan_start(session: Session, model_version: str) -> int:
     return max(start, 0)
 
 
-def finish_claims(session: Session, holder: str, model_version: str, item_ids: list[int]) -> set[int]:
-    """Of ``item_ids``, those this worker may save labels for (in this transaction): still claimed by it and
-    not tagged by ``model_version`` meanwhile. Its claims on all of them are removed. The items' rows stay
-    locked until the caller commits, so no other worker claims or saves them in between."""
-    if not item_ids:
+def save_claimed(session: Session, holder: str, model_version: str, labels: dict[int, Label], *,
+                 now: datetime) -> set[int]:
+    """Save this worker's labels (in this transaction) for the items it still holds and nobody has tagged with
+    ``model_version`` meanwhile; its claims on all of them are removed. Returns the items saved. The items'
+    rows are locked first, in id order, and stay locked until the caller commits, so no other worker claims
+    or saves them in between (a one-shot ``save_labels`` waits, then replaces these labels)."""
+    if not labels:
         return set()
+    from store.labels import add_labels
     from store.tables import WorkClaim
 
-    dialect = dialect_for(session.get_bind())
-    session.execute(text("SELECT i.id FROM items i WHERE i.id IN :ids ORDER BY i.id" + dialect.lock_rows("i", skip_locked=False))
-                    .bindparams(bindparam("ids", expanding=True)), {"ids": item_ids}).all()
+    item_ids = sorted(labels)
+    lock = dialect_for(session.get_bind()).lock_rows("i", skip_locked=False)
+    if lock:
+        session.execute(text("SELECT i.id FROM items i WHERE i.id IN :ids ORDER BY i.id" + lock)
+                        .bindparams(bindparam("ids", expanding=True)), {"ids": item_ids}).all()
     ours = set(session.scalars(delete(WorkClaim).where(WorkClaim.holder == holder, WorkClaim.item_id.in_(item_ids))
                                .returning(WorkClaim.item_id)))
-    return ours - _tagged(session, list(ours), model_version)
+    return add_labels(session, model_version, {i: labels[i] for i in item_ids if i in ours}, now=now)
 
 
 def release_claims(session: Session, holder: str, item_ids: list[int] | None = None) -> int:

@@ -171,8 +171,7 @@ def test_a_one_shot_save_waits_for_a_worker_saving_the_same_items_then_replaces_
     worker, one_shot = sessions(), sessions()
     done: list[str] = []
     try:
-        keep = work.finish_claims(worker, "w", "m-1", claimed)
-        store_labels.save_labels(worker, "m-1", {i: label for i in keep}, now=T)  # not committed yet
+        keep = work.save_claimed(worker, "w", "m-1", {i: label for i in claimed}, now=T)  # not committed yet
 
         def save() -> None:
             try:

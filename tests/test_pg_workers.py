@@ -336,8 +336,12 @@ def test_claims_run_out_and_go_to_another_worker_and_a_late_save_is_dropped(pg_s
         c = [i.item_id for i in work.claim_items(s, "C", "v1", now=later, lease=lease, limit=1000)]
     assert c == list(range(1, 401)) + list(range(801, 1001))  # B's claims still hold
     with pg_sessions.begin() as s:
-        assert work.finish_claims(s, "A", "v1", a) == set()  # A's late answer: the batch went to C
-        assert work.finish_claims(s, "C", "v1", c) == set(c)
+        from store.records import Cause, Label, Sentiment
+
+        label = Label(False, (), Cause.NONE, Sentiment.NEUTRAL)
+        assert work.save_claimed(s, "A", "v1", dict.fromkeys(a, label), now=later) == set()  # A's late answer: C's
+        assert work.save_claimed(s, "C", "v1", dict.fromkeys(c, label), now=later) == set(c)
+        assert work.save_claimed(s, "C", "v1", dict.fromkeys(c, label), now=later) == set()  # saved once
 
 
 def test_the_concurrent_claims_of_two_sessions_skip_each_others_rows(pg_sessions):
