@@ -16,7 +16,7 @@ from scipy.sparse import hstack
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logsumexp, softmax
 
-from classifier.vectors import CharNgrams, TokenNgrams
+from classifier.vectors import CharNgrams, TokenNgrams, block_view
 from classifier.corpus import Example
 from classifier.rules import rule_hits_batch
 from classifier.text import normalize, split_hashtags, tokens_pairs
@@ -25,6 +25,13 @@ from store.records import TROUBLE_CAUSES, Cause, Label, Sentiment, Service
 log = logging.getLogger(__name__)
 CONFIDENCE_FLOOR = 0.55
 CHAR_WINDOW = 400  # characters of body text that feed the character n-grams
+# The axes fitted on the block view of the token features (``block_view``: title, body, hashtags and rules each
+# normalized on their own, weighed as below) instead of the whole-row one. Tone sits in the headline far more
+# than in a long flat lead: on the real check's texts the block view finds more of the positive items, while
+# the other axes read better on the whole-row view (see docs/classifier.md, "Two views").
+TONE_AXES = ("sentiment",)
+TONE_WEIGHTS = (1.0, 1.0, 0.4, 1.0)  # title, body, hashtags, rules
+AXES = ("relevance", "services", "cause", "sentiment", "trouble")
 FIT_WORKERS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _SERVICES = {str(s): s for s in Service}
 _CAUSES = {str(c): c for c in Cause}
@@ -93,11 +100,26 @@ class Classifier:
     linear: "Linear | None" = None
     trouble: LogisticRegression | None = None  # is this a trouble report (what alerts count)? decides with the axes
     trouble_threshold: float = 0.5
+    tone_weights: tuple[float, ...] | None = None  # the block view's weights (None: one view for all axes)
+    block_of: np.ndarray | None = None  # each token feature's block
+
+    def parts(self, docs: list[Doc]):
+        """The token features, the character features and the block view of the token features (None
+        without one) of ``docs``: the whole-row view is the first two side by side, the block view the
+        third and the second."""
+        words = self.words.transform([_token_parts(d) for d in docs])
+        chars = self.chars.transform([_char_text(d) for d in docs], [len(d.title) + 1 for d in docs])
+        blocks = None if self.tone_weights is None else block_view(words, self.block_of, np.asarray(self.tone_weights))
+        return words, chars, blocks
+
+    def matrices(self, docs: list[Doc]):
+        """The features of ``docs``: the whole-row view, and the block view (None without one)."""
+        words, chars, blocks = self.parts(docs)
+        return (hstack([words, chars], format="csr"),
+                None if blocks is None else hstack([blocks, chars], format="csr"))
 
     def matrix(self, docs: list[Doc]):
-        return hstack([self.words.transform([_token_parts(d) for d in docs]),
-                       self.chars.transform([_char_text(d) for d in docs], [len(d.title) + 1 for d in docs])],
-                      format="csr")
+        return self.matrices(docs)[0]
 
     def predict(self, items: list[tuple[str, str]]) -> list[Label]:
         """Labels for (title, text) pairs."""
@@ -107,7 +129,7 @@ class Classifier:
             return self.predict_docs(analyze_all(items))
 
     def predict_docs(self, docs: list[Doc]) -> list[Label]:
-        scores = self.matrix(docs) @ self.linear.weights + self.linear.bias  # every axis in one product
+        scores = self.linear.scores_of_parts(*self.parts(docs))  # every axis at once, without joining the parts
         return self.labels(*(self.linear.probabilities(scores, axis) for axis in range(len(self.linear.axes))))
 
     def labels(self, p_rel: np.ndarray, p_svc: np.ndarray, p_cause: np.ndarray, p_sent: np.ndarray,
@@ -180,15 +202,36 @@ class Linear:
     computed as scikit-learn's ``predict_proba`` computes them (sigmoid for binary, softmax otherwise)
     from the scores divided by the axis' temperature (calibration)."""
 
-    weights: np.ndarray  # features x scores
+    weights: np.ndarray  # features x scores (zero in the columns of the axes read on the second view)
     bias: np.ndarray
     axes: tuple[tuple[int, int, str], ...]  # per axis: its first score, its end, how scores become probabilities
+    second: np.ndarray | None = None  # features x the scores read on the second (block) view
+    second_cols: np.ndarray | None = None  # which scores those are
+
+    def scores(self, X, X2=None) -> np.ndarray:
+        """Every axis' scores of the rows of the whole-row view ``X`` (and of the block view ``X2``)."""
+        out = X @ self.weights
+        if self.second is not None:
+            out[:, self.second_cols] = X2 @ self.second
+        return out + self.bias
+
+    def scores_of_parts(self, words, chars, blocks=None) -> np.ndarray:
+        """``scores`` of the views' parts (``Classifier.parts``): the token features' rows of the weights,
+        then the characters', with no matrix joined side by side."""
+        n = words.shape[1]
+        out = words @ self.weights[:n]
+        out += chars @ self.weights[n:]
+        if self.second is not None:
+            second = blocks @ self.second[:n]
+            second += chars @ self.second[n:]
+            out[:, self.second_cols] = second
+        return out + self.bias
 
     @classmethod
     def of(cls, relevance, services: list, cause, sentiment, trouble=None,
-           temperatures: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)) -> "Linear":
+           temperatures: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0), second_axes: tuple[str, ...] = ()) -> "Linear":
         """Side by side, each axis' coefficients and intercepts divided by its temperature (the trouble
-        model, when there is one, is the fifth axis)."""
+        model, when there is one, is the fifth axis); the axes named in ``second_axes`` score the second view."""
         axes, coefs, biases, start = [], [], [], 0
         groups = (([relevance], False), (services, True), ([cause], False), ([sentiment], False))
         groups += ((([trouble], False),) if trouble is not None else ())
@@ -199,7 +242,14 @@ class Linear:
             coefs.append(coef)
             biases += [m.intercept_ / t for m in models]
             start += len(coef)
-        return cls(np.ascontiguousarray(np.vstack(coefs).T), np.concatenate(biases), tuple(axes))
+        weights = np.ascontiguousarray(np.vstack(coefs).T)
+        cols = np.array([c for name, (a, b, _) in zip(AXES, axes) if name in second_axes for c in range(a, b)],
+                        dtype=np.int64)
+        if not len(cols):
+            return cls(weights, np.concatenate(biases), tuple(axes))
+        second = np.ascontiguousarray(weights[:, cols])
+        weights[:, cols] = 0.0
+        return cls(weights, np.concatenate(biases), tuple(axes), second, cols)
 
     def probabilities(self, scores: np.ndarray, axis: int) -> np.ndarray:
         """Per row: relevance P(false), P(true); services P(listed) of each; cause, sentiment P of each class."""
@@ -242,24 +292,27 @@ def train(examples: list[Example], *, seed: int = 13, version: str = "dev", hype
     words.fit([_token_parts(d) for d in docs])
     chars.fit([_char_text(d) for d in docs])
     model = Classifier(version, words, chars, None, {}, {}, None, None)
-    X = model.matrix(docs)
+    if TONE_AXES:
+        model.tone_weights, model.block_of = TONE_WEIGHTS, words.blocks()
+    X, Xs = model.matrices(docs)
     temps = (1.0, 1.0, 1.0, 1.0, 1.0)
     held = np.array([e.split == "dev" for e in examples])
     if calibrate and held.any() and not held.all():
-        fit = np.flatnonzero(~held)
-        trial = _fit_axes(X[fit], [examples[i] for i in fit], seed, hyper)
-        kept = np.flatnonzero(held)
-        temps = temperatures(trial, X[kept], [examples[i] for i in kept])
-        threshold = trouble_threshold(model, trial, temps, X[kept], [examples[i] for i in kept], hyper)
+        fit, kept = np.flatnonzero(~held), np.flatnonzero(held)
+        trial = _fit_axes(X[fit], [examples[i] for i in fit], seed, hyper, None if Xs is None else Xs[fit])
+        views = (X[kept], None if Xs is None else Xs[kept])
+        temps = temperatures(trial, *views, [examples[i] for i in kept])
+        threshold = trouble_threshold(model, trial, temps, views, [examples[i] for i in kept], hyper)
     else:
         threshold = hyper.trouble_threshold
-    model.relevance, model.services, model.cause, model.sentiment, model.trouble = _fit_axes(X, examples, seed, hyper)
+    model.relevance, model.services, model.cause, model.sentiment, model.trouble = _fit_axes(
+        X, examples, seed, hyper, Xs)
     model.trouble_threshold = threshold
     # one threshold for all: tuning each service's on out-of-fold predictions lost 0.005 services
     # micro-F1 in bench/classifier_cv.py (0.918 against 0.923)
     model.service_thresholds = dict.fromkeys(model.services, hyper.service_threshold)
     model.linear = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment,
-                             model.trouble, temps)
+                             model.trouble, temps, TONE_AXES if Xs is not None else ())
     model.info = {"examples": len(examples), "seed": seed, "temperatures": temps, "trouble_threshold": threshold}
     return model
 
@@ -272,14 +325,16 @@ TROUBLE_BETA = 2.0
 TROUBLE_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(9))  # 0.30 ... 0.70
 
 
-def trouble_threshold(shell: Classifier, axes, temps, X, examples: list[Example], hyper: Hyper) -> float:
+def trouble_threshold(shell: Classifier, axes, temps, views, examples: list[Example], hyper: Hyper) -> float:
     """The P(trouble) at which the trouble decision finds trouble reports best (F-beta) on held-out
-    ``examples``, scored by models fitted without them (ties go to the value nearest 0.5)."""
+    ``examples`` (``views``: their features, as ``Classifier.matrices`` gives them), scored by models fitted
+    without them (ties go to the value nearest 0.5)."""
     relevance, services, cause, sentiment, trouble = axes
     probe = Classifier(shell.version, shell.words, shell.chars, relevance, services,
                        dict.fromkeys(services, hyper.service_threshold), cause, sentiment, trouble=trouble)
-    probe.linear = Linear.of(relevance, list(services.values()), cause, sentiment, trouble, temps)
-    scores = X @ probe.linear.weights + probe.linear.bias
+    probe.linear = Linear.of(relevance, list(services.values()), cause, sentiment, trouble, temps,
+                             TONE_AXES if views[1] is not None else ())
+    scores = probe.linear.scores(*views)
     probabilities = [probe.linear.probabilities(scores, axis) for axis in range(5)]
     gold = np.array([_is_trouble(e.label) for e in examples])
 
@@ -294,21 +349,25 @@ def trouble_threshold(shell: Classifier, axes, temps, X, examples: list[Example]
     return max(TROUBLE_THRESHOLDS, key=lambda t: (round(f_beta(t), 4), -abs(t - 0.5)))
 
 
-def _fit_axes(X, examples: list[Example], seed: int, hyper: Hyper):
+def _fit_axes(X, examples: list[Example], seed: int, hyper: Hyper, Xs=None):
     """Relevance, per-service, cause, sentiment and trouble models (services and cause learn from relevant
-    items). The fits are independent: they run side by side on the machine's cores (each is
-    deterministic, so the models are the same as fitted one after another)."""
+    items; the axes of ``TONE_AXES`` from the block view ``Xs`` when there is one). The fits are independent:
+    they run side by side on the machine's cores (each is deterministic, so the models are the same as fitted
+    one after another)."""
+    def view(axis: str):
+        return Xs if Xs is not None and axis in TONE_AXES else X
+
     y_rel = np.array([e.label.relevant for e in examples])
     rel_idx = np.flatnonzero(y_rel)
-    Xr = X[rel_idx]
-    jobs = [("relevance", X, y_rel, hyper.c_relevance)]
+    Xr = view("services")[rel_idx]
+    jobs = [("relevance", view("relevance"), y_rel, hyper.c_relevance)]
     for service in Service:
         y = np.array([service in examples[i].label.services for i in rel_idx])
         if y.any() and not y.all():
             jobs.append((str(service), Xr, y, hyper.c_services))
-    jobs += [("cause", Xr, np.array([str(examples[i].label.cause) for i in rel_idx]), hyper.c_cause),
-             ("sentiment", X, np.array([str(e.label.sentiment) for e in examples]), hyper.c_sentiment),
-             ("trouble", X, np.array([_is_trouble(e.label) for e in examples]), hyper.c_trouble)]
+    jobs += [("cause", view("cause")[rel_idx], np.array([str(examples[i].label.cause) for i in rel_idx]), hyper.c_cause),
+             ("sentiment", view("sentiment"), np.array([str(e.label.sentiment) for e in examples]), hyper.c_sentiment),
+             ("trouble", view("trouble"), np.array([_is_trouble(e.label) for e in examples]), hyper.c_trouble)]
     jobs.sort(key=lambda job: -job[1].shape[0] * (len(set(job[2].tolist())) if job[0] == "cause" else 1))
     fitted = dict(Parallel(n_jobs=FIT_WORKERS, prefer="processes")(
         delayed(_fit_one)(name, Xj, y, seed, c) for name, Xj, y, c in jobs))
@@ -324,29 +383,35 @@ def _is_trouble(label: Label) -> bool:
     return bool(label.relevant) and label.cause in TROUBLE_CAUSES and label.sentiment != Sentiment.POSITIVE
 
 
-def temperatures(axes, X, examples: list[Example]) -> tuple[float, ...]:
+def temperatures(axes, X, Xs, examples: list[Example]) -> tuple[float, ...]:
     """Per axis, the T that minimizes the log loss of probabilities computed from scores / T on held-out
     ``examples`` (temperature scaling: T > 1 tempers overconfident scores, T < 1 sharpens timid ones;
-    which label wins never changes)."""
+    which label wins never changes). ``Xs``: their block view (None without one)."""
     relevance, services, cause, sentiment, trouble = axes
+
+    def view(axis: str):
+        return Xs if Xs is not None and axis in TONE_AXES else X
+
     relevant = [i for i, e in enumerate(examples) if e.label.relevant]
-    out = [_binary_temperature(relevance.decision_function(X), np.array([e.label.relevant for e in examples]))]
+    out = [_binary_temperature(relevance.decision_function(view("relevance")),
+                               np.array([e.label.relevant for e in examples]))]
     if relevant and services:  # one T for all services: their binary decisions pooled
-        z = np.column_stack([m.decision_function(X[relevant]) for m in services.values()])
+        z = np.column_stack([m.decision_function(view("services")[relevant]) for m in services.values()])
         y = np.array([[s in map(str, examples[i].label.services) for s in services] for i in relevant])
         out.append(_binary_temperature(z.ravel(), y.ravel()))
     else:
         out.append(1.0)
-    for clf, rows, gold in ((cause, relevant, lambda e: str(e.label.cause)),
-                            (sentiment, range(len(examples)), lambda e: str(e.label.sentiment))):
+    for clf, axis, rows, gold in ((cause, "cause", relevant, lambda e: str(e.label.cause)),
+                                  (sentiment, "sentiment", range(len(examples)), lambda e: str(e.label.sentiment))):
         classes = list(clf.classes_)
         known = [(i, classes.index(gold(examples[i]))) for i in rows if gold(examples[i]) in classes]
         if len(classes) < 3 or not known:
             out.append(1.0)
             continue
         at, y = zip(*known)
-        out.append(_softmax_temperature(clf.decision_function(X[list(at)]), np.array(y)))
-    out.append(_binary_temperature(trouble.decision_function(X), np.array([_is_trouble(e.label) for e in examples])))
+        out.append(_softmax_temperature(clf.decision_function(view(axis)[list(at)]), np.array(y)))
+    out.append(_binary_temperature(trouble.decision_function(view("trouble")),
+                                   np.array([_is_trouble(e.label) for e in examples])))
     return tuple(out)
 
 
@@ -392,12 +457,12 @@ def explain(model: Classifier, title: str, text: str, *, top: int = 8) -> dict:
     """The label, its probabilities, the rules that fired and the features that weighed most, per axis."""
     doc = analyze(title, text)
     (label,) = model.predict_docs([doc])
-    X = model.matrix([doc])
+    X, Xs = model.matrices([doc])
     names = np.concatenate([model.words.get_feature_names_out(), [f"chars:{c}" for c in model.chars.get_feature_names_out()]])
 
-    def drivers(clf, row: int | None = None) -> list[tuple[str, float]]:
+    def drivers(clf, row: int | None = None, axis: str = "") -> list[tuple[str, float]]:
         coef = clf.coef_[0 if row is None else row]
-        contrib = X.multiply(coef).tocsr()
+        contrib = (Xs if Xs is not None and axis in TONE_AXES else X).multiply(coef).tocsr()
         pairs = sorted(zip(contrib.indices, contrib.data), key=lambda kv: -abs(kv[1]))[:top]
         return [(str(names[i]), round(float(v), 3)) for i, v in pairs]
 
@@ -412,5 +477,6 @@ def explain(model: Classifier, title: str, text: str, *, top: int = 8) -> dict:
         out["drivers"][f"service:{service}"] = drivers(model.services[str(service)])
     if label.relevant:
         out["drivers"][f"cause:{label.cause}"] = drivers(model.cause, row_of(model.cause, str(label.cause)))
-    out["drivers"][f"sentiment:{label.sentiment}"] = drivers(model.sentiment, row_of(model.sentiment, str(label.sentiment)))
+    out["drivers"][f"sentiment:{label.sentiment}"] = drivers(model.sentiment, row_of(model.sentiment, str(label.sentiment)),
+                                                             "sentiment")
     return out

@@ -169,6 +169,12 @@ class TokenNgrams:
         self.rules_ = {name[2:]: i for name, i in vocab.items() if name.startswith("r:")}
         return self
 
+    BLOCKS = ("t:", "b:", "h:", "r:")
+
+    def blocks(self) -> np.ndarray:
+        """Per column, its block: 0 title, 1 body, 2 hashtags, 3 rules (``BLOCKS``)."""
+        return np.array([self.BLOCKS.index(name[:2]) for name in self.names_], dtype=np.int64)
+
     def _pair_key(self, part, first, second):
         n = len(self.token_ids_)
         return (part * n + first) * n + second + 1  # + 1: never 0, the table's empty mark
@@ -259,3 +265,17 @@ def _counted(rows, cols, n_docs: int, n_cols: int, heavy, heavy_weight: float) -
     np.cumsum(np.bincount(cell >> dtype(col_bits), minlength=n_docs), out=indptr[1:])
     indices = (cell & dtype((1 << col_bits) - 1)).astype(np.int64)
     return csr_matrix((counts, indices, indptr), shape=(n_docs, n_cols))
+
+
+def block_view(X: csr_matrix, block_of: np.ndarray, weights: np.ndarray) -> csr_matrix:
+    """``X`` with each row's features of each block (``block_of[column]``) l2-normalized on their own and
+    scaled by that block's weight: the title's few words weigh as much as a long body's many, whatever the
+    body's length (a whole-row norm lets a long flat lead drown a headline's tone)."""
+    if not X.nnz:
+        return X.copy()
+    blocks = block_of[X.indices]
+    cell = np.repeat(np.arange(X.shape[0]) * len(weights), np.diff(X.indptr)) + blocks
+    norms = np.sqrt(np.bincount(cell, weights=X.data ** 2, minlength=X.shape[0] * len(weights)))
+    norms[norms == 0] = 1.0
+    # the same indices and row pointers as X (shared, not copied): only the values differ
+    return csr_matrix((X.data / norms[cell] * weights[blocks], X.indices, X.indptr), shape=X.shape)

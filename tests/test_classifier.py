@@ -13,7 +13,7 @@ from classifier.corpus import load_corpus
 from classifier.evaluate import evaluate, read_floors, render_evaluation
 from classifier.jobs import human_label, tag_items
 from classifier.cache import CORPUS_DIR, key_for, load_or_train, model_key, model_path
-from classifier.model import (CONFIDENCE_FLOOR, Linear, _binary_temperature, _softmax_temperature, analyze_all,
+from classifier.model import (CONFIDENCE_FLOOR, TONE_AXES, Linear, _binary_temperature, _softmax_temperature, analyze_all,
                               explain, train)
 from collector.jobs import save_entries
 from collector.sources import SourceConfig
@@ -66,18 +66,38 @@ def test_a_low_probability_axis_is_reported_not_hidden(model):
 
 
 def test_one_product_scores_every_axis_as_each_model_would_at_its_temperature(model):
+    """Each axis scores the view it was fitted on: the whole-row features, or for ``TONE_AXES`` the block view."""
     test = [e for e in load_corpus() if e.split == "test"][:300]
-    X = model.matrix(analyze_all([(e.title, e.text) for e in test]))
-    plain = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment, model.trouble)
-    scores = X @ plain.weights + plain.bias
-    expected = [model.relevance.predict_proba(X),
-                np.column_stack([m.predict_proba(X)[:, 1] for m in model.services.values()]),
-                model.cause.predict_proba(X), model.sentiment.predict_proba(X), model.trouble.predict_proba(X)]
+    X, Xs = model.matrices(analyze_all([(e.title, e.text) for e in test]))
+    assert Xs is not None and Xs.shape == X.shape and model.linear.second is not None
+
+    def view(axis):
+        return Xs if axis in TONE_AXES else X
+
+    plain = Linear.of(model.relevance, list(model.services.values()), model.cause, model.sentiment, model.trouble,
+                      second_axes=TONE_AXES)
+    scores = plain.scores(X, Xs)
+    expected = [model.relevance.predict_proba(view("relevance")),
+                np.column_stack([m.predict_proba(view("services"))[:, 1] for m in model.services.values()]),
+                model.cause.predict_proba(view("cause")), model.sentiment.predict_proba(view("sentiment")),
+                model.trouble.predict_proba(view("trouble"))]
     for axis, probabilities in enumerate(expected):
         assert np.allclose(plain.probabilities(scores, axis), probabilities, rtol=0, atol=1e-12)
     widths = [end - start for start, end, _kind in plain.axes]
     temperatures = np.repeat(model.info["temperatures"], widths)
-    assert np.allclose(X @ model.linear.weights + model.linear.bias, scores / temperatures)
+    assert np.allclose(model.linear.scores(X, Xs), scores / temperatures)
+    parts = model.parts(analyze_all([(e.title, e.text) for e in test]))  # the tag path: the views never joined
+    assert np.allclose(model.linear.scores_of_parts(*parts), model.linear.scores(X, Xs), rtol=0, atol=1e-9)
+
+
+def test_the_block_view_weighs_each_block_of_a_row_on_its_own():
+    from scipy.sparse import csr_matrix
+
+    from classifier.vectors import block_view
+
+    X = csr_matrix(np.array([[3.0, 4.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]]))
+    out = block_view(X, np.array([0, 0, 1, 2]), np.array([1.0, 0.5, 2.0])).toarray()
+    assert np.allclose(out, [[0.6, 0.8, 0.5, 0.0], [0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
 
 
 def test_temperature_scaling_finds_the_temperature_that_made_the_outcomes():
