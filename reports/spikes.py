@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from scipy.special import betainc, gammainc
 
 from reports.baseline import fit_baseline
 from store.clock import TOKYO
@@ -125,6 +124,10 @@ def tail_score(count: float, mean: float, inverse_size: float = 0.0) -> float:
     """-log10 P(X >= count) for X negative binomial (mean, 1/size); Poisson when inverse_size is 0."""
     if count <= 0:
         return 0.0
+    # here, not at the top: scipy.special takes a quarter of a second to import, and every command loads
+    # this module through the settings, most of them (and every bad-input error) without scoring anything
+    from scipy.special import betainc, gammainc
+
     if inverse_size < 1e-9:
         p = float(gammainc(count, mean))
     else:
