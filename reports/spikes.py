@@ -137,6 +137,8 @@ def tail_score(count: float, mean: float, inverse_size: float = 0.0) -> float:
 
 
 def _tail_scores(counts: np.ndarray, mean: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    from scipy.special import betainc  # see tail_score
+
     size = 1 / inv
     p = np.where(counts > 0, betainc(np.maximum(counts, 1), size, mean / (size + mean)), 1.0)
     return np.minimum(-np.log10(np.maximum(p, 10**-MAX_SCORE)), MAX_SCORE)
