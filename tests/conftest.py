@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,6 +104,25 @@ def sessions(tmp_path):
 @pytest.fixture
 def now():
     return datetime(2024, 10, 16, 0, 0, tzinfo=timezone.utc)
+
+
+def wait_until(what: str, check, timeout: float, *, procs=(), tails=lambda: "", every: float = 0.2,
+               tolerate: tuple[type[BaseException], ...] = ()):
+    """Poll ``check`` until it returns something true (returned), failing the test after ``timeout`` seconds
+    or as soon as one of ``procs`` has exited, with ``tails()`` (the processes' logs) in the message. Errors
+    of the ``tolerate`` kinds count as not yet (a store the processes are still creating)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except tolerate:
+            value = None
+        if value:
+            return value
+        if any(p.poll() is not None for p in procs):
+            pytest.fail(f"{what}: a process exited early:\n{tails()}")
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{tails()}")
 
 
 class Route:

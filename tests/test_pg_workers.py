@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from pg import require_server
-from tests.conftest import LoopbackServer, Route
+from tests.conftest import LoopbackServer, Route, wait_until
 
 ROOT = Path(__file__).parent.parent
 SOURCES, PER_SOURCE = 20, 500  # 10,000 items
@@ -137,15 +137,7 @@ def _tails(procs) -> str:
 
 
 def _wait(what: str, check, timeout: float, procs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        if any(p.poll() is not None for p in procs):
-            pytest.fail(f"{what}: a worker exited early:\n{_tails(procs)}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{_tails(procs)}")
+    return wait_until(what, check, timeout, procs=procs, tails=lambda: _tails(procs))
 
 
 class Workers:

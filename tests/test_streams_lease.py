@@ -18,6 +18,7 @@ import pytest
 
 from store import work
 from store.db import make_sessions
+from tests.conftest import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "streams"))
 from loopback import JetstreamServer, load  # noqa: E402
@@ -54,18 +55,7 @@ def _sql(url: str, query: str):
 
 
 def _wait(what: str, check, timeout: float, procs, logs):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except Exception:  # noqa: BLE001 - the store is being created by the processes
-            value = None
-        if value:
-            return value
-        if any(p.poll() is not None for p in procs):
-            pytest.fail(f"{what}: a process exited early:\n{_tails(logs)}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{_tails(logs)}")
+    return wait_until(what, check, timeout, procs=procs, tails=lambda: _tails(logs), every=0.1, tolerate=(Exception,))
 
 
 def _tails(logs) -> str:
