@@ -69,6 +69,9 @@ _POSITIVE = {"timeout_seconds", "timeout", "backoff_minutes", "max_backoff_hours
              "story_hours", "article_max_age_hours", "min_score", "cusum_score", "floor_rate"}
 _FRACTIONS = {"offline_fraction", "story_similarity"}
 _PORTS = {"port"}
+# Durations, by the unit their name ends in: at most a year (a longer one overflows timers and dates).
+_MOST_PER_UNIT = {"_seconds": 366 * 86400, "timeout": 366 * 86400, "_minutes": 366 * 1440, "_hours": 366 * 24,
+                  "_days": 366}
 
 
 def _check_value(name: str, value) -> str | None:
@@ -95,6 +98,9 @@ def _check_value(name: str, value) -> str | None:
         return f"{value} is not a fraction (more than 0, at most 1)"
     if value < 0:
         return f"{value} must not be negative"
+    for unit, most in _MOST_PER_UNIT.items():
+        if name.endswith(unit) and value > most:
+            return f"{value} is too large (at most {most}, a year)"
     return None
 
 
@@ -172,6 +178,8 @@ def _alerts(data: dict, where: str) -> dict:
     """[alerts] (thresholds and lifecycle), [alerts.services.<code>] overrides and [[webhooks]]."""
     alerts = dict(data.get("alerts", {}))
     services = alerts.pop("services", {})
+    if not isinstance(services, dict) or any(not isinstance(t, dict) for t in services.values()):
+        raise SettingsError(f"{where}: [alerts.services]: expected a [alerts.services.<code>] table per service")
     signal = _alert_signal(alerts.pop("signal", "trouble"), where)
     policy_keys = {f.name for f in fields(AlertPolicy)}
     policy = _build(AlertPolicy, {k: alerts.pop(k) for k in list(alerts) if k in policy_keys}, f"{where}: [alerts]")
@@ -209,6 +217,22 @@ def _sqlite_url_under(base: Path, url: str) -> str:
     return parsed.set(database=str(base / (parsed.database or ""))).render_as_string(hide_password=False)
 
 
+def check_store_url(url: str, where: str) -> None:
+    """A SQLite or PostgreSQL URL SQLAlchemy can read, or a SettingsError naming ``where``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        driver = make_url(url).drivername
+    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and ValueError alike
+        raise SettingsError(f"{where}: not a database URL (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB; "
+                            "the URL is not shown, it may hold a password)") from None
+    if driver not in STORE_DRIVERS:
+        raise SettingsError(f"{where}: {driver!r} is not a store mynawatch runs on (one of {', '.join(STORE_DRIVERS)})")
+
+
+STORE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")  # the drivers installed
+
+
 def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     """Settings from ``path`` (defaults when it is None). Relative paths resolve against the file's folder."""
     if path is None:
@@ -232,6 +256,7 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
             raise SettingsError(f"{path}: {section}: expected {form}, found {type(data[section]).__name__}")
     store = _plain(data.get("store", {}), {"url": str}, f"{path}: [store]")
     url = store.get("url", Settings.database_url)
+    check_store_url(url, f"{path}: [store] url")
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
         url = _sqlite_url_under(base, url)
     reports = _plain(data.get("reports", {}), {"dir": str, "send_digest": bool}, f"{path}: [reports]")
