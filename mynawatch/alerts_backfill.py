@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 
 BACKFILL_HELP = "evaluate every past hour of a range in order and record its alerts (and incidents), sending nothing"
 
@@ -34,11 +34,11 @@ class BackfillError(ValueError):
 
 def _when(text: str, option: str, *, end_of_day: bool) -> datetime:
     """A Tokyo day (its start, or with ``end_of_day`` its end) or a time."""
-    from store.clock import day_bounds, parse_local
+    from store.clock import day_bounds, parse_local, typed_day
 
     try:
         if len(text.strip()) == 10:
-            return day_bounds(date.fromisoformat(text.strip()))[1 if end_of_day else 0]
+            return day_bounds(typed_day(text))[1 if end_of_day else 0]
         return parse_local(text)
     except ValueError:
         raise BackfillError(f"{option} {text!r}: expected a day (2024-10-01) or a time (2024-10-01T09:00)") from None

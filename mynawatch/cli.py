@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from mynawatch import __version__
@@ -127,13 +127,13 @@ def cmd_classify(args) -> int:
 
 def cmd_report(args) -> int:
     from mynawatch.incidents_cmd import cmd_monthly_report
-    from store.clock import today
+    from store.clock import today, typed_day
 
     settings = _settings(args)
     if args.month:
         return cmd_monthly_report(args, settings, user_error=UserError)
     try:
-        day = date.fromisoformat(args.date) if args.date else today() - timedelta(days=1)
+        day = typed_day(args.date) if args.date else today() - timedelta(days=1)
     except ValueError:
         raise UserError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
     if args.send and not settings.smtp.recipients:
@@ -212,6 +212,8 @@ def _alerts(args, pipeline) -> int:
     from store import notifications as store_out
 
     sessions = pipeline.sessions
+    if args.action in ("list", "outbox") and not 1 <= args.limit <= 100_000:
+        raise UserError(f"--limit {args.limit}: expected a whole number of at least 1, at most 100,000")
     if args.action == "check":
         now = _now()
         events = pipeline.check_alerts(now=now, deliver=False)
@@ -277,9 +279,14 @@ def _when(text: str) -> datetime:
 
 def _duration(text: str) -> timedelta:
     units = {"m": "minutes", "h": "hours", "d": "days"}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isascii() or not text[:-1].isdigit():
         raise UserError(f"--for {text!r}: expected a number and m, h or d (90m, 6h, 2d)")
+    if len(text) > 12 or timedelta(**{units[text[-1]]: int(text[:-1])}) > MAX_SILENCE:
+        raise UserError(f"--for {text!r}: at most {MAX_SILENCE.days} days")
     return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+MAX_SILENCE = timedelta(days=10 * 366)  # --for: far below what a time in the typed years can take added
 
 
 def cmd_silence(args) -> int:
@@ -302,7 +309,7 @@ def cmd_silence(args) -> int:
                                            comment=args.comment or "", created_by=os.environ.get("USER", ""), now=now)
             print(f"silence {sid}: {args.service} until {_shown(end)}")
         elif args.action == "expire":
-            if not store_alerts.expire_silence(session, args.id, now=now):
+            if not 0 < args.id < 2**63 or not store_alerts.expire_silence(session, args.id, now=now):
                 raise UserError(f"no silence {args.id} in force")
             print(f"silence {args.id} ended")
         else:
@@ -359,13 +366,22 @@ def cmd_spikes(args) -> int:
         return 0
     from mynawatch.serving import served_version
     from reports.archive import day_bounds
+    from reports.countfile import MAX_SPAN
     from store import signals as store_signals
+    from store.clock import typed_day
     from store.db import make_sessions
+    from store.records import Service
 
     try:
-        start, end = day_bounds(date.fromisoformat(args.since))[0], day_bounds(date.fromisoformat(args.until))[1]
+        start, end = day_bounds(typed_day(args.since))[0], day_bounds(typed_day(args.until))[1]
     except ValueError:
         raise UserError("--since and --until: expected YYYY-MM-DD (Tokyo days)") from None
+    if end - start > MAX_SPAN:  # the file `spikes detect` reads back
+        raise UserError(f"--since {args.since} to --until {args.until}: at most {MAX_SPAN.days} days at once")
+    codes = [str(s) for s in Service]
+    for code in args.service or ():
+        if code not in codes:
+            raise UserError(f"--service {code!r}: not a service code ({', '.join(codes)})")
     sessions = make_sessions(_settings(args).database_url)
     with sessions.begin() as session:
         series = store_signals.hourly_signal(session, served_version(sessions), start, end, args.signal)
@@ -558,6 +574,8 @@ def cmd_label(args) -> int:
     from store.db import make_sessions
 
     settings = _settings(args)
+    if not 0 < args.item < 2**63:  # not an id the store can hold
+        raise UserError(f"no item {args.item} in the store")
     sessions = make_sessions(settings.database_url)
     try:
         label = human_label(sessions, ServedVersion(sessions), args.item, relevant=args.relevant,
@@ -582,8 +600,8 @@ def cmd_review(args) -> int:
     codes = [str(s) for s in Service]
     if args.service and args.service not in codes:
         raise UserError(f"--service {args.service!r}: not a service code ({', '.join(codes)})")
-    if args.days < 1:
-        raise UserError("--days: at least 1")
+    if not 1 <= args.days <= 36_600:
+        raise UserError(f"--days {args.days}: at least 1, at most 36600")
     sessions = make_sessions(settings.database_url)
     model = ServedVersion(sessions)
     queue = queue_of(sessions, model.version, since=_now() - timedelta(days=args.days), service=args.service)
@@ -713,8 +731,17 @@ def cmd_db(args) -> int:
 
 def _copy(source: str, destination: str, *, replace: bool) -> int:
     """`db copy`: every table, then row counts and checksums compared, one line per table."""
+    from sqlalchemy.engine import make_url
+
+    from mynawatch.settings import check_store_url
     from store.copy import CopyError, copy_store
 
+    for name, url in (("SRC_URL", source), ("DST_URL", destination)):
+        check_store_url(url, f"db copy {name}")
+    parsed = make_url(source)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not parsed.query \
+            and not Path(parsed.database).exists() and parsed.database != ":memory:":
+        raise UserError(f"db copy SRC_URL: no store at {parsed.database}")  # not made empty by opening it
     try:
         tables = copy_store(source, destination, replace=replace)
     except CopyError as exc:

@@ -21,7 +21,7 @@ from reports.rendering import FONT, H2, MUTED, NUM, CELL
 from reports.timeline import (Timeline, causes_ja, chart_name, duration_ja, services_ja, timeline_html,
                               timeline_text)
 from store import signals as q
-from store.clock import day_bounds, shown
+from store.clock import day_bounds, shown, typed_day
 from store.records import Service
 
 
@@ -35,7 +35,7 @@ def parse_month(text: str) -> date:
         year, month = text.strip().split("-")
         if len(year) != 4 or len(month) != 2:
             raise ValueError
-        return date(int(year), int(month), 1)
+        return typed_day(f"{year}-{month}-01")  # a year far from 1 and 9999: the month's bounds stay dates
     except ValueError:
         raise MonthError(f"--month {text!r}: expected YYYY-MM, e.g. 2024-10") from None
 

@@ -43,6 +43,23 @@ def shown(when: datetime) -> str:
     return f"{local:%Y-%m-%d %H:%M} {local.isoformat()[-6:]}"
 
 
+# Days and times a person may type: far enough from year 1 and 9999 that a day, a week or the years of a
+# silence added to them stay inside what datetime and the store hold.
+TYPED_YEARS = (1900, 9000)
+
+
+def typed_day(text: str) -> date:
+    """A Tokyo day typed by a person (YYYY-MM-DD). Raises ValueError, also for a year outside TYPED_YEARS."""
+    return _in_typed_years(date.fromisoformat(text.strip()))
+
+
 def parse_local(text: str) -> datetime:
-    """An ISO date or time typed by a person; without an offset it is Tokyo time. Raises ValueError."""
-    return tokyo(datetime.fromisoformat(text.strip()))
+    """An ISO date or time typed by a person; without an offset it is Tokyo time. Raises ValueError, also for
+    a year outside TYPED_YEARS."""
+    return tokyo(_in_typed_years(datetime.fromisoformat(text.strip())))
+
+
+def _in_typed_years(when):
+    if not TYPED_YEARS[0] <= when.year <= TYPED_YEARS[1]:
+        raise ValueError(f"year {when.year} is outside {TYPED_YEARS[0]} to {TYPED_YEARS[1]}")
+    return when
