@@ -29,6 +29,13 @@ class RealItem:
 
 def read_real_check(path: Path = REAL_CHECK) -> list[RealItem]:
     """The labeled URLs (a tab-separated file with a header line of ``COLUMNS``)."""
+    try:
+        return _read_real_check(path)
+    except csv.Error as exc:  # a field past csv's limit, a NUL byte
+        raise CorpusError(f"{path}: not a tab-separated file of labeled URLs ({exc})") from None
+
+
+def _read_real_check(path: Path) -> list[RealItem]:
     out = []
     with path.open(encoding="utf-8", newline="") as fh:
         rows = csv.DictReader(fh, delimiter="\t")
@@ -58,7 +65,7 @@ def read_texts(path: Path) -> dict[str, tuple[str, str]]:
             try:
                 obj = json.loads(line)
                 out[str(obj["url"])] = (str(obj.get("title") or ""), str(obj.get("text") or ""))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: not an object
                 raise CorpusError(f"{path}:{number}: expected an object with a url ({exc})") from None
     return out
 

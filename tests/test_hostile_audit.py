@@ -1,0 +1,222 @@
+"""Hostile input found by an audit after the hostile suites: settings a command cannot run with (a store URL
+of another scheme or driver, [alerts.services] that are not tables, durations past what timers and dates
+hold), numbers past what the store holds (ids, limits), days and times near year 1 or 9999, a spikes export
+over millennia, and `db copy` given odd URLs. Each is refused at once with one line (status 2), no
+traceback, and nothing stored changes or is made."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mynawatch.cli import main
+from store.db import make_sessions
+
+HUGE = "99999999999999999999999"  # past a 64-bit integer
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mynawatch: "), err
+    return lines[0]
+
+
+# --- settings ------------------------------------------------------------------------------------------------
+
+SOURCE = '[[sources]]\nname = "x"\nurl = "http://127.0.0.1:9/feed.xml"\n'
+
+SETTINGS = {
+    "services_not_a_table": ('[alerts]\nservices = 5\n', "[alerts.services]: expected a [alerts.services.<code>] table"),
+    "service_not_a_table": ('[alerts.services]\nportal = 5\n', "[alerts.services]: expected"),
+    "store_file_scheme": ('[store]\nurl = "file:///etc/passwd"\n', "'file' is not a store mynawatch runs on"),
+    "store_gopher_scheme": ('[store]\nurl = "gopher://127.0.0.1:70/x"\n', "'gopher' is not a store"),
+    "store_url_empty": ('[store]\nurl = ""\n', "not a database URL"),
+    "store_postgres_alias": ('[store]\nurl = "postgres://mw@127.0.0.1:1/x"\n', "'postgres' is not a store"),
+    "store_driver_not_installed": ('[store]\nurl = "postgresql+asyncpg://mw@127.0.0.1:1/x"\n',
+                                   "'postgresql+asyncpg' is not a store"),
+    "store_unknown_sqlite_driver": ('[store]\nurl = "sqlite+nosuch:///x.sqlite"\n', "'sqlite+nosuch' is not a store"),
+    "store_url_unreadable_hides_password": ('[store]\nurl = "postgresql://mw:hunter2@[::1/x"\n',
+                                            "the URL is not shown"),
+    "interval_past_a_year": (SOURCE + "interval_minutes = 9999999999\n", "interval_minutes: 9999999999 is too large"),
+    "interval_past_64_bits": (SOURCE + "interval_minutes = 9223372036854775807\n", "is too large"),
+    "fetch_timeout_huge": ('[fetch]\ntimeout_seconds = 1e300\n' + SOURCE, "[fetch] timeout_seconds: 1e+300 is too large"),
+    "story_hours_huge": ('[collect]\nstory_hours = 1e300\n' + SOURCE, "[collect] story_hours"),
+    "article_age_huge": ('[collect]\narticle_max_age_hours = 1e300\n' + SOURCE, "[collect] article_max_age_hours"),
+    "classify_minutes_huge": ('[schedule]\nclassify_minutes = 9223372036854775807\n', "[schedule] classify_minutes"),
+    "smtp_timeout_huge": ('[smtp]\ntimeout = 1e300\n', "[smtp] timeout"),
+    "pending_hours_huge": ('[alerts]\npending_hours = 9223372036854775807\n', "[alerts] pending_hours"),
+    "webhook_timeout_huge": ('[[webhooks]]\nurl = "http://127.0.0.1:9/hook"\ntimeout_seconds = 1e300\n',
+                             "[[webhooks]] #1 timeout_seconds"),
+}
+
+
+@pytest.fixture(params=sorted(SETTINGS))
+def bad_settings(request, tmp_path, monkeypatch):
+    text, expect = SETTINGS[request.param]
+    path = tmp_path / "mynawatch.toml"
+    if "[store]" not in text:
+        text = '[store]\nurl = "sqlite:///store.sqlite"\n' + text
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return path, expect
+
+
+@pytest.mark.parametrize("command", [["sources"], ["collect"]])
+def test_settings_a_command_cannot_run_with_are_refused_at_load(bad_settings, command, capsys):
+    path, expect = bad_settings
+    assert main(["--config", str(path), *command]) == 2
+    line = _one_line(capsys)
+    assert expect in line and str(path) in line, line
+    assert "hunter2" not in line
+    assert not (path.parent / "store.sqlite").exists()  # refused before any store was opened or made
+
+
+def test_durations_up_to_a_year_still_load(tmp_path):
+    from mynawatch.settings import load_settings
+
+    path = tmp_path / "mynawatch.toml"
+    path.write_text('[fetch]\ntimeout_seconds = 31622400\n[collect]\nstory_hours = 8784\n'
+                    '[schedule]\nclassify_minutes = 527040\n' + SOURCE + "interval_minutes = 527040\n", encoding="utf-8")
+    settings = load_settings(path)
+    assert settings.sources[0].interval_minutes == 527040 and settings.collect.story_hours == 8784
+
+
+# --- arguments, against a real store --------------------------------------------------------------------------
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An empty store at the latest schema with one silence, named by ./mynawatch.toml."""
+    from datetime import datetime, timedelta, timezone
+
+    from store import alerts as store_alerts
+
+    path = tmp_path / "store.sqlite"
+    sessions = make_sessions(f"sqlite:///{path}")
+    now = datetime.now(timezone.utc)
+    with sessions.begin() as session:
+        store_alerts.add_silence(session, service="portal", starts_at=now, ends_at=now + timedelta(hours=6),
+                                 comment="kept", created_by="test", now=now)
+    sessions.kw["bind"].dispose()
+    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+def _silences(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as c:
+        return c.execute("SELECT id, service, starts_at, ends_at, comment FROM silences ORDER BY id").fetchall()
+
+
+ARGUMENTS = {
+    "silence_for_past_64_bits": (["silence", "add", "portal", "--for", "99999999999999d"], "at most 3660 days"),
+    "silence_for_past_year_9999": (["silence", "add", "portal", "--for", "999999999d"], "at most 3660 days"),
+    "silence_for_fullwidth_digits": (["silence", "add", "portal", "--for", "３h"], "expected a number"),
+    "silence_from_year_1": (["silence", "add", "portal", "--from", "0001-01-01T00:00", "--for", "1h"],
+                            "'0001-01-01T00:00'"),
+    "silence_from_year_1_west": (["silence", "add", "portal", "--from", "0001-01-01T00:00-12:00", "--for", "1h"],
+                                 "expected a time"),
+    "silence_from_year_9999": (["silence", "add", "portal", "--from", "9999-12-31T20:00", "--for", "1d"],
+                               "expected a time"),
+    "silence_until_year_9999_west": (["silence", "add", "portal", "--until", "9999-12-31T23:00-14:00"],
+                                     "expected a time"),
+    "silence_expire_past_64_bits": (["silence", "expire", HUGE], f"no silence {HUGE} in force"),
+    "alerts_list_limit_past_64_bits": (["alerts", "list", "--limit", HUGE], "at most 100,000"),
+    "alerts_list_limit_negative": (["alerts", "list", "--limit", "-1"], "at least 1"),
+    "alerts_outbox_limit_past_64_bits": (["alerts", "outbox", "--limit", HUGE], "at most 100,000"),
+    "backfill_since_year_1": (["alerts", "backfill", "--since", "0001-01-01"], "--since '0001-01-01'"),
+    "backfill_since_year_9999": (["alerts", "backfill", "--since", "9999-12-31"], "--since '9999-12-31'"),
+    "backfill_until_year_1": (["alerts", "backfill", "--since", "2024-09-16", "--until", "0001-01-01"],
+                              "--until '0001-01-01'"),
+    "spikes_export_year_1": (["spikes", "export", "--since", "0001-01-01", "--until", "0001-01-02"], "YYYY-MM-DD"),
+    "spikes_export_year_9999": (["spikes", "export", "--since", "9999-12-30", "--until", "9999-12-31"], "YYYY-MM-DD"),
+    "spikes_export_millennia": (["spikes", "export", "--since", "1900-01-01", "--until", "9000-01-01"],
+                                "at most 1830 days"),
+    "spikes_export_unknown_service": (["spikes", "export", "--since", "2024-09-16", "--until", "2024-09-17",
+                                       "--service", "nonsense"], "not a service code"),
+    "label_id_past_64_bits": (["label", HUGE, "--relevant"], f"no item {HUGE} in the store"),
+    "review_days_past_dates": (["review", "--days", "99999999999", "--count"], "at most 36600"),
+    "report_date_year_9999": (["report", "--date", "9999-12-31", "--out", "out"], "--date '9999-12-31'"),
+    "report_date_year_1": (["report", "--date", "0001-01-01", "--out", "out"], "--date '0001-01-01'"),
+    "report_month_year_9999": (["report", "--month", "9999-12", "--out", "out"], "--month '9999-12'"),
+    "report_month_year_1": (["report", "--month", "0001-01", "--out", "out"], "--month '0001-01'"),
+    "incidents_since_year_1": (["incidents", "list", "--since", "0001-01-01"], "--since '0001-01-01'"),
+    "incidents_since_past_9999": (["incidents", "list", "--since", "9999-12-31T23:00-14:00"], "--since"),
+    "search_since_year_1": (["search", "マイナ", "--since", "0001-01-01"], "--since '0001-01-01'"),
+    "copy_to_file_url": (["db", "copy", "sqlite:///store.sqlite", "file:///tmp/x"], "DST_URL: 'file' is not a store"),
+    "copy_to_gopher_url": (["db", "copy", "sqlite:///store.sqlite", "gopher://127.0.0.1/x"], "'gopher' is not"),
+    "copy_to_empty_url": (["db", "copy", "sqlite:///store.sqlite", ""], "DST_URL: not a database URL"),
+    "copy_from_postgres_alias": (["db", "copy", "postgres://mw:pw@127.0.0.1:1/x", "sqlite:///copy.sqlite"],
+                                 "SRC_URL: 'postgres' is not a store"),
+    "copy_from_missing_file": (["db", "copy", "sqlite:///missing.sqlite", "sqlite:///copy.sqlite"],
+                               "SRC_URL: no store at missing.sqlite"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARGUMENTS))
+def test_arguments_past_what_dates_and_the_store_hold_get_one_line(name, store, capsys):
+    argv, expect = ARGUMENTS[name]
+    before = _silences(store)
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert expect in line, line
+    assert _silences(store) == before  # nothing stored changed
+    left = sorted(p.name for p in store.parent.iterdir())
+    assert "missing.sqlite" not in left and "copy.sqlite" not in left and "out" not in left, left
+
+
+def test_a_silence_near_the_end_of_the_typed_years_is_stored_and_listed(store, capsys):
+    assert main(["silence", "add", "portal", "--from", "9000-12-31T20:00", "--for", "3660d"]) == 0
+    assert main(["silence", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "9000-12-31 20:00 +09:00 → 9011-01-08 20:00 +09:00" in out
+
+
+def test_db_copy_of_a_real_store_still_works(store, capsys):
+    assert main(["db", "copy", "sqlite:///store.sqlite", "sqlite:///copy.sqlite"]) == 0
+    assert "counts and checksums match" in capsys.readouterr().out
+
+
+def test_in_a_real_process_a_bad_store_url_is_one_line(tmp_path):
+    (tmp_path / "m.toml").write_text('[store]\nurl = "gopher://127.0.0.1:70/x"\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "mynawatch.cli", "--config", str(tmp_path / "m.toml"), "sources"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=dict(os.environ))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"mynawatch: {tmp_path / 'm.toml'}: [store] url: 'gopher' is not a store mynawatch runs on "
+        "(one of sqlite, sqlite+pysqlite, postgresql, postgresql+psycopg)"]
+
+
+# --- classifier evaluate: the files of the real check ---------------------------------------------------------
+
+REAL_HEAD = "url\tdate\trelevant\tservices\tcause\tsentiment\tregister\n"
+
+
+@pytest.fixture(params=["texts_line_an_array", "texts_line_a_number", "check_field_past_csv_limit"])
+def bad_real_check(request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check = tmp_path / "check.tsv"
+    check.write_text(REAL_HEAD + "https://example.com/a\t2024-10-01\tfalse\t\tnone\tneutral\tnews\n", encoding="utf-8")
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"url": "https://example.com/a", "title": "x"}\n', encoding="utf-8")
+    if request.param == "texts_line_an_array":
+        texts.write_text('{"url": "https://example.com/a", "title": "x"}\n[]\n', encoding="utf-8")
+        return ["--real-check", str(check), "--real-texts", str(texts)], f"{texts}:2: expected an object with a url"
+    if request.param == "texts_line_a_number":
+        texts.write_text("5\n", encoding="utf-8")
+        return ["--real-check", str(check), "--real-texts", str(texts)], f"{texts}:1: expected an object with a url"
+    check.write_text(REAL_HEAD + "https://example.com/" + "a" * 200_000 + "\t2024-10-01\tfalse\t\tnone\tneutral\tnews\n",
+                     encoding="utf-8")
+    return ["--real-check", str(check)], f"{check}: not a tab-separated file of labeled URLs (field larger"
+
+
+def test_a_bad_real_check_file_is_named_in_one_line_before_the_model_loads(bad_real_check, capsys):
+    argv, expect = bad_real_check
+    assert main(["classifier", "evaluate", *argv]) == 2
+    assert expect in _one_line(capsys)
