@@ -33,7 +33,21 @@ class SourceConfig:
         if self.selector is not None and not kind_of(self.kind).selector:
             takes = " or ".join(f'"{k.name}"' for k in KINDS.values() if k.selector)
             raise ValueError(f"source {self.name!r}: selector only applies to kind = {takes}")
+        if self.selector is not None:
+            _check_selector(self.name, self.selector)
 
     @property
     def host(self) -> str:
         return (urlsplit(self.url).hostname or "").lower()
+
+
+def _check_selector(name: str, selector: str) -> None:
+    """A CSS selector soupsieve can read, or a ValueError in one line (it failed every fetch of the source, with a
+    traceback, as an internal error)."""
+    import soupsieve
+
+    try:
+        soupsieve.compile(selector)
+    except (soupsieve.SelectorSyntaxError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"source {name!r}: selector {selector[:80]!r} is not a CSS selector ({first})") from None
