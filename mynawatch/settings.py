@@ -74,13 +74,20 @@ _MOST_PER_UNIT = {"_seconds": 366 * 86400, "timeout": 366 * 86400, "_minutes": 3
                   "_days": 366}
 
 
+# One bare address: no second one after a comma, no line break that would add a mail header (the email
+# package refused it with a traceback when the digest was built), no display name.
+_ONE_ADDRESS = re.compile(r'[^\s\x00-\x1f\x7f@,;<>"]+@[^\s\x00-\x1f\x7f@,;<>"]+')
+
+
 def _check_value(name: str, value) -> str | None:
     """What is wrong with a setting's value beyond its type, or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if name == "url" and isinstance(value, str) and not re.match(r"https?://[^/\s]+", value):
             return f"{value!r} is not an http(s) URL"
-        if name == "recipients" and any("@" not in r for r in value):
-            return f"{_shown(value)}: every recipient must be an email address"
+        if name == "recipients" and any(not _ONE_ADDRESS.fullmatch(r) for r in value):
+            return f"{_shown(value)}: every recipient must be an email address (one per string)"
+        if name == "sender" and isinstance(value, str) and not _ONE_ADDRESS.fullmatch(value):
+            return f"{_shown(value)} is not one email address"
         if (name == "report_time" or name == "retrain_time" and value) and isinstance(value, str):
             hour, _, minute = value.partition(":")
             if not (hour.isdigit() and minute.isdigit() and len(minute) == 2 and int(hour) < 24 and int(minute) < 60):
