@@ -61,12 +61,17 @@ def successful_fetches(session: Session, since: datetime, until: datetime) -> li
                            .where(FetchLog.outcome.in_(SUCCESSES), FetchLog.started_at >= since,
                                   FetchLog.started_at < until)
                            .order_by(FetchLog.started_at))
-    return [(at, int(minutes or 60)) for at, minutes in rows]
+    return [(at, min(int(minutes or 60), MAX_INTERVAL_MINUTES)) for at, minutes in rows]
 
 
 def longest_interval(session: Session) -> int:
     """The longest fetch interval of any source, in minutes (how far back a success can still cover)."""
-    return int(session.scalar(select(func.max(Source.interval_minutes))) or 60)
+    return min(int(session.scalar(select(func.max(Source.interval_minutes))) or 60), MAX_INTERVAL_MINUTES)
+
+
+# A year: what the settings allow. A store may hold more from a version that did not check (a source's row
+# outlives its settings), which overflowed the report's and the gaps' time arithmetic.
+MAX_INTERVAL_MINUTES = 366 * 1440
 
 
 def fetch_tallies(session: Session, since: datetime, until: datetime) -> list[FetchTally]:
