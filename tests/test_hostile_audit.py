@@ -220,3 +220,95 @@ def test_a_bad_real_check_file_is_named_in_one_line_before_the_model_loads(bad_r
     argv, expect = bad_real_check
     assert main(["classifier", "evaluate", *argv]) == 2
     assert expect in _one_line(capsys)
+
+
+# --- a page source's CSS selector -------------------------------------------------------------------------------
+
+PAGE = "<html><body><main><p>マイナポータル メンテナンスのお知らせ</p></main></body></html>".encode()
+
+
+@pytest.fixture(params=["a[", "::", "main >>> p", ":has(", "*" * 10_000, ":nth-child(" + "(" * 5000])
+def page_settings(request, server, tmp_path, monkeypatch):
+    """A page source on a real loopback server, with a selector soupsieve cannot read, and a good feed."""
+    from conftest import Route
+
+    server.routes["/page"] = Route(PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+    selector = request.param.replace("\\", "\\\\").replace('"', '\\"')
+    path = tmp_path / "mynawatch.toml"
+    path.write_text(f'[store]\nurl = "sqlite:///store.sqlite"\n[[sources]]\nname = "page"\nkind = "page"\n'
+                    f'url = "{server.url("/page")}"\nselector = "{selector}"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return path, server
+
+
+def test_a_selector_that_is_not_css_is_refused_at_load_not_at_every_fetch(page_settings, capsys):
+    path, server = page_settings
+    assert main(["--config", str(path), "collect"]) == 2
+    line = _one_line(capsys)
+    assert "[[sources]] #1: source 'page': selector" in line and "is not a CSS selector" in line, line
+    assert len(line) < 600
+    assert server.routes["/page"].hits == 0
+
+
+def test_a_good_selector_still_reads_the_page(server, tmp_path, monkeypatch, capsys):
+    from conftest import Route
+
+    server.routes["/page"] = Route(PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+    path = tmp_path / "mynawatch.toml"
+    path.write_text(f'[store]\nurl = "sqlite:///store.sqlite"\n[[sources]]\nname = "page"\nkind = "page"\n'
+                    f'url = "{server.url("/page")}"\nselector = "main > p:first-child"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(path), "collect"]) == 0
+    assert "Traceback" not in capsys.readouterr().err and server.routes["/page"].hits == 1
+
+
+# --- mail addresses --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting, expect", [
+    ('recipients = ["ops@example.com\\r\\nBcc: evil@example.com"]', "every recipient must be an email address"),
+    ('recipients = ["ops@example.com, evil@example.com"]', "every recipient must be an email address"),
+    ('recipients = ["ops@exa\\u0000mple.com"]', "every recipient must be an email address"),
+    ('recipients = ["Ops <ops@example.com>"]', "every recipient must be an email address"),
+    ('sender = "mw@example.com\\nBcc: evil@example.com"', "[smtp] sender: 'mw@example.com\\nBcc: evil@example.com' is not one"),
+])
+def test_a_mail_address_that_would_add_a_header_or_a_recipient_is_refused(setting, expect, tmp_path, monkeypatch,
+                                                                          capsys):
+    path = tmp_path / "mynawatch.toml"
+    path.write_text(f'[store]\nurl = "sqlite:///store.sqlite"\n[smtp]\nhost = "127.0.0.1"\nport = 9\n{setting}\n',
+                    encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(path), "report", "--date", "2024-09-17", "--send"]) == 2
+    assert expect in _one_line(capsys)
+    assert not (tmp_path / "store.sqlite").exists()
+
+
+def test_japanese_and_plain_addresses_still_load(tmp_path):
+    from mynawatch.settings import load_settings
+
+    path = tmp_path / "mynawatch.toml"
+    path.write_text('[smtp]\nsender = "mw@example.jp"\nrecipients = ["ops@example.com", "運用@例え.jp"]\n',
+                    encoding="utf-8")
+    assert load_settings(path).smtp.recipients == ("ops@example.com", "運用@例え.jp")
+
+
+# --- a store written by a version that took any interval -------------------------------------------------------
+
+def test_a_stored_source_interval_past_a_year_does_not_break_the_report(tmp_path, monkeypatch, capsys):
+    from datetime import datetime, timezone
+
+    from store import items as store_items
+    from store.tables import FetchLog
+
+    path = tmp_path / "store.sqlite"
+    sessions = make_sessions(f"sqlite:///{path}")
+    with sessions.begin() as s:  # what `collect` stored before the settings refused such an interval
+        state = store_items.upsert_source(s, name="old", url="http://127.0.0.1:9/feed.xml", kind="feed",
+                                          publisher="古い", interval_minutes=99_999_999_999_999_999)
+        s.add(FetchLog(source_id=state.id, started_at=datetime(2024, 9, 17, 1, tzinfo=timezone.utc),
+                       outcome="new"))
+    sessions.kw["bind"].dispose()
+    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--date", "2024-09-17", "--out", "out"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert any(p.suffix == ".html" for p in (tmp_path / "out").rglob("*"))
