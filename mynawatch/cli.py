@@ -40,9 +40,18 @@ def cmd_init(args) -> int:
     path = Path(args.path)
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists (use --force to overwrite)")
+    _only_a_file(path)
     _write_whole(path, TEMPLATE.read_bytes())
     print(f"wrote {path}: edit the sources and [smtp], then `mynawatch collect` or `mynawatch run`")
     return 0
+
+
+def _only_a_file(path: Path) -> None:
+    """--force replaces a file, never a folder, a device (/dev/null) or a pipe: the rename would put a plain
+    file in its place."""
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a device, a pipe or a socket)"
+        raise UserError(f"{path} is {kind}: give the path of a file (--force replaces only a file)")
 
 
 def _write_whole(path: Path, data: bytes) -> None:
@@ -710,6 +719,7 @@ def cmd_db(args) -> int:
         target = Path(args.path)
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to replace it)")
+        _only_a_file(target)
         from store.dialect import BackupUnavailable
 
         try:

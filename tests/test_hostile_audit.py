@@ -312,3 +312,33 @@ def test_a_stored_source_interval_past_a_year_does_not_break_the_report(tmp_path
     assert main(["report", "--date", "2024-09-17", "--out", "out"]) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert any(p.suffix == ".html" for p in (tmp_path / "out").rglob("*"))
+
+
+# --- --force replaces a file only --------------------------------------------------------------------------------
+
+@pytest.fixture(params=["folder", "fifo"])
+def not_a_file(request, store):
+    target = store.parent / f"target-{request.param}"
+    if request.param == "folder":
+        target.mkdir()
+        (target / "kept.txt").write_text("kept", encoding="utf-8")
+    else:
+        os.mkfifo(target)
+    return target
+
+
+@pytest.mark.parametrize("command", [["db", "backup", "{target}", "--force"], ["init", "--path", "{target}", "--force"]])
+def test_force_never_puts_a_file_in_place_of_a_folder_or_a_pipe(not_a_file, command, capsys):
+    kind = "folder" if not_a_file.is_dir() else "pipe"
+    assert main([a.format(target=not_a_file) for a in command]) == 2
+    line = _one_line(capsys)
+    assert f"{not_a_file} is " in line and "--force replaces only a file" in line, line
+    assert (not_a_file / "kept.txt").exists() if kind == "folder" else not not_a_file.is_file()
+    assert not [p for p in not_a_file.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_force_still_replaces_an_earlier_backup(store, capsys):
+    target = store.parent / "copy.sqlite"
+    target.write_bytes(b"an older copy")
+    assert main(["db", "backup", str(target), "--force"]) == 0
+    assert target.read_bytes()[:16] == b"SQLite format 3\x00"
