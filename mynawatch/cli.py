@@ -412,8 +412,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from mynawatch.demo import DemoFolderError, describe, run_demo
+    from mynawatch.demo import DAYS, DemoFolderError, describe, run_demo
 
+    if not 1 <= args.days <= DAYS:  # the sample month: past it the demo collected empty hours for ever
+        raise UserError(f"--days {args.days}: the sample month has 1 to {DAYS} days")
     started = time.monotonic()
     try:
         result = run_demo(Path(args.out), days=args.days)

@@ -149,6 +149,8 @@ ARGUMENTS = {
     "incidents_since_year_1": (["incidents", "list", "--since", "0001-01-01"], "--since '0001-01-01'"),
     "incidents_since_past_9999": (["incidents", "list", "--since", "9999-12-31T23:00-14:00"], "--since"),
     "search_since_year_1": (["search", "マイナ", "--since", "0001-01-01"], "--since '0001-01-01'"),
+    "demo_days_past_the_sample_month": (["demo", "--days", "99999999999", "--out", "out"], "1 to 30 days"),
+    "demo_days_zero": (["demo", "--days", "0", "--out", "out"], "1 to 30 days"),
     "copy_to_file_url": (["db", "copy", "sqlite:///store.sqlite", "file:///tmp/x"], "DST_URL: 'file' is not a store"),
     "copy_to_gopher_url": (["db", "copy", "sqlite:///store.sqlite", "gopher://127.0.0.1/x"], "'gopher' is not"),
     "copy_to_empty_url": (["db", "copy", "sqlite:///store.sqlite", ""], "DST_URL: not a database URL"),
