@@ -238,12 +238,14 @@ def receiver():
     r.httpd.server_close()
 
 
-@pytest.fixture(scope="module")
-def month(tmp_path_factory) -> Path:
-    """Two weeks of a quiet trouble signal for two services up to this hour, then a burst of reports for each in
-    the last hours: `alerts check` fires for both. Labeled with a fixed model version the store serves."""
-    folder = _store(tmp_path_factory.mktemp("alerts") / "base")
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+def _hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _month(folder: Path, now: datetime) -> Path:
+    """Two weeks of a quiet trouble signal for two services up to the hour ``now``, then a burst of reports for
+    each in the last hours: `alerts check` fires for both. Labeled with a fixed model version the store serves."""
+    folder = _store(folder)
     rows = []
     for d in range(1, 15):
         for n, svc in enumerate(("portal", "health_insurance")):
@@ -276,16 +278,31 @@ def _alert_keys(db: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def alerted(month, receiver, tmp_path_factory) -> tuple[list[str], list[tuple], float]:
-    """What an unkilled `alerts check` does to a copy: the alerts, the notifications, how long it worked."""
-    folder = _with_webhook(_copy(month, tmp_path_factory.mktemp("alerts-reference") / "store"), receiver, "reference")
-    took = _finish(folder, "alerts", "check")
-    db = folder / "mynawatch.sqlite"
-    outbox = _outbox(db)
-    assert len(_alert_keys(db)) >= 2 and len(outbox) >= 2, "the month should fire for both services"
-    assert sorted(_read(db, "SELECT DISTINCT status FROM notifications")) == [("sent",)]
-    assert len(receiver.taken["/reference"]) == len(outbox)
-    return _alert_keys(db), outbox, took
+def alert_cases(receiver, tmp_path_factory):
+    """Per clock hour: the month built against that hour, and what an unkilled `alerts check` does to a copy
+    of it (the alerts, the notifications, how long it worked). `alerts check` reads the real clock and the
+    month's burst is placed against the hour it was built in: in the next hour the same store is evaluated
+    differently (an alert resolves), so a test that runs into the next hour takes that hour's case."""
+    cases: dict[datetime, tuple] = {}
+
+    def case(hour: datetime) -> tuple:
+        while hour not in cases:
+            month = _month(tmp_path_factory.mktemp("alerts") / "base", hour)
+            name = f"reference-{hour:%Y%m%d%H}"
+            folder = _with_webhook(_copy(month, tmp_path_factory.mktemp(name) / "store"), receiver, name)
+            took = _finish(folder, "alerts", "check")
+            if _hour() != hour:  # the hour turned while the reference ran: it holds for neither hour
+                hour = _hour()
+                continue
+            db = folder / "mynawatch.sqlite"
+            outbox = _outbox(db)
+            assert len(_alert_keys(db)) >= 2 and len(outbox) >= 2, "the month should fire for both services"
+            assert sorted(_read(db, "SELECT DISTINCT status FROM notifications")) == [("sent",)]
+            assert len(receiver.taken["/" + name]) == len(outbox)
+            cases[hour] = (month, _alert_keys(db), outbox, took)
+        return cases[hour]
+
+    return case
 
 
 def _wait_out_claims(db: Path) -> None:
@@ -298,11 +315,22 @@ def _wait_out_claims(db: Path) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_alerts_check_killed_at_a_random_point_then_rerun_records_and_sends_each_once(seed, month, alerted, receiver,
+def test_alerts_check_killed_at_a_random_point_then_rerun_records_and_sends_each_once(seed, alert_cases, receiver,
                                                                                       tmp_path):
-    keys, outbox, took = alerted
+    for attempt in (1, 2):
+        hour = _hour()
+        try:
+            _kill_alerts_check(seed, attempt, alert_cases(hour), receiver, tmp_path / f"try{attempt}")
+            return
+        except AssertionError:
+            if attempt == 2 or _hour() == hour:
+                raise  # a failure within one clock hour is a failure; one across an hour's turn is run again
+
+
+def _kill_alerts_check(seed: int, attempt: int, case: tuple, receiver, tmp_path: Path) -> None:
+    month, keys, outbox, took = case
     rng = random.Random(seed)
-    name = f"seed{seed}"
+    name = f"seed{seed}-{attempt}"
     folder = _with_webhook(_copy(month, tmp_path / "store"), receiver, name)
     db = folder / "mynawatch.sqlite"
     proc = _start(folder, "alerts", "check")
@@ -335,6 +363,12 @@ def _parts(path: Path) -> list[tuple[str, bytes]]:
     return [(str(msg["Subject"]), b"")] + [  # Content-IDs differ per run
         (p.get_content_type(), re.sub(rb"cid:[^\"\s>]+", b"cid:", p.get_payload(decode=True) or b""))
         for p in msg.walk() if not p.is_multipart()]
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> Path:
+    """The alerts month built against the hour the module reaches the report tests (their day is fixed)."""
+    return _month(tmp_path_factory.mktemp("report-month") / "base", _hour())
 
 
 @pytest.fixture(scope="module")
