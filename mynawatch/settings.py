@@ -240,12 +240,31 @@ def check_store_url(url: str, where: str) -> None:
 STORE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")  # the drivers installed
 
 
+MAX_SETTINGS_BYTES = 10 * 1024 * 1024
+
+
+def _read_settings_file(path: Path) -> bytes:
+    """The bytes of a settings file: a pipe or a device is refused before it is opened (a FIFO waited for a
+    writer for ever, /dev/zero filled the memory), and so is a file above MAX_SETTINGS_BYTES."""
+    import stat
+
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder: the open names it (IsADirectoryError)
+        raise SettingsError(f"{path}: not a regular file (a device, a pipe or a socket): give the path of a "
+                            "settings file")
+    with path.open("rb") as fh:
+        data = fh.read(MAX_SETTINGS_BYTES + 1)
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise SettingsError(f"{path}: larger than {MAX_SETTINGS_BYTES // (1024 * 1024)} MiB: not a settings file")
+    return data
+
+
 def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     """Settings from ``path`` (defaults when it is None). Relative paths resolve against the file's folder."""
     if path is None:
         return Settings()
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_settings_file(Path(path)).decode("utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"{path}: no such settings file (create one with `mynawatch init`)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

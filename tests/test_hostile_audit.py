@@ -344,3 +344,28 @@ def test_force_still_replaces_an_earlier_backup(store, capsys):
     target.write_bytes(b"an older copy")
     assert main(["db", "backup", str(target), "--force"]) == 0
     assert target.read_bytes()[:16] == b"SQLite format 3\x00"
+
+
+# --- the settings file itself ------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["fifo", "device", "huge"])
+def odd_settings_file(request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if request.param == "fifo":  # nobody writes to it: opening it waited for ever
+        path = tmp_path / "settings.fifo"
+        os.mkfifo(path)
+        return path, "not a regular file"
+    if request.param == "device":  # endless: read whole, it filled the memory
+        return Path("/dev/zero"), "not a regular file"
+    path = tmp_path / "huge.toml"
+    with path.open("wb") as fh:
+        fh.write(b"# " + b"x" * (11 * 1024 * 1024) + b"\n")
+    return path, "larger than 10 MiB"
+
+
+def test_a_settings_path_that_is_a_pipe_a_device_or_huge_is_refused_at_once(odd_settings_file):
+    path, expect = odd_settings_file
+    done = subprocess.run([sys.executable, "-m", "mynawatch.cli", "--config", str(path), "sources"],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and expect in done.stderr, done.stderr
