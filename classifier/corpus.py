@@ -53,7 +53,7 @@ def parse_example(line: str, *, where: str) -> Example:
 
 def read_examples(path: Path) -> list[Example]:
     out = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:  # a byte order mark is read, as `tag` reads it
         for number, line in enumerate(fh, 1):
             if line.strip():
                 out.append(parse_example(line, where=f"{path}:{number}"))

@@ -37,7 +37,7 @@ def read_real_check(path: Path = REAL_CHECK) -> list[RealItem]:
 
 def _read_real_check(path: Path) -> list[RealItem]:
     out = []
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         rows = csv.DictReader(fh, delimiter="\t")
         missing = set(COLUMNS[:6]) - set(rows.fieldnames or ())
         if missing:
@@ -58,7 +58,7 @@ def _read_real_check(path: Path) -> list[RealItem]:
 def read_texts(path: Path) -> dict[str, tuple[str, str]]:
     """url -> (title, text) from a JSONL file of ``{"url", "title", "text"}`` objects."""
     out = {}
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:  # a byte order mark is read, as `tag` reads it
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue

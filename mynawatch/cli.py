@@ -498,6 +498,9 @@ def cmd_classifier_evaluate(args) -> int:
     from classifier.corpus import CorpusError, read_examples
     from classifier.evaluate import evaluate, pin_floors, read_floors, render_evaluation
 
+    for flag, given in (("--gold", args.gold), ("--real-check", args.real_check), ("--real-texts", args.real_texts)):
+        if given and Path(given).exists() and not Path(given).is_file() and not Path(given).is_dir():
+            raise UserError(f"{flag} {given}: not a regular file (a device or a pipe is read whole)")
     try:  # the files first: a bad one is named before the model loads
         gold = read_examples(Path(args.gold)) if args.gold else _test_split()
         real = _real_check_examples(args)

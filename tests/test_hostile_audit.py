@@ -369,3 +369,26 @@ def test_a_settings_path_that_is_a_pipe_a_device_or_huge_is_refused_at_once(odd_
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and expect in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--gold", "--real-check", "--real-texts"])
+def test_evaluate_refuses_a_device_before_reading_it_whole(flag, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["classifier", "evaluate", flag, "/dev/zero"]) == 2
+    assert f"{flag} /dev/zero: not a regular file" in _one_line(capsys)
+
+
+def test_evaluate_reads_files_that_start_with_a_byte_order_mark(model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    gold = tmp_path / "gold.jsonl"
+    gold.write_bytes(b"\xef\xbb\xbf" + '{"id": "g", "title": "マイナポータルがつながりにくい", "relevant": true, '
+                     '"services": ["portal"], "cause": "load", "sentiment": "negative"}\n'.encode())
+    check = tmp_path / "check.tsv"
+    check.write_bytes(b"\xef\xbb\xbf" + (REAL_HEAD + "https://example.com/a\t2024-10-01\tfalse\t\tnone\tneutral\tnews\n")
+                      .encode())
+    texts = tmp_path / "texts.jsonl"
+    texts.write_bytes(b'\xef\xbb\xbf{"url": "https://example.com/a", "title": "x"}\n')
+    assert main(["classifier", "evaluate", "--gold", str(gold), "--real-check", str(check),
+                 "--real-texts", str(texts), "--format", "json"]) == 0
+    got = capsys.readouterr()
+    assert "Traceback" not in got.err and '"items": 1' in got.out, got
