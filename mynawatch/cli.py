@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from datetime import datetime, timedelta
@@ -1017,7 +1018,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    _watch_interrupts()
+    try:
+        args = build_parser().parse_args(argv)  # it imports the commands' modules: Ctrl-C may come here too
+    except KeyboardInterrupt:
+        print("mynawatch: interrupted", file=sys.stderr)
+        return 130
     _logging(args.verbose)
     try:
         return args.func(args)
@@ -1036,11 +1042,36 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a full disk, a read-only or unusable store, a file that cannot be written
         from mynawatch.disk import disk_line
 
+        if _interrupted:  # Ctrl-C inside a SQLite function (the search tokenizer): SQLite reports its failure
+            print("mynawatch: interrupted", file=sys.stderr)
+            return 130
         line = disk_line(exc, store=_store_url(args))
         if line is None:
             raise
         print(f"mynawatch: {clean_text(line)}", file=sys.stderr)
         return 1
+
+
+_interrupted = False
+
+
+def _watch_interrupts() -> None:
+    """Ctrl-C raises KeyboardInterrupt as before, and is also noted: raised inside a Python function SQLite calls,
+    it reaches main() only as that statement's OperationalError ("user-defined function raised exception")."""
+    global _interrupted
+    _interrupted = False
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # ignored (a background job) or handled by someone else
+    try:
+        signal.signal(signal.SIGINT, _note_interrupt)
+    except ValueError:  # not the main thread
+        pass
+
+
+def _note_interrupt(signum, frame):
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
 
 
 OWN_LOGGERS = ("collector", "classifier", "store", "reports", "mynawatch")

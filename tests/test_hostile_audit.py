@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -392,3 +393,60 @@ def test_evaluate_reads_files_that_start_with_a_byte_order_mark(model, tmp_path,
                  "--real-texts", str(texts), "--format", "json"]) == 0
     got = capsys.readouterr()
     assert "Traceback" not in got.err and '"items": 1' in got.out, got
+
+
+# --- Ctrl-C inside SQLite's call of the search tokenizer -----------------------------------------------------------
+
+def _store_waiting_for_the_search_index(path: Path, copies: int) -> int:
+    """A store of ``copies`` items, none in the search index yet (search indexes them first, through the
+    tokenizer SQLite calls as a function); how many items it holds."""
+    from datetime import datetime, timezone
+
+    from collector.jobs import save_entries
+    from collector.sources import SourceConfig
+    from store import items as store_items
+    from store.records import Entry
+
+    t0 = datetime(2024, 10, 2, 2, tzinfo=timezone.utc)
+    sessions = make_sessions(f"sqlite:///{path}")
+    with sessions.begin() as s:
+        source = SourceConfig("src", "http://127.0.0.1:9/feed.xml", publisher="NHK")
+        state = store_items.upsert_source(s, name="src", url=source.url, kind="feed", publisher="NHK",
+                                          interval_minutes=60)
+        save_entries(s, state.id, source, [Entry(url="https://example.com/0", title="マイナポータルで障害 アクセス集中",
+                                                 summary="マイナ保険証の資格確認ができない。" * 40, published=t0)], now=t0)
+    sessions.kw["bind"].dispose()
+    with sqlite3.connect(path) as c:
+        cols = [r[1] for r in c.execute("PRAGMA table_info(items)") if r[1] not in ("id", "canonical_url", "guid",
+                                                                                     "title_key")]
+        keep = ", ".join(cols)
+        for k in range(copies - 1):
+            c.execute(f"INSERT INTO items (canonical_url, guid, title_key, {keep}) SELECT canonical_url || '?{k}', "
+                      f"coalesce(guid, canonical_url) || '#{k}', title_key || '#{k}', {keep} FROM items WHERE id = 1")
+        c.commit()
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # an empty -wal: what search writes shows in it
+        return c.execute("SELECT count(*) FROM items").fetchone()[0]
+
+
+def test_ctrl_c_while_search_indexes_is_interrupted_not_a_traceback(tmp_path):
+    from conftest import wait_until
+
+    path = tmp_path / "store.sqlite"
+    count = _store_waiting_for_the_search_index(path, 30_000)
+    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    wal = tmp_path / "store.sqlite-wal"
+    proc = subprocess.Popen([sys.executable, "-m", "mynawatch.cli", "search", "マイナ"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:  # the first batches are in the index: the tokenizer is at work on the next
+        wait_until("the search index growing", lambda: wal.exists() and wal.stat().st_size > 100_000, 120,
+                   procs=[proc], every=0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "mynawatch: interrupted", err
+    assert proc.returncode == 130
+    with sqlite3.connect(path) as c:  # nothing lost, nothing damaged
+        assert c.execute("SELECT count(*) FROM items").fetchone()[0] == count
+        assert c.execute("PRAGMA quick_check").fetchone()[0] == "ok"
