@@ -11,6 +11,7 @@ import sqlite3
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -450,3 +451,19 @@ def test_ctrl_c_while_search_indexes_is_interrupted_not_a_traceback(tmp_path):
     with sqlite3.connect(path) as c:  # nothing lost, nothing damaged
         assert c.execute("SELECT count(*) FROM items").fetchone()[0] == count
         assert c.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.4, 1.5])
+def test_ctrl_c_at_any_moment_of_the_installed_command_is_one_line(tmp_path, delay):
+    """SIGINT while the command still loads its libraries (the first second), or once it runs: `mynawatch:
+    interrupted`, status 130, never a traceback from inside an import. The installed command's entry point
+    (pyproject [project.scripts]: mynawatch.entry:main), run as the console script does."""
+    config = tmp_path / "m.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "s.sqlite"}"\n', encoding="utf-8")
+    script = "import sys; from mynawatch.entry import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", script, "--config", str(config), "run"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.endswith("mynawatch: interrupted\n") and "Traceback" not in err, err
