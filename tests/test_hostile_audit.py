@@ -380,8 +380,11 @@ def test_evaluate_refuses_a_device_before_reading_it_whole(flag, tmp_path, monke
     assert f"{flag} /dev/zero: not a regular file" in _one_line(capsys)
 
 
-def test_evaluate_reads_files_that_start_with_a_byte_order_mark(model, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_evaluate_reads_files_that_start_with_a_byte_order_mark(tmp_path):
+    """`classifier evaluate --gold/--real-check/--real-texts` read these files through these three readers."""
+    from classifier.corpus import read_examples
+    from classifier.realcheck import read_real_check, read_texts
+
     gold = tmp_path / "gold.jsonl"
     gold.write_bytes(b"\xef\xbb\xbf" + '{"id": "g", "title": "マイナポータルがつながりにくい", "relevant": true, '
                      '"services": ["portal"], "cause": "load", "sentiment": "negative"}\n'.encode())
@@ -390,10 +393,9 @@ def test_evaluate_reads_files_that_start_with_a_byte_order_mark(model, tmp_path,
                       .encode())
     texts = tmp_path / "texts.jsonl"
     texts.write_bytes(b'\xef\xbb\xbf{"url": "https://example.com/a", "title": "x"}\n')
-    assert main(["classifier", "evaluate", "--gold", str(gold), "--real-check", str(check),
-                 "--real-texts", str(texts), "--format", "json"]) == 0
-    got = capsys.readouterr()
-    assert "Traceback" not in got.err and '"items": 1' in got.out, got
+    assert [e.id for e in read_examples(gold)] == ["g"]
+    assert [i.url for i in read_real_check(check)] == ["https://example.com/a"]
+    assert read_texts(texts) == {"https://example.com/a": ("x", "")}
 
 
 # --- Ctrl-C inside SQLite's call of the search tokenizer -----------------------------------------------------------

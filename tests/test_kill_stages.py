@@ -142,9 +142,10 @@ def _labels(db: Path) -> dict[int, tuple]:
 
 
 @pytest.fixture(scope="module")
-def untagged(tmp_path_factory, model_cache) -> tuple[Path, dict[int, tuple], float]:
+def untagged(tmp_path_factory, model) -> tuple[Path, dict[int, tuple], float]:
     """4,000 untagged items (eight batches of the classify job, then the search index), and what an unkilled
-    `classify` makes of them: the labels, and how long it worked with the store open."""
+    `classify` makes of them: the labels, and how long it worked with the store open. After the run's model
+    (``model``), which the classify processes load from the shared cache instead of training their own."""
     folder = _store(tmp_path_factory.mktemp("classify") / "base")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rows = [Row(f"{WIRE[i % len(WIRE)]}　第{i}報" if i % 3 else f"自治体窓口の様子 {i} 号：マイナンバーの手続き",

@@ -135,9 +135,10 @@ def disks(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, model_cache) -> Path:
+def base(tmp_path_factory, model) -> Path:
     """A small real store (two days of the demo), its settings, a store that is not a database, and input
-    files; copied for every run."""
+    files; copied for every run. After the run's model (``model``): the demo process finds it in the shared
+    cache instead of training a second one beside the fixture's."""
     demo = tmp_path_factory.mktemp("demo") / "out"
     made = subprocess.run([sys.executable, "-m", "mynawatch.cli", "demo", "--out", str(demo), "--days", "2"],
                           capture_output=True, text=True, timeout=600, env=dict(os.environ))

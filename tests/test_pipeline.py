@@ -31,7 +31,7 @@ def calls(monkeypatch):
     return seen
 
 
-def test_run_and_the_demo_call_the_same_steps(tmp_path, server, model_cache, calls):
+def test_run_and_the_demo_call_the_same_steps(tmp_path, server, model, calls):  # model: trained once, shared
     server.routes["/nhk"] = Route((FEEDS / "nhk_rss2.xml").read_bytes())
     config = tmp_path / "mynawatch.toml"
     config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "store.sqlite"}"\n[reports]\ndir = "{tmp_path / "r"}"\n'
