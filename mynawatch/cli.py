@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from datetime import datetime, timedelta
@@ -335,13 +336,20 @@ def cmd_silence(args) -> int:
     return 0
 
 
+MiB = 1 << 20
+TAG_MAX_BYTES = 1024 * MiB  # `tag`: about 200,000 articles of 5 KB; read a line at a time
+COUNTS_MAX_BYTES = 64 * MiB  # `spikes detect`: past the 2,000,000 series-hours one run scans (35 bytes a line)
+EVALUATE_MAX_BYTES = 64 * MiB  # `classifier evaluate`'s files, read whole: nine times the corpus
+LINE_MAX_BYTES = MiB  # a line of an evaluate file, as a line of `tag`
+
+
 def _read_counts(path: str):
     from reports.countfile import CountFileError, read_counts
 
     if path == "-":
         fh = sys.stdin.buffer
-    else:
-        fh = _open_input(path, "a CSV file")  # bytes: each line decoded on its own, a bad one named by its number
+    else:  # bytes: each line decoded on its own, a bad one named by its number
+        fh = _open_input(path, "a CSV file", limit=COUNTS_MAX_BYTES)
     try:
         return read_counts(fh, name="standard input" if path == "-" else path)
     except CountFileError as exc:
@@ -351,16 +359,79 @@ def _read_counts(path: str):
             fh.close()
 
 
-def _open_input(path: str, kind: str):
-    """``path`` opened for reading bytes, or a UserError that says why it cannot be (``kind``: what it should be)."""
+def _open_input(path: str, kind: str, *, limit: int, name: str | None = None, stdin: bool = True):
+    """``path`` opened for reading bytes, or a UserError that says why it cannot be (``kind``: what it should
+    be; ``name``: how the message names it, by default the path; ``stdin``: whether - reads standard input).
+    Only a regular file of at most ``limit`` bytes: a pipe nobody writes to is waited on for ever, a device
+    (/dev/zero) never ends, and a file still growing is refused once it passes the limit."""
+    name = name or path
     try:
-        return open(path, "rb")
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a device is not even opened: some act when opened
+            raise UserError(_not_a_file(path, name, kind, stdin))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe put in its place meanwhile: no wait to open it
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: a folder, not {kind}") from None
+        raise UserError(f"{name}: no such file") from None
+    except NotADirectoryError:
+        raise UserError(f"{name}: no such file (a part of the path is a file, not a folder)") from None
     except PermissionError:
-        raise UserError(f"{path}: not allowed to read it") from None
+        raise UserError(f"{name}: not allowed to read it") from None
+    except OSError as exc:  # a loop of links, a name too long, a disk that fails
+        raise UserError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        raise UserError(_too_large(name, limit) if stat.S_ISREG(info.st_mode) else _not_a_file(path, name, kind, stdin))
+    os.set_blocking(fd, True)
+    return _Capped(os.fdopen(fd, "rb"), limit=limit, name=name)
+
+
+def _not_a_file(path: str, name: str, kind: str, stdin: bool) -> str:
+    if os.path.isdir(path):
+        return f"{name}: a folder, not {kind}"
+    return (f"{name}: not a regular file (a device, a pipe or a socket): give {kind}"
+            + (", or - to read standard input" if stdin else ""))
+
+
+def _too_large(name: str, limit: int) -> str:
+    size = next(f"{limit // unit} {word}" for unit, word in ((1 << 30, "GiB"), (MiB, "MiB"), (1024, "KiB"), (1, "bytes"))
+                if limit % unit == 0)
+    return f"{name}: larger than {size}, the limit for this command: split it and run it on each part"
+
+
+class _Capped:
+    """A binary file read by lines that stops with a UserError past ``limit`` bytes (a file still being written)."""
+
+    def __init__(self, fh, *, limit: int, name: str):
+        self._fh, self._left, self._name, self._limit = fh, limit, name, limit
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self._fh.readline(size)
+        self._left -= len(line)
+        if self._left < 0:
+            raise UserError(_too_large(self._name, self._limit) + " (it grew while read)")
+        return line
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _check_text_input(path: str, flag: str, kind: str, *, limit: int = EVALUATE_MAX_BYTES) -> None:
+    """Refuse at once, in one line, a file an evaluate reader would read whole: not a regular file, over
+    ``limit``, a line over LINE_MAX_BYTES or not UTF-8 (named by its number)."""
+    fh = _open_input(path, kind, limit=limit, name=f"{flag} {path}", stdin=False)
+    try:
+        number = 0
+        while line := fh.readline(LINE_MAX_BYTES + 1):
+            number += 1
+            if len(line) > LINE_MAX_BYTES and not line.endswith(b"\n"):
+                raise UserError(f"{flag} {path}: line {number}: longer than {LINE_MAX_BYTES // MiB} MiB")
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{flag} {path}: line {number}: not UTF-8 (byte 0x{line[exc.start]:02x} at column "
+                                f"{exc.start + 1})") from None
+    finally:
+        fh.close()
 
 
 def cmd_spikes(args) -> int:
@@ -432,7 +503,8 @@ def cmd_tag(args) -> int:
 
     fh = sys.stdin.buffer
     if args.path != "-":
-        fh = _open_input(args.path, "a JSONL file")  # the file first: a bad path is named before the model loads
+        # the file first: a bad path is named before the model loads
+        fh = _open_input(args.path, "a JSONL file", limit=TAG_MAX_BYTES)
     try:
         result = tag_lines(_model_for(args), fh, sys.stdout)
     finally:
@@ -499,14 +571,18 @@ def cmd_classifier_evaluate(args) -> int:
     from classifier.corpus import CorpusError, read_examples
     from classifier.evaluate import evaluate, pin_floors, read_floors, render_evaluation
 
-    for flag, given in (("--gold", args.gold), ("--real-check", args.real_check), ("--real-texts", args.real_texts)):
-        if given and Path(given).exists() and not Path(given).is_file() and not Path(given).is_dir():
-            raise UserError(f"{flag} {given}: not a regular file (a device or a pipe is read whole)")
+    for flag, given, kind in (("--gold", args.gold, "a JSONL file of labeled items"),
+                              ("--real-check", args.real_check, "a TSV file of labeled URLs"),
+                              ("--real-texts", args.real_texts, "a JSONL file of texts")):
+        if given and (flag != "--real-check" or os.path.lexists(given)):  # a missing real check measures nothing
+            _check_text_input(given, flag, kind)
     try:  # the files first: a bad one is named before the model loads
         gold = read_examples(Path(args.gold)) if args.gold else _test_split()
         real = _real_check_examples(args)
     except (CorpusError, FileNotFoundError, UnicodeDecodeError) as exc:
         raise UserError(str(exc)) from None
+    if not gold:
+        raise UserError(f"--gold {args.gold}: no labeled item in it (one JSON object per line)")
     model = _model_for(args)
     ev = evaluate(gold, model.predict([(e.title, e.text) for e in gold]))
     floors = read_floors()

@@ -6,17 +6,21 @@ traceback, and nothing stored changes or is made."""
 
 from __future__ import annotations
 
+import json
 import os
-import sqlite3
+import shutil
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from mynawatch.cli import main
+from mynawatch.cli import EVALUATE_MAX_BYTES, TAG_MAX_BYTES, MiB, main
 from store.db import make_sessions
 
 HUGE = "99999999999999999999999"  # past a 64-bit integer
@@ -471,3 +475,210 @@ def test_ctrl_c_at_any_moment_of_the_installed_command_is_one_line(tmp_path, del
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.endswith("mynawatch: interrupted\n") and "Traceback" not in err, err
+
+
+# --- the input FILE of `tag`, `spikes detect` and `classifier evaluate` ------------------------------------------
+
+class Hung(BaseException):
+    """The command was still reading when the test's alarm rang (main() catches Exception, not this)."""
+
+
+@contextmanager
+def _within(seconds: int):
+    """Fail, rather than wait for ever, when the command blocks on a pipe or reads a device without end."""
+    def ring(signum, frame):
+        raise Hung(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(params=["fifo", "link_to_a_fifo", "dev_zero", "dev_null", "socket", "folder", "huge_sparse_file",
+                        "missing_folder", "under_a_file"])
+def not_an_input_file(request, tmp_path, monkeypatch):
+    """A path `tag` or `spikes detect` must refuse at once, and what the line says."""
+    monkeypatch.chdir(tmp_path)  # short relative names: a socket's path has a length limit
+    kind = request.param
+    if kind == "fifo":  # nobody writes to it: opening it waited for ever
+        os.mkfifo("in.fifo")
+        return "in.fifo", "in.fifo: not a regular file (a device, a pipe or a socket)"
+    if kind == "link_to_a_fifo":
+        os.mkfifo("real.fifo")
+        os.symlink("real.fifo", "in.jsonl")
+        return "in.jsonl", "in.jsonl: not a regular file"
+    if kind == "dev_zero":  # endless zeros: read until killed
+        return "/dev/zero", "/dev/zero: not a regular file"
+    if kind == "dev_null":
+        return "/dev/null", "/dev/null: not a regular file"
+    if kind == "socket":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind("in.sock")
+        request.addfinalizer(sock.close)
+        return "in.sock", "in.sock: not a regular file"
+    if kind == "folder":
+        os.mkdir("in.d")
+        (tmp_path / "in.d" / "kept.jsonl").write_text("{}\n", encoding="utf-8")
+        return "in.d", "in.d: a folder, not a"
+    if kind == "huge_sparse_file":  # past both limits, and no disk space taken
+        with open("huge.jsonl", "wb") as fh:
+            fh.truncate(TAG_MAX_BYTES + 1)
+        return "huge.jsonl", "huge.jsonl: larger than"
+    if kind == "missing_folder":
+        return "no/such/in.jsonl", "no/such/in.jsonl: no such file"
+    (tmp_path / "plain").write_text("x", encoding="utf-8")
+    return "plain/in.jsonl", "plain/in.jsonl: no such file (a part of the path is a file, not a folder)"
+
+
+@pytest.mark.parametrize("command", [["tag"], ["spikes", "detect"]])
+def test_a_batch_input_that_is_not_a_regular_file_is_refused_at_once(not_an_input_file, command, capsys):
+    path, expect = not_an_input_file
+    before = sorted(p.name for p in Path.cwd().iterdir())
+    with _within(30):
+        assert main([*command, path]) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"mynawatch: {expect}"), line
+    assert capsys.readouterr().out == ""
+    assert sorted(p.name for p in Path.cwd().iterdir()) == before  # nothing made, nothing removed
+    if path == "in.d":
+        assert (Path("in.d") / "kept.jsonl").read_text(encoding="utf-8") == "{}\n"
+
+
+def test_a_fifo_is_refused_in_a_real_process_too(tmp_path):
+    os.mkfifo(tmp_path / "in.fifo")
+    done = subprocess.run([sys.executable, "-m", "mynawatch.cli", "spikes", "detect", "in.fifo"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "mynawatch: in.fifo: not a regular file (a device, a pipe or a socket): give a CSV file, or - to read "
+        "standard input"], done.stderr
+
+
+@pytest.mark.parametrize("command", [["tag"], ["spikes", "detect"]])
+def test_an_unreadable_input_file_is_named_in_one_line(command, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": "a", "title": "x"}\n', encoding="utf-8")
+    path.chmod(0)
+    as_nobody = []
+    if os.geteuid() == 0:  # root reads every file: run as nobody
+        if not shutil.which("setpriv"):
+            pytest.skip("run as root, and no setpriv to run the command as another user")
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    done = subprocess.run([*as_nobody, sys.executable, "-m", "mynawatch.cli", *command, str(path)], cwd="/",
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [f"mynawatch: {path}: not allowed to read it"], done.stderr
+
+
+def test_a_counts_file_that_grows_past_the_limit_while_read_is_refused(tmp_path, monkeypatch, capsys):
+    """A file still being written faster than it is read: refused once past the limit, not read until killed.
+    The file is whole here; fstat reports the size it had when opened."""
+    import mynawatch.cli as cli
+
+    path = tmp_path / "counts.csv"
+    path.write_text("time,series,count\n" + "".join(f"2024-09-01T{h % 24:02d}:00:00+09:00,s{h},1\n"
+                                                    for h in range(4000)), encoding="utf-8")
+    real_fstat = os.fstat
+
+    def as_when_opened(fd):
+        st = real_fstat(fd)
+        return os.stat_result((*st[:6], 100, *st[7:10]))  # st_size: 100 bytes
+
+    monkeypatch.setattr(cli, "COUNTS_MAX_BYTES", 64 * 1024)
+    monkeypatch.setattr(cli.os, "fstat", as_when_opened)
+    with _within(30):
+        assert main(["spikes", "detect", str(path)]) == 2
+    line = _one_line(capsys)
+    assert f"{path}: larger than 64 KiB, the limit for this command" in line and "(it grew while read)" in line, line
+
+
+def test_a_counts_file_on_standard_input_still_reads(tmp_path, monkeypatch, capsys):
+    import io
+
+    rows = "time,series,count\n" + "".join(f"2024-09-01T{h:02d}:00:00+09:00,portal,{1 if h < 20 else 40}\n"
+                                           for h in range(24))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(rows.encode())))
+    assert main(["spikes", "detect", "-"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.err == ""
+
+
+@pytest.fixture(params=["nul_only_line", "binary_garbage", "not_utf8_on_line_3", "line_over_64_kib"])
+def odd_counts_file(request, tmp_path):
+    path = tmp_path / "counts.csv"
+    rows = b"time,series,count\n2024-09-01T00:00:00+09:00,portal,1\n"
+    body, expect = {
+        "nul_only_line": (rows + b"\0\0\0\0\n", "line 3: expected 3 fields"),
+        "binary_garbage": (bytes(range(255, -1, -1)) * 64, "line 1: not UTF-8 (byte 0xff at column 1)"),
+        "not_utf8_on_line_3": (rows + b"2024-09-01T01:00:00+09:00,port\xffal,1\n", "line 3: not UTF-8 (byte 0xff"),
+        "line_over_64_kib": (rows + b"x" * (70 * 1024) + b"\n", "line 3: longer than 65536 bytes"),
+    }[request.param]
+    path.write_bytes(body)
+    return path, expect
+
+
+def test_a_counts_file_of_odd_bytes_names_the_line(odd_counts_file, capsys):
+    path, expect = odd_counts_file
+    assert main(["spikes", "detect", str(path)]) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"mynawatch: {path}: ") and expect in line, line
+    assert len(line) < 2000
+
+
+def test_tag_answers_a_nul_only_line_with_an_error_object(model, tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"id": "a", "title": "\xe3\x83\x9e\xe3\x82\xa4\xe3\x83\x8a"}\n\0\0\0\0\n')
+    assert main(["tag", str(path)]) == 1
+    captured = capsys.readouterr()
+    out = [json.loads(line) for line in captured.out.splitlines()]
+    assert [o["id"] for o in out] == ["a", None] and out[1]["error"].startswith("line 2: not JSON")
+    assert "Traceback" not in captured.err and captured.err.count("\n") == 1
+
+
+@pytest.fixture(params=["fifo", "folder", "binary_garbage", "not_utf8_on_line_2", "line_over_1_mib",
+                        "huge_sparse_file", "nul_only_line", "empty", "missing"])
+def odd_evaluate_file(request, tmp_path, monkeypatch):
+    """A file given to `classifier evaluate`, and what the one line says (the flag and the file, at once)."""
+    monkeypatch.chdir(tmp_path)
+    good = ('{"id": "g", "title": "マイナポータルがつながりにくい", "relevant": true, "services": ["portal"], '
+            '"cause": "load", "sentiment": "negative"}\n').encode()
+    path = tmp_path / "in.jsonl"
+    kind = request.param
+    if kind == "fifo":
+        os.mkfifo(path)
+        return path, "{flag} {path}: not a regular file (a device, a pipe or a socket)"
+    if kind == "folder":
+        path.mkdir()
+        return path, "{flag} {path}: a folder, not a"
+    if kind == "huge_sparse_file":
+        with path.open("wb") as fh:
+            fh.truncate(EVALUATE_MAX_BYTES + 1)
+        return path, "{flag} {path}: larger than 64 MiB"
+    if kind == "missing":  # a missing real check measures nothing (tests/test_no_traceback's good case)
+        return path, {"--gold": "{flag} {path}: no such file", "--real-texts": "{flag} {path}: no such file"}
+    body, expect = {
+        "binary_garbage": (bytes(range(255, -1, -1)) * 64, "{flag} {path}: line 1: not UTF-8 (byte 0xff at column 1)"),
+        "not_utf8_on_line_2": (good + b'{"id": "\x80"}\n', "{flag} {path}: line 2: not UTF-8 (byte 0x80 at column 9)"),
+        "line_over_1_mib": (good + b"[" * (MiB + 10) + b"\n", "{flag} {path}: line 2: longer than 1 MiB"),
+        "nul_only_line": (b"\0\0\0\0\n", "{path}"),
+        "empty": (b"", {"--gold": "--gold {path}: no labeled item in it", "--real-check": "{path}: missing column(s)"}),
+    }[kind]  # an empty --real-texts gives no texts: the real check measures what the store shows
+    path.write_bytes(body)
+    return path, expect
+
+
+@pytest.mark.parametrize("flag", ["--gold", "--real-check", "--real-texts"])
+def test_a_bad_evaluate_file_is_named_in_one_line_before_the_model_loads(odd_evaluate_file, flag, capsys):
+    path, expect = odd_evaluate_file
+    if isinstance(expect, dict) and flag not in expect:
+        pytest.skip(f"not an error for {flag}")
+    with _within(30):
+        assert main(["classifier", "evaluate", flag, str(path)]) == 2
+    line = _one_line(capsys)
+    expect = expect[flag] if isinstance(expect, dict) else expect
+    assert expect.format(flag=flag, path=path) in line, line
+    assert len(line) < 400
