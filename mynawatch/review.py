@@ -111,7 +111,7 @@ def parse_answer(line: str, label: Label) -> Answer:
     words = line.replace(",", " ").split()
     key, rest = (words[0].lower(), " ".join(words[1:])) if words else ("", "")
     if key in ("", "y", "yes", "ok"):
-        return Answer("confirm", label) if not rest else Answer("error", message=f"{line.strip()!r}: y takes nothing")
+        return Answer("confirm", label) if not rest else Answer("error", message=f"{_echo(line.strip())}: y takes nothing")
     simple = {"n": "skip", "skip": "skip", "q": "quit", "quit": "quit", "?": "help", "h": "help", "help": "help"}
     if key in simple:
         return Answer(simple[key])
@@ -121,7 +121,7 @@ def parse_answer(line: str, label: Label) -> Answer:
         return Answer("ask", axis="services")
     axis = {"s": "services", "c": "cause", "t": "sentiment"}.get(key)
     if axis is None:
-        return Answer("error", message=f"{key!r}: not a key (? shows them)")
+        return Answer("error", message=f"{_echo(key)}: not a key (? shows them)")
     return choose(axis, rest, label) if rest else Answer("ask", axis=axis)
 
 
@@ -135,7 +135,7 @@ def choose(axis: str, text: str, label: Label) -> Answer:
         elif word in {str(o) for o in options}:
             picked.append(type(options[0])(word))
         else:
-            return Answer("error", message=f"{word!r}: not a {axis} code or a number from 1 to {len(options)}")
+            return Answer("error", message=f"{_echo(word)}: not a {axis} code or a number from 1 to {len(options)}")
     if not picked:
         return Answer("error", message=f"no {axis} chosen")
     if axis == "services":
@@ -147,6 +147,14 @@ def choose(axis: str, text: str, label: Label) -> Answer:
             return Answer("error", message="an item not about the systems has cause none: turn relevance on (r) first")
         return Answer("set", _human(label, cause=picked[0]))
     return Answer("set", _human(label, sentiment=picked[0]))
+
+
+ECHOED = 40  # characters of a bad answer shown back
+
+
+def _echo(text: str) -> str:
+    """A typed answer quoted back: its first ECHOED characters, control characters escaped."""
+    return repr(text[:ECHOED] + "…" if len(text) > ECHOED else text)
 
 
 def _human(label: Label, **changes) -> Label:

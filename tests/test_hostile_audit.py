@@ -682,3 +682,38 @@ def test_a_bad_evaluate_file_is_named_in_one_line_before_the_model_loads(odd_eva
     expect = expect[flag] if isinstance(expect, dict) else expect
     assert expect.format(flag=flag, path=path) in line, line
     assert len(line) < 400
+
+
+# --- review: a very long bad answer ------------------------------------------------------------------------------
+
+LONG = "ア" * 30 + "\x1b[2J" + "z" * 200_000  # a paste gone wrong, with a terminal escape in its first 40 characters
+
+
+@pytest.fixture
+def review_store(tmp_path, sessions, model, monkeypatch):
+    """A store of items the model tagged, some of them queued for review, named by ./mynawatch.toml."""
+    from classifier.jobs import tag_items
+    from test_review import NOW, fill
+
+    fill(sessions)
+    tag_items(sessions, model, now=NOW)
+    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return sessions
+
+
+@pytest.mark.parametrize("answer", [LONG, "c " + LONG, "y " + LONG, "s 1 " + LONG])
+def test_review_quotes_a_long_bad_answer_by_its_first_40_characters(review_store, answer, monkeypatch, capsys):
+    import io
+
+    from store import labels as store_labels
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(answer + "\nq\n"))
+    assert main(["review", "--days", "36600"]) == 0
+    out = capsys.readouterr().out
+    (echo,) = [line for line in out.splitlines() if "…" in line]
+    assert len(echo) < 120, echo[:300]
+    shown = {"ア": LONG.lower(), "y": answer}.get(answer[0], LONG)  # a key is read in lower case
+    assert repr(shown[:40] + "…") in echo and "\x1b" not in out, echo
+    with review_store.begin() as s:
+        assert store_labels.human_labels(s) == []  # nothing recorded
