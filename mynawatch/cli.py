@@ -138,7 +138,7 @@ def cmd_classify(args) -> int:
 
 def cmd_report(args) -> int:
     from mynawatch.incidents_cmd import cmd_monthly_report
-    from store.clock import today, typed_day
+    from store.clock import today, typed_day, typed_form
 
     settings = _settings(args)
     if args.month:
@@ -146,7 +146,7 @@ def cmd_report(args) -> int:
     try:
         day = typed_day(args.date) if args.date else today() - timedelta(days=1)
     except ValueError:
-        raise UserError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
+        raise UserError(f"--date {args.date!r}: expected {typed_form('YYYY-MM-DD')}") from None
     if args.send and not settings.smtp.recipients:
         raise UserError("--send: no recipients in [smtp] of the settings file")
     with _pipeline(args) as pipeline:  # a full or read-only folder: main() names it
@@ -278,14 +278,15 @@ def _check_summary(sessions, events, *, now: datetime) -> str:
     return head + ("nothing new to notify: " + "; ".join(parts) if parts else "no series above its threshold")
 
 
-def _when(text: str) -> datetime:
+def _when(text: str, option: str) -> datetime:
     """An ISO 8601 time; without an offset it is Tokyo time."""
-    from store.clock import parse_local
+    from store.clock import parse_local, typed_form
 
     try:
         return parse_local(text)
     except ValueError:
-        raise UserError(f"{text!r}: expected a time like 2024-10-12T06:00 (Tokyo) or with an offset") from None
+        raise UserError(f"{option} {text!r}: expected {typed_form('a time like 2024-10-12T06:00')} (Tokyo time, "
+                        "or with an offset)") from None
 
 
 def _duration(text: str) -> timedelta:
@@ -312,8 +313,8 @@ def cmd_silence(args) -> int:
             known = [str(s) for s in Service] + ["collection", "*"]
             if args.service not in known:
                 raise UserError(f"{args.service!r}: not a service code ({', '.join(known)})")
-            start = _when(args.start) if args.start else now
-            end = _when(args.until) if args.until else start + _duration(args.duration or "6h")
+            start = _when(args.start, "--from") if args.start else now
+            end = _when(args.until, "--until") if args.until else start + _duration(args.duration or "6h")
             if end <= start:
                 raise UserError("the silence would end before it starts")
             sid = store_alerts.add_silence(session, service=args.service, starts_at=start, ends_at=end,
@@ -449,14 +450,17 @@ def cmd_spikes(args) -> int:
     from reports.archive import day_bounds
     from reports.countfile import MAX_SPAN
     from store import signals as store_signals
-    from store.clock import typed_day
+    from store.clock import typed_day, typed_form
     from store.db import make_sessions
     from store.records import Service
 
-    try:
-        start, end = day_bounds(typed_day(args.since))[0], day_bounds(typed_day(args.until))[1]
-    except ValueError:
-        raise UserError("--since and --until: expected YYYY-MM-DD (Tokyo days)") from None
+    days = []
+    for option, text in (("--since", args.since), ("--until", args.until)):
+        try:
+            days.append(typed_day(text))
+        except ValueError:
+            raise UserError(f"{option} {text!r}: expected {typed_form('YYYY-MM-DD')} (a Tokyo day)") from None
+    start, end = day_bounds(days[0])[0], day_bounds(days[1])[1]
     if end - start > MAX_SPAN:  # the file `spikes detect` reads back
         raise UserError(f"--since {args.since} to --until {args.until}: at most {MAX_SPAN.days} days at once")
     codes = [str(s) for s in Service]
@@ -717,14 +721,14 @@ def cmd_review(args) -> int:
 
 def cmd_search(args) -> int:
     from store.db import make_sessions
-    from store.clock import parse_local, shown
+    from store.clock import parse_local, shown, typed_form
     from store.search import index_pending, search_items
 
     settings = _settings(args)
     try:
         since = parse_local(args.since) if args.since else None
     except ValueError:
-        raise UserError(f"--since {args.since!r}: expected YYYY-MM-DD") from None
+        raise UserError(f"--since {args.since!r}: expected {typed_form('YYYY-MM-DD')}") from None
     sessions = make_sessions(settings.database_url)
     index_pending(sessions)  # items collected since the last classify run
     with sessions.begin() as session:

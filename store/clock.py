@@ -48,6 +48,11 @@ def shown(when: datetime) -> str:
 TYPED_YEARS = (1900, 9000)
 
 
+def typed_form(form: str) -> str:
+    """What a person is asked to type, with the years accepted: ``YYYY-MM-DD in the years 1900 to 9000``."""
+    return f"{form} in the years {TYPED_YEARS[0]} to {TYPED_YEARS[1]}"
+
+
 def typed_day(text: str) -> date:
     """A Tokyo day typed by a person (YYYY-MM-DD). Raises ValueError, also for a year outside TYPED_YEARS."""
     return _in_typed_years(date.fromisoformat(text.strip()))
@@ -61,5 +66,5 @@ def parse_local(text: str) -> datetime:
 
 def _in_typed_years(when):
     if not TYPED_YEARS[0] <= when.year <= TYPED_YEARS[1]:
-        raise ValueError(f"year {when.year} is outside {TYPED_YEARS[0]} to {TYPED_YEARS[1]}")
+        raise ValueError(f"year {when.year} is outside the years {TYPED_YEARS[0]} to {TYPED_YEARS[1]}")
     return when
