@@ -825,8 +825,12 @@ def cmd_db(args) -> int:
     return 0
 
 
+COPY_CONNECT_SECONDS = 10  # `db copy`: a PostgreSQL server that takes a connection and never answers
+
+
 def _copy(source: str, destination: str, *, replace: bool) -> int:
-    """`db copy`: every table, then row counts and checksums compared, one line per table."""
+    """`db copy`: every table, then row counts and checksums compared, one line per table. Each side that
+    cannot be used is named by its own line (never by the settings file's store)."""
     from sqlalchemy.engine import make_url
 
     from mynawatch.settings import check_store_url
@@ -838,6 +842,8 @@ def _copy(source: str, destination: str, *, replace: bool) -> int:
     if parsed.get_backend_name() == "sqlite" and parsed.database and not parsed.query \
             and not Path(parsed.database).exists() and parsed.database != ":memory:":
         raise UserError(f"db copy SRC_URL: no store at {parsed.database}")  # not made empty by opening it
+    for name, url in (("SRC_URL", source), ("DST_URL", destination)):
+        _copy_side(name, url)
     try:
         tables = copy_store(source, destination, replace=replace)
     except CopyError as exc:
@@ -845,10 +851,11 @@ def _copy(source: str, destination: str, *, replace: bool) -> int:
     except Exception as exc:
         from mynawatch.disk import DiskError, store_place, store_trouble
 
-        if (trouble := store_trouble(exc)) is not None and trouble[0] in ("full", "read-only", "io", "cannot-open"):
+        if (trouble := store_trouble(exc)) is not None:  # a disk, a server gone midway: both sides named
             raise DiskError(f"could not copy the store {store_place(source)} to {store_place(destination)} "
-                            f"({trouble[1]}): check that both can be opened and that the destination's folder "
-                            "exists, is writable and has room (df), then run the command again") from exc
+                            f"({_no_password(trouble[1], source, destination)}): check that both can be opened "
+                            "and that the destination's folder exists, is writable and has room (df), then run the "
+                            "command again") from exc
         raise
     for t in tables:
         state = "same" if t.same else f"DIFFERENT: {t.dest_rows} rows, checksum {t.dest_checksum[:16]}"
@@ -859,6 +866,66 @@ def _copy(source: str, destination: str, *, replace: bool) -> int:
         return 1
     print(f"copied {sum(t.source_rows for t in tables)} rows in {len(tables)} tables; counts and checksums match")
     return 0
+
+
+def _copy_side(name: str, url: str) -> None:
+    """Refuse at once, naming it, a side of `db copy` that cannot be used: a SQLite path that is a folder, a
+    device, a pipe or a file of something else; a PostgreSQL server that cannot be reached or does not answer
+    within COPY_CONNECT_SECONDS. A SQLite file that is not there yet is fine (the destination is made)."""
+    from sqlalchemy.engine import make_url
+
+    from mynawatch.disk import DiskError, store_place, store_trouble
+
+    parsed, where = make_url(url), f"db copy {name} {one_line(store_place(url))}"
+    if parsed.get_backend_name() == "sqlite":
+        path = store_place(url)
+        if path == ":memory:":
+            return
+        if not os.path.exists(path):  # the folders are made: none of them may be a file
+            above = next(f for f in Path(path).absolute().parents if f.exists())
+            if not above.is_dir():
+                raise UserError(f"{where}: {above} is a file, not a folder: choose another path")
+            return
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UserError(f"{where}: a folder, not a SQLite store" if os.path.isdir(path) else
+                            f"{where}: not a regular file (a device, a pipe or a socket), not a SQLite store")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except PermissionError:
+            raise UserError(f"{where}: not allowed to read it") from None
+        if head and head != b"SQLite format 3\x00":
+            raise UserError(f"{where}: not a SQLite database (it does not start as one): give the path of a store")
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.pool import NullPool
+
+    waits = {} if "connect_timeout" in parsed.query else {"connect_timeout": COPY_CONNECT_SECONDS}
+    engine = create_engine(url, poolclass=NullPool, connect_args=waits)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:  # any failure to connect and answer SELECT 1, a timeout too
+        trouble = store_trouble(exc)
+        detail = trouble[1] if trouble else one_line(str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip()
+                                                     else type(exc.orig).__name__)
+        raise DiskError(f"{where}: cannot reach it ({_no_password(detail, url)}): check that the server runs "
+                        "and accepts connections (pg_isready) and that the database exists, then run the command "
+                        "again") from exc
+    finally:
+        engine.dispose()
+
+
+def _no_password(text: str, *urls: str) -> str:
+    """``text`` (a driver's words) with the password of any of ``urls`` masked, should it quote one."""
+    from sqlalchemy.engine import make_url
+
+    for url in urls:
+        password = make_url(url).password
+        if password and len(password) >= 3:
+            text = text.replace(password, "***")
+    return text
 
 
 def _backup(url: str, target: Path) -> None:

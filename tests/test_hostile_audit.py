@@ -729,3 +729,92 @@ def test_review_quotes_a_long_bad_answer_by_its_first_40_characters(review_store
     assert repr(shown[:40] + "…") in echo and "\x1b" not in out, echo
     with review_store.begin() as s:
         assert store_labels.human_labels(s) == []  # nothing recorded
+
+
+# --- db copy: a side that cannot be used is named, never the settings file's store ------------------------------
+
+@pytest.fixture(params=["refused", "closes_at_once", "answers_http", "never_answers"])
+def unreachable_postgres(request, monkeypatch):
+    """A PostgreSQL URL (with a password) on a real loopback port where no PostgreSQL answers."""
+    import threading
+
+    import mynawatch.cli as cli
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if request.param == "refused":
+        listener.close()
+        return f"postgresql+psycopg://mw:hunter2@127.0.0.1:{port}/mynawatch"
+    listener.listen(8)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed at the end of the test
+                return
+            if request.param == "answers_http":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if request.param == "never_answers":
+                held.append(conn)
+            else:
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(cli, "COPY_CONNECT_SECONDS", 2)
+    request.addfinalizer(lambda: [s.close() for s in [listener, *held]])
+    return f"postgresql+psycopg://mw:hunter2@127.0.0.1:{port}/mynawatch"
+
+
+@pytest.mark.parametrize("side", ["DST_URL", "SRC_URL"])
+def test_db_copy_names_the_side_it_cannot_reach_without_its_password(unreachable_postgres, side, store, capsys):
+    argv = (["sqlite:///store.sqlite", unreachable_postgres] if side == "DST_URL"
+            else [unreachable_postgres, "sqlite:///copy.sqlite"])
+    before = sorted(p.name for p in store.parent.iterdir())
+    with _within(30):
+        assert main(["db", "copy", *argv]) == 1
+    line = _one_line(capsys)
+    shown = unreachable_postgres.replace(":hunter2@", ":***@")
+    assert line.startswith(f"mynawatch: db copy {side} {shown}: cannot reach it ("), line
+    assert "hunter2" not in line and str(store) not in line and "store.sqlite" not in line, line
+    assert sorted(p.name for p in store.parent.iterdir()) == before
+
+
+@pytest.fixture(params=["folder", "fifo", "dev_zero", "not_sqlite", "nul_bytes", "under_a_file"])
+def not_a_store_path(request, store):
+    """A SQLite path `db copy` cannot use on either side, and what the line says after the side's name."""
+    kind, folder = request.param, store.parent
+    if kind == "folder":
+        (folder / "x.sqlite").mkdir()
+        return "x.sqlite", "x.sqlite: a folder, not a SQLite store"
+    if kind == "fifo":  # nobody writes to it
+        os.mkfifo(folder / "x.sqlite")
+        return "x.sqlite", "x.sqlite: not a regular file (a device, a pipe or a socket), not a SQLite store"
+    if kind == "dev_zero":
+        return "/dev/zero", "/dev/zero: not a regular file"
+    if kind == "not_sqlite":
+        (folder / "x.sqlite").write_text("# notes, not a store\n", encoding="utf-8")
+        return "x.sqlite", "x.sqlite: not a SQLite database"
+    if kind == "nul_bytes":
+        (folder / "x.sqlite").write_bytes(b"\0" * 4096)
+        return "x.sqlite", "x.sqlite: not a SQLite database"
+    (folder / "plain").write_text("kept", encoding="utf-8")
+    return "plain/x.sqlite", f"plain/x.sqlite: {folder / 'plain'} is a file, not a folder"
+
+
+@pytest.mark.parametrize("side", ["DST_URL", "SRC_URL"])
+def test_db_copy_refuses_a_path_that_is_not_a_store_naming_its_side(not_a_store_path, side, store, capsys):
+    path, expect = not_a_store_path
+    if side == "SRC_URL" and path == "plain/x.sqlite":
+        expect = "no store at plain/x.sqlite"
+    before = {p.name: (p.stat().st_size if p.is_file() else None) for p in store.parent.iterdir()}
+    argv = ["sqlite:///store.sqlite", f"sqlite:///{path}"] if side == "DST_URL" else [f"sqlite:///{path}",
+                                                                                      "sqlite:///copy.sqlite"]
+    with _within(30):
+        assert main(["db", "copy", *argv]) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"mynawatch: db copy {side}") and expect in line, line
+    after = {p.name: (p.stat().st_size if p.is_file() else None) for p in store.parent.iterdir()}
+    assert after == before  # nothing made (no lock file, no copy), nothing changed
