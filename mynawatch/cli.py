@@ -27,9 +27,18 @@ class UserError(Exception):
 
 def _settings(args) -> Settings:
     path = Path(args.config) if args.config else Path("mynawatch.toml")
-    if not path.exists() and not args.config:
+    if not args.config and not _there(path):
         raise UserError("no mynawatch.toml here: run `mynawatch init` first, or pass --config PATH")
     return load_settings(path)
+
+
+def _there(path: Path) -> bool:
+    """Whether ``path`` exists; True when that cannot be told (a folder this user may not enter), so that
+    reading it names the trouble."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
 
 
 def _now() -> datetime:
@@ -440,7 +449,7 @@ def cmd_spikes(args) -> int:
     from reports.notices import TOKYO
 
     path = Path(args.config) if args.config else Path("mynawatch.toml")
-    settings = load_settings(path) if path.exists() or args.config else Settings()
+    settings = load_settings(path) if args.config or _there(path) else Settings()
     if args.action == "detect":
         series, zone = _read_counts(args.path)
         for ep in detect_in_counts(series, params=settings.spikes, per_service=dict(settings.spikes_for)):
@@ -525,7 +534,7 @@ def _store_sessions(args):
     from store.db import make_sessions
 
     path = Path(args.config) if args.config else Path("mynawatch.toml")
-    return make_sessions(load_settings(path).database_url) if path.exists() else None
+    return make_sessions(load_settings(path).database_url) if _there(path) else None
 
 
 def _model_for(args):
@@ -578,7 +587,7 @@ def cmd_classifier_evaluate(args) -> int:
     for flag, given, kind in (("--gold", args.gold, "a JSONL file of labeled items"),
                               ("--real-check", args.real_check, "a TSV file of labeled URLs"),
                               ("--real-texts", args.real_texts, "a JSONL file of texts")):
-        if given and (flag != "--real-check" or os.path.lexists(given)):  # a missing real check measures nothing
+        if given and (flag != "--real-check" or _there(Path(given))):  # a missing real check measures nothing
             _check_text_input(given, flag, kind)
     try:  # the files first: a bad one is named before the model loads
         gold = read_examples(Path(args.gold)) if args.gold else _test_split()
@@ -627,7 +636,7 @@ def _real_check_examples(args):
     items = read_real_check(path)
     texts = read_texts(Path(args.real_texts)) if args.real_texts else {}
     config = Path(args.config) if args.config else Path("mynawatch.toml")
-    if config.exists():
+    if _there(config):
         from store.db import make_sessions
         from store.items import texts_by_url
 

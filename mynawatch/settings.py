@@ -240,6 +240,28 @@ def check_store_url(url: str, where: str) -> None:
 STORE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")  # the drivers installed
 
 
+def _check_store_file(url: str, where: str) -> None:
+    """A SQLite store that is there must be a regular file: a folder, a FIFO or a device (/dev/zero) was
+    reported as a failing disk, or a folder that cannot be opened, and got a lock file beside it."""
+    import stat
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.query.get("uri"):
+        return
+    try:
+        mode = os.stat(parsed.database).st_mode
+    except OSError:  # not there yet (it is made), or a path SQLite names when it opens it
+        return
+    if stat.S_ISDIR(mode):
+        raise SettingsError(f"{where}: {parsed.database} is a folder: set it to a store file (made when missing)")
+    if not stat.S_ISREG(mode):
+        raise SettingsError(f"{where}: {parsed.database} is not a regular file (a device, a pipe or a socket): set "
+                            "it to a store file (made when missing)")
+
+
 MAX_SETTINGS_BYTES = 10 * 1024 * 1024
 
 
@@ -248,12 +270,20 @@ def _read_settings_file(path: Path) -> bytes:
     writer for ever, /dev/zero filled the memory), and so is a file above MAX_SETTINGS_BYTES."""
     import stat
 
-    mode = path.stat().st_mode
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder: the open names it (IsADirectoryError)
-        raise SettingsError(f"{path}: not a regular file (a device, a pipe or a socket): give the path of a "
-                            "settings file")
-    with path.open("rb") as fh:
-        data = fh.read(MAX_SETTINGS_BYTES + 1)
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise SettingsError(f"{path}: a folder: give the path of a settings file")
+        if not stat.S_ISREG(mode):
+            raise SettingsError(f"{path}: not a regular file (a device, a pipe or a socket): give the path of a "
+                                "settings file")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SETTINGS_BYTES + 1)
+    except NotADirectoryError:
+        raise SettingsError(f"{path}: no such settings file (a part of the path is a file, not a folder)") from None
+    except PermissionError:
+        raise SettingsError(f"{path}: not allowed to read it: give this user access to it, or pass another "
+                            "--config") from None
     if len(data) > MAX_SETTINGS_BYTES:
         raise SettingsError(f"{path}: larger than {MAX_SETTINGS_BYTES // (1024 * 1024)} MiB: not a settings file")
     return data
@@ -264,10 +294,16 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     if path is None:
         return Settings()
     try:
-        data = tomllib.loads(_read_settings_file(Path(path)).decode("utf-8"))
+        raw = _read_settings_file(Path(path))
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"{path}: no such settings file (create one with `mynawatch init`)") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # TOML is UTF-8: say where it is not, as TOML's own errors do
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SettingsError(f"{path}: not valid TOML (not UTF-8: byte 0x{raw[exc.start]:02x} at line {line}, "
+                            f"column {column})") from None
+    except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
     base = Path(path).resolve().parent
     allowed = {"store", "reports", "fetch", "collect", "sources", "schedule", "alerts", "smtp", "webhooks", "incidents",
@@ -285,6 +321,7 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
     check_store_url(url, f"{path}: [store] url")
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
         url = _sqlite_url_under(base, url)
+    _check_store_file(url, f"{path}: [store] url")
     reports = _plain(data.get("reports", {}), {"dir": str, "send_digest": bool}, f"{path}: [reports]")
     report_dir = base / reports.get("dir", "reports-archive")
     send = reports.get("send_digest", False)

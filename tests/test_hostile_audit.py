@@ -818,3 +818,74 @@ def test_db_copy_refuses_a_path_that_is_not_a_store_naming_its_side(not_a_store_
     assert line.startswith(f"mynawatch: db copy {side}") and expect in line, line
     after = {p.name: (p.stat().st_size if p.is_file() else None) for p in store.parent.iterdir()}
     assert after == before  # nothing made (no lock file, no copy), nothing changed
+
+
+# --- the settings file and its store path: a folder, a pipe, a device, bytes that are not UTF-8 ---------------------
+
+@pytest.fixture(params=["folder", "fifo", "link_to_a_fifo", "dev_zero", "dev_null"])
+def store_path_not_a_file(request, tmp_path, monkeypatch):
+    """./mynawatch.toml whose [store] url names something that is not a store file, and what the line says."""
+    monkeypatch.chdir(tmp_path)
+    kind = request.param
+    target = {"dev_zero": "/dev/zero", "dev_null": "/dev/null"}.get(kind, str(tmp_path / "store.sqlite"))
+    if kind == "folder":
+        os.mkdir(target)
+        (tmp_path / "store.sqlite" / "kept.txt").write_text("kept", encoding="utf-8")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "link_to_a_fifo":
+        os.mkfifo(tmp_path / "real.fifo")
+        os.symlink(tmp_path / "real.fifo", target)
+    (tmp_path / "mynawatch.toml").write_text(f'[store]\nurl = "sqlite:///{target}"\n', encoding="utf-8")
+    return target, ("is a folder: set it to a store file" if kind == "folder" else
+                    "is not a regular file (a device, a pipe or a socket): set it to a store file")
+
+
+@pytest.mark.parametrize("command", [["sources"], ["db", "check"], ["sql", "SELECT 1"]])
+def test_a_store_url_naming_a_folder_a_pipe_or_a_device_is_a_settings_error(store_path_not_a_file, command, capsys):
+    target, expect = store_path_not_a_file
+    before = sorted(p.name for p in Path.cwd().iterdir())
+    with _within(30):
+        assert main(command) == 2
+    line = _one_line(capsys)
+    assert line == f"mynawatch: mynawatch.toml: [store] url: {target} {expect} (made when missing)", line
+    assert sorted(p.name for p in Path.cwd().iterdir()) == before  # no lock file beside it, nothing made
+
+
+@pytest.fixture(params=["folder", "under_a_file", "not_utf8", "binary_garbage"])
+def odd_settings_path(request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if request.param == "folder":
+        (tmp_path / "conf.d").mkdir()
+        return "conf.d", "conf.d: a folder: give the path of a settings file"
+    if request.param == "under_a_file":
+        (tmp_path / "plain").write_text("x", encoding="utf-8")
+        return "plain/m.toml", "plain/m.toml: no such settings file (a part of the path is a file, not a folder)"
+    path = tmp_path / "m.toml"
+    if request.param == "not_utf8":
+        path.write_bytes(b'[store]\nurl = "sqlite:///caf\xe9.sqlite"\n')
+        return "m.toml", "m.toml: not valid TOML (not UTF-8: byte 0xe9 at line 2, column 21)"
+    path.write_bytes(bytes(range(255, -1, -1)) * 16)
+    return "m.toml", "m.toml: not valid TOML (not UTF-8: byte 0xff at line 1, column 1)"
+
+
+def test_a_settings_path_that_cannot_be_read_as_settings_is_status_2(odd_settings_path, capsys):
+    path, expect = odd_settings_path
+    assert main(["--config", path, "sources"]) == 2
+    assert _one_line(capsys) == f"mynawatch: {expect}"
+    assert not list(Path.cwd().glob("*.sqlite*"))
+
+
+def test_an_unreadable_settings_file_is_status_2(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    path.chmod(0)
+    as_nobody = []
+    if os.geteuid() == 0:  # root reads every file: run as nobody
+        if not shutil.which("setpriv"):
+            pytest.skip("run as root, and no setpriv to run the command as another user")
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    done = subprocess.run([*as_nobody, sys.executable, "-m", "mynawatch.cli", "--config", str(path), "sources"],
+                          cwd="/", capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"mynawatch: {path}: not allowed to read it: give this user access to it, or pass another --config"], done.stderr
