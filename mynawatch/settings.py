@@ -243,6 +243,7 @@ STORE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"
 def _check_store_file(url: str, where: str) -> None:
     """A SQLite store that is there must be a regular file: a folder, a FIFO or a device (/dev/zero) was
     reported as a failing disk, or a folder that cannot be opened, and got a lock file beside it."""
+    import errno
     import stat
 
     from sqlalchemy.engine import make_url
@@ -253,7 +254,10 @@ def _check_store_file(url: str, where: str) -> None:
         return
     try:
         mode = os.stat(parsed.database).st_mode
-    except OSError:  # not there yet (it is made), or a path SQLite names when it opens it
+    except OSError as exc:  # not there yet (it is made), or a path SQLite names when it opens it
+        if exc.errno == errno.ENAMETOOLONG:
+            raise SettingsError(f"{where}: the file's path is too long for this system ({len(parsed.database)} "
+                                "characters)") from None
         return
     if stat.S_ISDIR(mode):
         raise SettingsError(f"{where}: {parsed.database} is a folder: set it to a store file (made when missing)")
@@ -295,9 +299,10 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
         return Settings()
     try:
         raw = _read_settings_file(Path(path))
-        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"{path}: no such settings file (create one with `mynawatch init`)") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:  # TOML is UTF-8: say where it is not, as TOML's own errors do
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -305,6 +310,10 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
                             f"column {column})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+    except RecursionError:  # the parser calls itself for each level: x = [[[[...
+        raise SettingsError(f"{path}: not valid TOML (arrays or inline tables nested too deeply)") from None
+    except ValueError as exc:  # a number of more digits than Python converts (4300)
+        raise SettingsError(f"{path}: not valid TOML ({str(exc).split(';')[0][:200]})") from None
     base = Path(path).resolve().parent
     allowed = {"store", "reports", "fetch", "collect", "sources", "schedule", "alerts", "smtp", "webhooks", "incidents",
                "streams"}

@@ -852,9 +852,24 @@ def test_a_store_url_naming_a_folder_a_pipe_or_a_device_is_a_settings_error(stor
     assert sorted(p.name for p in Path.cwd().iterdir()) == before  # no lock file beside it, nothing made
 
 
-@pytest.fixture(params=["folder", "under_a_file", "not_utf8", "binary_garbage"])
+@pytest.fixture(params=["folder", "under_a_file", "not_utf8", "binary_garbage", "arrays_nested_100000_deep",
+                        "inline_tables_nested_50000_deep", "number_of_5000_digits", "store_path_of_5000_characters"])
 def odd_settings_path(request, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    text = {"arrays_nested_100000_deep": "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+            "inline_tables_nested_50000_deep": "x = " + "{a = " * 50_000 + "1" + "}" * 50_000 + "\n",
+            "number_of_5000_digits": "[fetch]\ntimeout_seconds = " + "9" * 5000 + "\n",
+            "store_path_of_5000_characters": '[store]\nurl = "sqlite:///' + "a" * 5000 + '.sqlite"\n'}
+    if request.param in text:
+        (tmp_path / "m.toml").write_text(text[request.param], encoding="utf-8")
+        return "m.toml", {"arrays_nested_100000_deep": "m.toml: not valid TOML (arrays or inline tables nested too deeply)",
+                          "inline_tables_nested_50000_deep": "m.toml: not valid TOML (arrays or inline tables nested "
+                                                             "too deeply)",
+                          "number_of_5000_digits": "m.toml: not valid TOML (Exceeds the limit (4300 digits) for "
+                                                   "integer string conversion: value has 5000 digits)",
+                          "store_path_of_5000_characters": "m.toml: [store] url: the file's path is too long for this "
+                                                           f"system ({len(str(tmp_path)) + 5008} characters)"
+                          }[request.param]
     if request.param == "folder":
         (tmp_path / "conf.d").mkdir()
         return "conf.d", "conf.d: a folder: give the path of a settings file"
