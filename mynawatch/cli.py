@@ -693,6 +693,9 @@ def cmd_label(args) -> int:
     return 0
 
 
+ANSWER_MAX = 1 << 20  # characters of one answer to `review` read from a file, a pipe or a device
+
+
 def cmd_review(args) -> int:
     from classifier.jobs import human_label
     from mynawatch.serving import ServedVersion
@@ -719,10 +722,19 @@ def cmd_review(args) -> int:
 
     def ask(prompt):
         try:
-            return input(prompt)
+            if sys.stdin.isatty():
+                return input(prompt)
+            print(prompt, end="", flush=True)  # a file, a pipe or a device: one bounded line at a time
+            line = sys.stdin.readline(ANSWER_MAX + 1)
         except EOFError:
+            line = ""
+        if not line:
             print()
             return None
+        if len(line) > ANSWER_MAX:  # /dev/zero has no end of line: it was read until killed
+            raise UserError(f"standard input: an answer longer than {ANSWER_MAX:,} characters, not an answer (a "
+                            "device or a binary file?); the answers before it are recorded")
+        return line.removesuffix("\n")
 
     run_review(queue, record, ask=ask, say=print)
     return 0

@@ -904,3 +904,31 @@ def test_an_unreadable_settings_file_is_status_2(tmp_path):
                           cwd="/", capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2 and done.stderr.splitlines() == [
         f"mynawatch: {path}: not allowed to read it: give this user access to it, or pass another --config"], done.stderr
+
+
+@pytest.fixture(params=["dev_zero", "answer_then_2_mib_without_end_of_line"])
+def endless_answers(request, tmp_path):
+    """Standard input for `review` that is not a person: a device without an end of line, or a file whose
+    second line never ends (in 1 MiB); how many answers come before it."""
+    if request.param == "dev_zero":
+        return open("/dev/zero", encoding="utf-8"), 0
+    path = tmp_path / "answers.txt"
+    path.write_bytes(b"y\n" + b"x" * (2 * MiB))
+    return path.open(encoding="utf-8"), 1
+
+
+def test_review_stops_on_an_answer_without_end_and_keeps_those_before(review_store, endless_answers, monkeypatch,
+                                                                      capsys):
+    from store import labels as store_labels
+
+    stdin, answered = endless_answers
+    monkeypatch.setattr(sys, "stdin", stdin)
+    try:
+        with _within(60):
+            assert main(["review", "--days", "36600"]) == 2
+    finally:
+        stdin.close()
+    assert _one_line(capsys) == ("mynawatch: standard input: an answer longer than 1,048,576 characters, not an answer "
+                                 "(a device or a binary file?); the answers before it are recorded")
+    with review_store.begin() as s:
+        assert len(store_labels.human_labels(s)) == answered
