@@ -590,12 +590,15 @@ def cmd_classifier_evaluate(args) -> int:
         if given and (flag != "--real-check" or _there(Path(given))):  # a missing real check measures nothing
             _check_text_input(given, flag, kind)
     try:  # the files first: a bad one is named before the model loads
-        gold = read_examples(Path(args.gold)) if args.gold else _test_split()
+        gold = _json_lines("--gold", args.gold, read_examples) if args.gold else _test_split()
         real = _real_check_examples(args)
     except (CorpusError, FileNotFoundError, UnicodeDecodeError) as exc:
         raise UserError(str(exc)) from None
     if not gold:
         raise UserError(f"--gold {args.gold}: no labeled item in it (one JSON object per line)")
+    for e in gold:
+        if not isinstance(e.title, str) or not isinstance(e.text, str):
+            raise UserError(f"--gold {args.gold}: item {one_line(e.id)[:80]!r}: title and text must be strings")
     model = _model_for(args)
     ev = evaluate(gold, model.predict([(e.title, e.text) for e in gold]))
     floors = read_floors()
@@ -625,6 +628,15 @@ def cmd_classifier_evaluate(args) -> int:
     return 1 if below else 0
 
 
+def _json_lines(flag: str, path: str, read):
+    """``read(Path(path))`` of a JSON-lines file given as ``flag``: a line nested past what json parses is named
+    in one line, not a RecursionError."""
+    try:
+        return read(Path(path))
+    except RecursionError:  # json counts its depth: a line of 200,000 "[" ends here
+        raise UserError(f"{flag} {path}: a line nests arrays or objects too deeply (not a JSON object)") from None
+
+
 def _real_check_examples(args):
     """The real check's items whose text can be seen (in the store, or in --real-texts), and how many
     items the real check holds."""
@@ -634,7 +646,7 @@ def _real_check_examples(args):
     if not path.exists():
         return [], 0
     items = read_real_check(path)
-    texts = read_texts(Path(args.real_texts)) if args.real_texts else {}
+    texts = _json_lines("--real-texts", args.real_texts, read_texts) if args.real_texts else {}
     config = Path(args.config) if args.config else Path("mynawatch.toml")
     if _there(config):
         from store.db import make_sessions

@@ -652,7 +652,8 @@ def test_tag_answers_a_nul_only_line_with_an_error_object(model, tmp_path, capsy
 
 
 @pytest.fixture(params=["fifo", "folder", "binary_garbage", "not_utf8_on_line_2", "line_over_1_mib",
-                        "huge_sparse_file", "nul_only_line", "empty", "missing"])
+                        "huge_sparse_file", "nul_only_line", "empty", "missing", "nested_200000_deep",
+                        "title_a_number"])
 def odd_evaluate_file(request, tmp_path, monkeypatch):
     """A file given to `classifier evaluate`, and what the one line says (the flag and the file, at once)."""
     monkeypatch.chdir(tmp_path)
@@ -678,6 +679,11 @@ def odd_evaluate_file(request, tmp_path, monkeypatch):
         "line_over_1_mib": (good + b"[" * (MiB + 10) + b"\n", "{flag} {path}: line 2: longer than 1 MiB"),
         "nul_only_line": (b"\0\0\0\0\n", "{path}"),
         "empty": (b"", {"--gold": "--gold {path}: no labeled item in it", "--real-check": "{path}: missing column(s)"}),
+        "nested_200000_deep": (b'{"url": ' + b"[" * 200_000 + b"\n",
+                               {"--gold": "{flag} {path}: a line nests arrays or objects too deeply",
+                                "--real-texts": "{flag} {path}: a line nests arrays or objects too deeply"}),
+        "title_a_number": (good.replace(b'"title": "', b'"title": 5, "x": "'),
+                           {"--gold": "{flag} {path}: item 'g': title and text must be strings"}),
     }[kind]  # an empty --real-texts gives no texts: the real check measures what the store shows
     path.write_bytes(body)
     return path, expect
