@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -19,7 +20,7 @@ from scipy.special import expit, logsumexp, softmax
 from classifier.vectors import CharNgrams, TokenNgrams, block_view
 from classifier.corpus import Example
 from classifier.rules import rule_hits_batch
-from classifier.text import normalize, split_hashtags, tokens_pairs
+from classifier.text import normalize, split_hashtags, tokens_of, tokens_pairs
 from store.records import TROUBLE_CAUSES, Cause, Label, Sentiment, Service
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,15 @@ CHAR_WINDOW = 400  # characters of body text that feed the character n-grams
 # the other axes read better on the whole-row view (see docs/classifier.md, "Two views").
 TONE_AXES = ("sentiment",)
 TONE_WEIGHTS = (1.0, 1.0, 0.4, 1.0)  # title, body, hashtags, rules
+# A long text is also read as its title and lead: the body up to the first sentence end at or after
+# LEAD_CHARS characters. Which services an item is about shows in its title and lead; a long page names
+# others in passing further down. The services' probabilities are the whole text's and the lead's mixed,
+# the lead's weighing LEAD_WEIGHT (see docs/classifier.md, "The lead").
+LEAD_CHARS = 150
+LEAD_WEIGHT = 0.3
+_SENTENCE_END = re.compile(r"[。!?]")
 AXES = ("relevance", "services", "cause", "sentiment", "trouble")
+SERVICES_AXIS = "services"
 FIT_WORKERS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _SERVICES = {str(s): s for s in Service}
 _CAUSES = {str(c): c for c in Cause}
@@ -50,6 +59,17 @@ class Doc(NamedTuple):
     body_tokens: list[str]
     rules: list[str]
     tags: list[str] | tuple = ()
+    lead: "Doc | None" = None  # the title and lead of a long text (``LEAD_CHARS``), None for a short one
+
+
+def lead_end(body: str) -> int:
+    """Where the lead of a normalized body ends: after the first sentence end at or after ``LEAD_CHARS``
+    (at ``LEAD_CHARS`` when no sentence ends within twice that); 0 when the whole body is the lead."""
+    if len(body) <= LEAD_CHARS:
+        return 0
+    found = _SENTENCE_END.search(body, LEAD_CHARS - 1, 2 * LEAD_CHARS)
+    end = found.end() if found else LEAD_CHARS
+    return end if end < len(body) else 0
 
 
 def analyze(title: str, text: str) -> Doc:
@@ -66,13 +86,25 @@ def analyze_all(items: list[tuple[str, str]]) -> list[Doc]:
         prose.append((title, body))
         if title_tags or body_tags:  # a Mastodon post's title is its start: the same tags twice count once
             tag_texts[i] = " ".join(dict.fromkeys(title_tags + body_tags))
-    tokens = tokens_pairs(prose)
+    # A long body is tokenized as its lead and the rest (cut at a sentence end): their tokens side by
+    # side are the body's, and the lead's are had without a second pass over it.
+    ends = [lead_end(body) for _, body in prose]
+    pieces = tokens_of([text for (title, body), end in zip(prose, ends)
+                        for text in (title, body[:end] if end else body, body[end:] if end else "")])
+    tokens = [(pieces[3 * i], pieces[3 * i + 1] + pieces[3 * i + 2]) for i in range(len(prose))]
     docs = [Doc(title, body, tt, bt, rules, ())
             for (title, body), (tt, bt), rules in zip(texts, tokens, rule_hits_batch(tokens))]
     if tag_texts:
         tagged = [t for t, _ in tokens_pairs([(text, "") for text in tag_texts.values()])]
         for i, words, hits in zip(tag_texts, tagged, rule_hits_batch([(t, []) for t in tagged])):
             docs[i] = docs[i]._replace(rules=docs[i].rules + ["H:" + r[2:] for r in hits], tags=words)
+    long = [i for i, end in enumerate(ends) if end]
+    if long:
+        heads = [(tokens[i][0], pieces[3 * i + 1]) for i in long]
+        for i, (tt, lt), hits in zip(long, heads, rule_hits_batch(heads)):
+            d = docs[i]  # the lead's characters are its prose's (a long post's hashtags come at its end)
+            docs[i] = d._replace(lead=Doc(d.title, prose[i][1][:ends[i]], tt, lt,
+                                          hits + [r for r in d.rules if r[:2] == "H:"], d.tags))
     return docs
 
 
@@ -103,14 +135,15 @@ class Classifier:
     tone_weights: tuple[float, ...] | None = None  # the block view's weights (None: one view for all axes)
     block_of: np.ndarray | None = None  # each token feature's block
 
-    def parts(self, docs: list[Doc]):
+    def parts(self, docs: list[Doc], *, blocks: bool = True):
         """The token features, the character features and the block view of the token features (None
-        without one) of ``docs``: the whole-row view is the first two side by side, the block view the
-        third and the second."""
+        without one, or when not ``blocks``) of ``docs``: the whole-row view is the first two side by side,
+        the block view the third and the second."""
         words = self.words.transform([_token_parts(d) for d in docs])
         chars = self.chars.transform([_char_text(d) for d in docs], [len(d.title) + 1 for d in docs])
-        blocks = None if self.tone_weights is None else block_view(words, self.block_of, np.asarray(self.tone_weights))
-        return words, chars, blocks
+        if self.tone_weights is None or not blocks:
+            return words, chars, None
+        return words, chars, block_view(words, self.block_of, np.asarray(self.tone_weights))
 
     def matrices(self, docs: list[Doc]):
         """The features of ``docs``: the whole-row view, and the block view (None without one)."""
@@ -129,8 +162,19 @@ class Classifier:
             return self.predict_docs(analyze_all(items))
 
     def predict_docs(self, docs: list[Doc]) -> list[Label]:
+        return self.labels(*self.probabilities(docs))
+
+    def probabilities(self, docs: list[Doc]) -> list[np.ndarray]:
+        """Each axis' probabilities of ``docs`` (as ``labels`` takes them); a long text's services mixed
+        with its lead's (``LEAD_WEIGHT``)."""
         scores = self.linear.scores_of_parts(*self.parts(docs))  # every axis at once, without joining the parts
-        return self.labels(*(self.linear.probabilities(scores, axis) for axis in range(len(self.linear.axes))))
+        out = [self.linear.probabilities(scores, axis) for axis in range(len(self.linear.axes))]
+        long = [i for i, d in enumerate(docs) if d.lead is not None]
+        if long:
+            leads = [docs[i].lead for i in long]
+            lead = self.linear.axis_probabilities(1, *self.parts(leads, blocks=SERVICES_AXIS in TONE_AXES))
+            out[1][long] = (1 - LEAD_WEIGHT) * out[1][long] + LEAD_WEIGHT * lead
+        return out
 
     def labels(self, p_rel: np.ndarray, p_svc: np.ndarray, p_cause: np.ndarray, p_sent: np.ndarray,
                p_trouble: np.ndarray | None = None) -> list[Label]:
@@ -226,6 +270,18 @@ class Linear:
             second += chars @ self.second[n:]
             out[:, self.second_cols] = second
         return out + self.bias
+
+    def axis_probabilities(self, axis: int, words, chars, blocks=None) -> np.ndarray:
+        """``probabilities`` of one axis from the views' parts, scoring only that axis' columns."""
+        start, end, _kind = self.axes[axis]
+        n = words.shape[1]
+        if self.second is not None and np.isin(np.arange(start, end), self.second_cols).any():
+            return self.probabilities(self.scores_of_parts(words, chars, blocks), axis)
+        z = words @ self.weights[:n, start:end]
+        z += chars @ self.weights[n:, start:end]
+        scores = np.zeros((words.shape[0], self.weights.shape[1]))
+        scores[:, start:end] = z + self.bias[start:end]
+        return self.probabilities(scores, axis)
 
     @classmethod
     def of(cls, relevance, services: list, cause, sentiment, trouble=None,

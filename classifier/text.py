@@ -95,14 +95,23 @@ def tokens(text: str) -> list[str]:
 def tokens_pairs(pairs: list[tuple[str, str]]) -> list[tuple[list[str], list[str]]]:
     """``tokens`` of each title and each body (two Sudachi calls an item: no per-token bookkeeping of
     where the title ends), the tokenizer looked up once for the batch."""
+    flat = tokens_of([text for pair in pairs for text in pair])
+    return list(zip(flat[::2], flat[1::2]))
+
+
+def tokens_of(texts: list[str]) -> list[list[str]]:
+    """``tokens`` of each text (one Sudachi call a text, none for an empty one), the tokenizer looked
+    up once for the batch."""
     tokenize, skipped = _sudachi().tokenize, _skipped_pos()
 
     def one(text: str) -> list[str]:
+        if not text:
+            return []
         if len(text) > _PIECE:
             return tokens(text)
         return [m.normalized_form() for m in tokenize(text) if m.part_of_speech_id() not in skipped]
 
-    return [(one(title), one(body)) for title, body in pairs]
+    return [one(text) for text in texts]
 
 
 def make_doc(words: list[str]) -> Doc:

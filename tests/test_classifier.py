@@ -207,3 +207,31 @@ def test_hashtags_are_kept_apart_from_the_prose():
     assert "ポータル" not in doc.title_tokens + doc.body_tokens and "ポータル" in doc.tags
     assert {"H:svc:portal", "H:svc:card"} <= set(doc.rules) and not any(r[2:] == "svc:card" for r in doc.rules
                                                                          if not r.startswith("H:"))
+
+
+def test_a_long_text_is_also_read_as_its_title_and_lead(model):
+    """A body longer than LEAD_CHARS carries its lead (cut after a sentence end): its tokens begin the body's,
+    and the services' probabilities are the whole text's and the lead's mixed; a short body has no lead."""
+    from classifier.model import LEAD_CHARS, LEAD_WEIGHT, lead_end
+    from classifier.text import normalize, tokens
+
+    background = "制度の経緯を振り返ると、交付が始まった当初から窓口での手続きには時間がかかっていた。" * 4
+    body = ("デジタル庁は、マイナポータルに午前からつながりにくい状態が続いていると発表した。アクセスの集中が原因とみられる。"
+            + background + "マイナポイントの申し込みも一部で受け付けられなかった。")
+    short, long_ = analyze_all([("マイナポータル つながりにくい", "午前から。"), ("", body)])
+    assert short.lead is None
+    end = lead_end(normalize(body))
+    assert LEAD_CHARS <= end < len(body) and normalize(body)[end - 1] == "。"
+    assert long_.lead.body == normalize(body)[:end] and long_.lead.title_tokens == long_.title_tokens
+    assert long_.body_tokens[:len(long_.lead.body_tokens)] == long_.lead.body_tokens
+    assert long_.body_tokens == tokens(normalize(body))  # cut at a sentence end: the same tokens as one pass
+    assert "B:svc:portal" in long_.lead.rules and "B:svc:points" not in long_.lead.rules
+
+    whole = model.linear.scores_of_parts(*model.parts([long_]))
+    lead = model.linear.scores_of_parts(*model.parts([long_.lead]))
+    mixed = model.probabilities([long_])
+    expected = (1 - LEAD_WEIGHT) * model.linear.probabilities(whole, 1) + LEAD_WEIGHT * model.linear.probabilities(lead, 1)
+    assert np.allclose(mixed[1], expected)
+    assert np.allclose(mixed[2], model.linear.probabilities(whole, 2))  # the other axes read the whole text
+    (label,) = model.predict_docs([long_])
+    assert "portal" in {str(s) for s in label.services}
