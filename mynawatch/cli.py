@@ -357,7 +357,7 @@ def _read_counts(path: str):
     from reports.countfile import CountFileError, read_counts
 
     if path == "-":
-        fh = sys.stdin.buffer
+        fh = _stdin_bytes()
     else:  # bytes: each line decoded on its own, a bad one named by its number
         fh = _open_input(path, "a CSV file", limit=COUNTS_MAX_BYTES)
     try:
@@ -365,8 +365,15 @@ def _read_counts(path: str):
     except CountFileError as exc:
         raise UserError(str(exc)) from None
     finally:
-        if fh is not sys.stdin.buffer:
+        if path != "-":
             fh.close()
+
+
+def _stdin_bytes():
+    """Standard input as bytes, or a UserError when it is closed (`<&-`)."""
+    if sys.stdin is None:
+        raise UserError("standard input is closed: pipe the file in, or give its path instead of -")
+    return sys.stdin.buffer
 
 
 def _open_input(path: str, kind: str, *, limit: int, name: str | None = None, stdin: bool = True):
@@ -403,8 +410,8 @@ def _not_a_file(path: str, name: str, kind: str, stdin: bool) -> str:
 
 
 def _too_large(name: str, limit: int) -> str:
-    size = next(f"{limit // unit} {word}" for unit, word in ((1 << 30, "GiB"), (MiB, "MiB"), (1024, "KiB"), (1, "bytes"))
-                if limit % unit == 0)
+    units = ((1 << 30, "GiB"), (MiB, "MiB"), (1024, "KiB"), (1, "bytes"))
+    size = next(f"{limit // unit} {word}" for unit, word in units if limit % unit == 0)
     return f"{name}: larger than {size}, the limit for this command: split it and run it on each part"
 
 
@@ -514,14 +521,12 @@ def cmd_demo(args) -> int:
 def cmd_tag(args) -> int:
     from classifier.batch import tag_lines
 
-    fh = sys.stdin.buffer
-    if args.path != "-":
-        # the file first: a bad path is named before the model loads
-        fh = _open_input(args.path, "a JSONL file", limit=TAG_MAX_BYTES)
+    # the file first: a bad path is named before the model loads
+    fh = _stdin_bytes() if args.path == "-" else _open_input(args.path, "a JSONL file", limit=TAG_MAX_BYTES)
     try:
         result = tag_lines(_model_for(args), fh, sys.stdout)
     finally:
-        if fh is not sys.stdin.buffer:
+        if args.path != "-":
             fh.close()
     if result.refused:
         print(f"mynawatch tag: {result.summary()}", file=sys.stderr)
@@ -734,6 +739,8 @@ def cmd_review(args) -> int:
 
     def ask(prompt):
         try:
+            if sys.stdin is None:  # closed (`<&-`): no answers, as at the end of input
+                raise EOFError
             if sys.stdin.isatty():
                 return input(prompt)
             print(prompt, end="", flush=True)  # a file, a pipe or a device: one bounded line at a time

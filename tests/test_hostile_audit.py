@@ -938,3 +938,22 @@ def test_review_stops_on_an_answer_without_end_and_keeps_those_before(review_sto
                                  "(a device or a binary file?); the answers before it are recorded")
     with review_store.begin() as s:
         assert len(store_labels.human_labels(s)) == answered
+
+
+@pytest.mark.parametrize("command", [["tag", "-"], ["spikes", "detect", "-"]])
+def test_a_closed_standard_input_is_one_line_not_a_traceback(command, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mynawatch.cli", *command], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ), preexec_fn=lambda: os.close(0))  # `<&-`
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "mynawatch: standard input is closed: pipe the file in, or give its path instead of -"], done.stderr
+
+
+def test_review_with_standard_input_closed_ends_as_at_the_end_of_input(review_store, monkeypatch, capsys):
+    from store import labels as store_labels
+
+    monkeypatch.setattr(sys, "stdin", None)
+    assert main(["review", "--days", "36600"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "0 answer(s) recorded, 0 skipped" in captured.out
+    with review_store.begin() as s:
+        assert store_labels.human_labels(s) == []
