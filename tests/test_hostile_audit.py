@@ -957,3 +957,14 @@ def test_review_with_standard_input_closed_ends_as_at_the_end_of_input(review_st
     assert captured.err == "" and "0 answer(s) recorded, 0 skipped" in captured.out
     with review_store.begin() as s:
         assert store_labels.human_labels(s) == []
+
+
+def test_db_copy_names_a_destination_database_the_server_does_not_have(store, capsys):
+    import pg
+
+    pg.require_server()
+    missing = pg.ADMIN_URL.rsplit("/", 1)[0] + "/no_such_db_mw_copy"
+    assert main(["db", "copy", "sqlite:///store.sqlite", missing]) == 1
+    line = _one_line(capsys)
+    assert line.startswith(f"mynawatch: db copy DST_URL {pg._shown(missing)}: cannot reach it ("), line
+    assert "no_such_db_mw_copy" in line and "does not exist" in line and "store.sqlite" not in line, line
