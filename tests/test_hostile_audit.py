@@ -569,16 +569,21 @@ def test_a_fifo_is_refused_in_a_real_process_too(tmp_path):
         "standard input"], done.stderr
 
 
+def _as_nobody() -> list[str]:
+    """The prefix that runs a command as nobody when the tests run as root (root reads every file)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("run as root, and no setpriv to run the command as another user")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
 @pytest.mark.parametrize("command", [["tag"], ["spikes", "detect"]])
 def test_an_unreadable_input_file_is_named_in_one_line(command, tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('{"id": "a", "title": "x"}\n', encoding="utf-8")
     path.chmod(0)
-    as_nobody = []
-    if os.geteuid() == 0:  # root reads every file: run as nobody
-        if not shutil.which("setpriv"):
-            pytest.skip("run as root, and no setpriv to run the command as another user")
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    as_nobody = _as_nobody()
     done = subprocess.run([*as_nobody, sys.executable, "-m", "mynawatch.cli", *command, str(path)], cwd="/",
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -901,11 +906,7 @@ def test_an_unreadable_settings_file_is_status_2(tmp_path):
     path = tmp_path / "m.toml"
     path.write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
     path.chmod(0)
-    as_nobody = []
-    if os.geteuid() == 0:  # root reads every file: run as nobody
-        if not shutil.which("setpriv"):
-            pytest.skip("run as root, and no setpriv to run the command as another user")
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    as_nobody = _as_nobody()
     done = subprocess.run([*as_nobody, sys.executable, "-m", "mynawatch.cli", "--config", str(path), "sources"],
                           cwd="/", capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2 and done.stderr.splitlines() == [
