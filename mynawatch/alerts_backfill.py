@@ -34,14 +34,15 @@ class BackfillError(ValueError):
 
 def _when(text: str, option: str, *, end_of_day: bool) -> datetime:
     """A Tokyo day (its start, or with ``end_of_day`` its end) or a time."""
-    from store.clock import day_bounds, parse_local, typed_day
+    from store.clock import day_bounds, parse_local, typed_day, typed_form
 
     try:
         if len(text.strip()) == 10:
             return day_bounds(typed_day(text))[1 if end_of_day else 0]
         return parse_local(text)
     except ValueError:
-        raise BackfillError(f"{option} {text!r}: expected a day (2024-10-01) or a time (2024-10-01T09:00)") from None
+        raise BackfillError(f"{option} {text!r}: expected "
+                            f"{typed_form('a day (2024-10-01) or a time (2024-10-01T09:00)')}") from None
 
 
 def time_range(since: str, until: str | None, *, now: datetime) -> tuple[datetime, datetime]:

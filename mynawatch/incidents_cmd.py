@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from store.clean import one_line
-from store.clock import parse_local, shown, tokyo
+from store.clock import parse_local, shown, tokyo, typed_form
 
 if TYPE_CHECKING:  # the command line starts without loading the reports
     from reports.timeline import Timeline
@@ -58,7 +58,8 @@ def _since(text: str | None) -> datetime | None:
     try:
         return parse_local(text)
     except ValueError:
-        raise IncidentsError(f"--since {text!r}: expected a day (2024-10-01) or a time (2024-10-01T09:00)") from None
+        raise IncidentsError(f"--since {text!r}: expected "
+                              f"{typed_form('a day (2024-10-01) or a time (2024-10-01T09:00)')}") from None
 
 
 def cmd_incidents(args, *, settings, user_error: type[Exception]) -> int:

@@ -21,7 +21,7 @@ from reports.rendering import FONT, H2, MUTED, NUM, CELL
 from reports.timeline import (Timeline, causes_ja, chart_name, duration_ja, services_ja, timeline_html,
                               timeline_text)
 from store import signals as q
-from store.clock import day_bounds, shown, typed_day
+from store.clock import day_bounds, shown, typed_day, typed_form
 from store.records import Service
 
 
@@ -37,7 +37,7 @@ def parse_month(text: str) -> date:
             raise ValueError
         return typed_day(f"{year}-{month}-01")  # a year far from 1 and 9999: the month's bounds stay dates
     except ValueError:
-        raise MonthError(f"--month {text!r}: expected YYYY-MM, e.g. 2024-10") from None
+        raise MonthError(f"--month {text!r}: expected {typed_form('YYYY-MM')}, e.g. 2024-10") from None
 
 
 def month_days(first: date) -> tuple[date, date]:

@@ -121,6 +121,7 @@ def _silences(path: Path) -> list[tuple]:
 
 
 IN_YEARS_DAY = "YYYY-MM-DD in the years 1900 to 9000"  # what a person may type (store.clock.TYPED_YEARS)
+IN_YEARS_EITHER = "a day (2024-10-01) or a time (2024-10-01T09:00) in the years 1900 to 9000"
 IN_YEARS_TIME = "a time like 2024-10-12T06:00 in the years 1900 to 9000 (Tokyo time, or with an offset)"
 
 ARGUMENTS = {
@@ -141,10 +142,10 @@ ARGUMENTS = {
     "alerts_list_limit_past_64_bits": (["alerts", "list", "--limit", HUGE], "at most 100,000"),
     "alerts_list_limit_negative": (["alerts", "list", "--limit", "-1"], "at least 1"),
     "alerts_outbox_limit_past_64_bits": (["alerts", "outbox", "--limit", HUGE], "at most 100,000"),
-    "backfill_since_year_1": (["alerts", "backfill", "--since", "0001-01-01"], "--since '0001-01-01'"),
-    "backfill_since_year_9999": (["alerts", "backfill", "--since", "9999-12-31"], "--since '9999-12-31'"),
+    "backfill_since_year_1": (["alerts", "backfill", "--since", "0001-01-01"], f"--since '0001-01-01': expected {IN_YEARS_EITHER}"),
+    "backfill_since_year_9999": (["alerts", "backfill", "--since", "9999-12-31"], f"--since '9999-12-31': expected {IN_YEARS_EITHER}"),
     "backfill_until_year_1": (["alerts", "backfill", "--since", "2024-09-16", "--until", "0001-01-01"],
-                              "--until '0001-01-01'"),
+                              f"--until '0001-01-01': expected {IN_YEARS_EITHER}"),
     "spikes_export_year_1": (["spikes", "export", "--since", "0001-01-01", "--until", "0001-01-02"],
                              f"--since '0001-01-01': expected {IN_YEARS_DAY} (a Tokyo day)"),
     "spikes_export_year_9999": (["spikes", "export", "--since", "2024-09-16", "--until", "9999-12-31"],
@@ -161,10 +162,13 @@ ARGUMENTS = {
                            f"--date '0001-01-01': expected {IN_YEARS_DAY}"),
     "report_date_year_10000": (["report", "--date", "10000-01-01", "--out", "out"],
                                f"--date '10000-01-01': expected {IN_YEARS_DAY}"),
-    "report_month_year_9999": (["report", "--month", "9999-12", "--out", "out"], "--month '9999-12'"),
-    "report_month_year_1": (["report", "--month", "0001-01", "--out", "out"], "--month '0001-01'"),
-    "incidents_since_year_1": (["incidents", "list", "--since", "0001-01-01"], "--since '0001-01-01'"),
-    "incidents_since_past_9999": (["incidents", "list", "--since", "9999-12-31T23:00-14:00"], "--since"),
+    "report_month_year_9999": (["report", "--month", "9999-12", "--out", "out"],
+                               "--month '9999-12': expected YYYY-MM in the years 1900 to 9000"),
+    "report_month_year_1": (["report", "--month", "0001-01", "--out", "out"],
+                            "--month '0001-01': expected YYYY-MM in the years 1900 to 9000"),
+    "incidents_since_year_1": (["incidents", "list", "--since", "0001-01-01"], f"--since '0001-01-01': expected {IN_YEARS_EITHER}"),
+    "incidents_since_past_9999": (["incidents", "list", "--since", "9999-12-31T23:00-14:00"],
+                                  f"--since '9999-12-31T23:00-14:00': expected {IN_YEARS_EITHER}"),
     "search_since_year_1": (["search", "マイナ", "--since", "0001-01-01"],
                             f"--since '0001-01-01': expected {IN_YEARS_DAY}"),
     "demo_days_past_the_sample_month": (["demo", "--days", "99999999999", "--out", "out"], "1 to 30 days"),
