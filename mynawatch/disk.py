@@ -91,10 +91,14 @@ def store_trouble(exc: BaseException | None) -> tuple[str, str] | None:
         state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
         if isinstance(state, str) and state in _SQLSTATE:
             return _SQLSTATE[state], one_line(str(e).splitlines()[0] if str(e) else state)
-        if type(e).__module__.startswith("psycopg") and type(e).__name__ == "OperationalError" and (
-                state is None or state.startswith("08")):  # no connection, or it was lost
+        if _psycopg_operational(e) and (state is None or state.startswith("08")):  # no connection, or it was lost
+            # (ConnectionTimeout, a server that never answered, is an OperationalError too)
             return "unreachable", one_line(str(e).strip().splitlines()[0] if str(e).strip() else "connection lost")
     return None
+
+
+def _psycopg_operational(e: BaseException) -> bool:
+    return any(c.__module__.startswith("psycopg") and c.__name__ == "OperationalError" for c in type(e).__mro__)
 
 
 def file_trouble(exc: BaseException) -> tuple[str, str, str] | None:

@@ -14,6 +14,17 @@ from store.migrations import current, migrate
 from store.views import create_views
 
 
+CONNECT_SECONDS = 10  # a PostgreSQL server that accepts and never answers is given up after this long
+
+
+def connect_args(url: str) -> dict:
+    """What the driver is given besides the URL: for PostgreSQL a connect timeout, unless the URL sets one
+    (libpq waits for ever by default, and every command would hang on a server that never answers)."""
+    if url.startswith("sqlite") or "connect_timeout" in make_url(url).query:
+        return {}
+    return {"connect_timeout": CONNECT_SECONDS}
+
+
 def open_engine(url: str) -> Engine:
     """Open (and create, when missing) the store at ``url``: schema migrated to the latest revision,
     search index and views in place."""
@@ -21,7 +32,7 @@ def open_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     with open_lock(url):  # processes starting at once: one creates or migrates, the others then find it done
-        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"), connect_args=connect_args(url))
         dialect = dialect_for(engine)
         event.listen(engine, "connect", lambda conn, _record: dialect.on_connect(conn))
         if dialect.name == "sqlite":

@@ -973,3 +973,27 @@ def test_db_copy_names_a_destination_database_the_server_does_not_have(store, ca
     line = _one_line(capsys)
     assert line.startswith(f"mynawatch: db copy DST_URL {pg._shown(missing)}: cannot reach it ("), line
     assert "no_such_db_mw_copy" in line and "does not exist" in line and "store.sqlite" not in line, line
+
+
+def test_a_settings_store_that_cannot_be_reached_is_one_line_and_never_hangs(unreachable_postgres, tmp_path,
+                                                                              monkeypatch, capsys):
+    """The settings file's PostgreSQL store on a port where none answers: refused, closed at once, HTTP, or
+    a server that accepts and never answers (libpq would wait for ever: store.db gives it CONNECT_SECONDS)."""
+    import store.db
+
+    monkeypatch.setattr(store.db, "CONNECT_SECONDS", 2)
+    settings = tmp_path / "m.toml"
+    settings.write_text(f'[store]\nurl = "{unreachable_postgres}"\n', encoding="utf-8")
+    with _within(30):
+        assert main(["--config", str(settings), "sources"]) == 1
+    line = _one_line(capsys)
+    assert line.startswith("mynawatch: cannot reach the PostgreSQL store postgresql+psycopg://mw:"), line
+    assert "hunter2" not in line, line
+
+
+def test_a_connect_timeout_in_the_store_url_is_kept_and_one_is_added_where_none_is():
+    from store.db import CONNECT_SECONDS, connect_args
+
+    assert connect_args("postgresql+psycopg://mw@127.0.0.1/m") == {"connect_timeout": CONNECT_SECONDS}
+    assert connect_args("postgresql+psycopg://mw@127.0.0.1/m?connect_timeout=3") == {}
+    assert connect_args("sqlite:///store.sqlite") == {}
