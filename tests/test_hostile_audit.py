@@ -573,13 +573,15 @@ def test_a_fifo_is_refused_in_a_real_process_too(tmp_path):
         "standard input"], done.stderr
 
 
-def _as_nobody() -> list[str]:
-    """The prefix that runs a command as nobody when the tests run as root (root reads every file)."""
+def _without_root_reads() -> list[str]:
+    """The prefix that runs a command without root's power to read every file when the tests run as root:
+    the same user, its capabilities to bypass file modes dropped (another user such as nobody could not
+    read a checkout in a private folder, as a clean clone under mktemp is)."""
     if os.geteuid() != 0:
         return []
     if not shutil.which("setpriv"):
-        pytest.skip("run as root, and no setpriv to run the command as another user")
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        pytest.skip("run as root, and no setpriv to drop root's power to read every file")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
 @pytest.mark.parametrize("command", [["tag"], ["spikes", "detect"]])
@@ -587,8 +589,8 @@ def test_an_unreadable_input_file_is_named_in_one_line(command, tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('{"id": "a", "title": "x"}\n', encoding="utf-8")
     path.chmod(0)
-    as_nobody = _as_nobody()
-    done = subprocess.run([*as_nobody, sys.executable, "-m", "mynawatch.cli", *command, str(path)], cwd="/",
+    unprivileged = _without_root_reads()
+    done = subprocess.run([*unprivileged, sys.executable, "-m", "mynawatch.cli", *command, str(path)], cwd="/",
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [f"mynawatch: {path}: not allowed to read it"], done.stderr
@@ -910,8 +912,8 @@ def test_an_unreadable_settings_file_is_status_2(tmp_path):
     path = tmp_path / "m.toml"
     path.write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
     path.chmod(0)
-    as_nobody = _as_nobody()
-    done = subprocess.run([*as_nobody, sys.executable, "-m", "mynawatch.cli", "--config", str(path), "sources"],
+    unprivileged = _without_root_reads()
+    done = subprocess.run([*unprivileged, sys.executable, "-m", "mynawatch.cli", "--config", str(path), "sources"],
                           cwd="/", capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert done.returncode == 2 and done.stderr.splitlines() == [
         f"mynawatch: {path}: not allowed to read it: give this user access to it, or pass another --config"], done.stderr
