@@ -592,7 +592,7 @@ def cmd_classifier_evaluate(args) -> int:
     for flag, given, kind in (("--gold", args.gold, "a JSONL file of labeled items"),
                               ("--real-check", args.real_check, "a TSV file of labeled URLs"),
                               ("--real-texts", args.real_texts, "a JSONL file of texts")):
-        if given and (flag != "--real-check" or _there(Path(given))):  # a missing real check measures nothing
+        if given:  # a --real-check named is meant: a typo must not read as a real check of no items
             _check_text_input(given, flag, kind)
     try:  # the files first: a bad one is named before the model loads
         gold = _json_lines("--gold", args.gold, read_examples) if args.gold else _test_split()
@@ -648,7 +648,7 @@ def _real_check_examples(args):
     from classifier.realcheck import REAL_CHECK, read_real_check, read_texts, visible
 
     path = Path(args.real_check) if args.real_check else REAL_CHECK
-    if not path.exists():
+    if not path.exists():  # a checkout without the shipped file (a --real-check named was checked before)
         return [], 0
     items = read_real_check(path)
     texts = _json_lines("--real-texts", args.real_texts, read_texts) if args.real_texts else {}

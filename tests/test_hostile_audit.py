@@ -999,3 +999,9 @@ def test_a_connect_timeout_in_the_store_url_is_kept_and_one_is_added_where_none_
     assert connect_args("postgresql+psycopg://mw@127.0.0.1/m") == {"connect_timeout": CONNECT_SECONDS}
     assert connect_args("postgresql+psycopg://mw@127.0.0.1/m?connect_timeout=3") == {}
     assert connect_args("sqlite:///store.sqlite") == {}
+
+
+def test_a_real_check_named_but_missing_is_refused_before_the_model_loads(tmp_path, capsys):
+    missing = tmp_path / "real-check.tsv"
+    assert main(["classifier", "evaluate", "--real-check", str(missing)]) == 2
+    assert _one_line(capsys) == f"mynawatch: --real-check {missing}: no such file"

@@ -156,6 +156,8 @@ def base(tmp_path_factory, model) -> Path:
     (folder / "bad.csv").write_text("time,series,count\n2024-10-01T00:00+09:00,portal,9" + "9" * 400 + "\n",
                                     encoding="utf-8")
     (folder / "batch.jsonl").write_text('{"id": 1, "title": "マイナ保険証でエラー", "text": ""}\n', encoding="utf-8")
+    (folder / "no-real-check.tsv").write_text("url\tdate\trelevant\tservices\tcause\tsentiment\n",
+                                            encoding="utf-8")  # a real check of no items: nothing to read
     (folder / "out").mkdir()
     return folder
 
