@@ -150,6 +150,8 @@ def cmd_report(args) -> int:
     from store.clock import today, typed_day, typed_form
 
     settings = _settings(args)
+    if args.out:
+        _check_out_folder(args.out)
     if args.month:
         return cmd_monthly_report(args, settings, user_error=UserError)
     try:
@@ -164,6 +166,23 @@ def cmd_report(args) -> int:
     for kind, path in files.paths.items():
         print(f"{kind:6} {path}")
     return _print_delivery(files.delivery, queued=files.queued) if args.send else 0
+
+
+def _check_out_folder(out: str) -> None:
+    """Refuse, as bad input, an --out that is or runs through something other than a folder (a file, a
+    pipe, a device): the report's files go into a folder, made when missing."""
+    path = Path(out)
+    for place in (path, *path.parents):
+        try:
+            mode = place.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # made when the report is written, or a parent below is not a folder: found on the way up
+        except OSError:
+            return  # cannot be told here (a folder this user may not enter): writing names the trouble
+        if not stat.S_ISDIR(mode):
+            what = "is not a folder" if place == path else f"runs through {place}, which is not a folder"
+            raise UserError(f"--out {out}: {what}: name a folder for the report's files")
+        return
 
 
 def _print_delivery(delivery, *, queued: int | None = None) -> int:

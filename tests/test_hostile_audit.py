@@ -1005,3 +1005,20 @@ def test_a_real_check_named_but_missing_is_refused_before_the_model_loads(tmp_pa
     missing = tmp_path / "real-check.tsv"
     assert main(["classifier", "evaluate", "--real-check", str(missing)]) == 2
     assert _one_line(capsys) == f"mynawatch: --real-check {missing}: no such file"
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo", "under_a_file"])
+def test_report_out_that_is_not_a_folder_is_bad_input(kind, store, capsys):
+    """`report --out` names a folder for the report's files: a file, a pipe or a path through a file is refused
+    in one line, status 2, before the store is read (status 1 and the system's words before)."""
+    target = store.parent / "taken"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.write_text("a file\n", encoding="utf-8")
+    out = str(target / "sub") if kind == "under_a_file" else str(target)
+    for argv in (["report", "--date", "2024-09-17", "--out", out], ["report", "--month", "2024-09", "--out", out]):
+        assert main(argv) == 2
+        line = _one_line(capsys)
+        assert line.startswith(f"mynawatch: --out {out}: ") and "name a folder for the report's files" in line, line
+    assert target.is_fifo() if kind == "fifo" else target.read_text(encoding="utf-8") == "a file\n"
