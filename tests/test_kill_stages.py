@@ -315,7 +315,7 @@ def _wait_out_claims(db: Path) -> None:
         time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.5)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEEDS[:2])  # both kinds of kill: anywhere in its work (odd), mid-send (even)
 def test_alerts_check_killed_at_a_random_point_then_rerun_records_and_sends_each_once(seed, alert_cases, receiver,
                                                                                       tmp_path):
     for attempt in (1, 2):
