@@ -8,11 +8,10 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# --no-compile: modules are compiled when first imported (a few seconds), not all at install (about 17 s).
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3 >= 3.11) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c requirements.lock -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
