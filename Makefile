@@ -18,11 +18,12 @@ demo: $(STAMP)
 	$(BIN)/mynawatch demo --out demo-output
 
 # Two workers (the machine's two cores; many tests wait on servers, clocks and subprocesses), each test file
-# whole on one worker; tests/conftest.py trains the model and builds the demo month once for both.
+# whole on one worker, in the order tests/conftest.py gives them (the files that need no model first, while
+# tests/warmup.py trains the model and builds the demo month once for both).
 JOBS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -5,6 +5,7 @@ store serves and the newest."""
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -14,17 +15,16 @@ import threading
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable, Iterable
-
-import sklearn
-import spacy
-import sudachipy
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from classifier.corpus import CORPUS_DIR, Example, corpus_digest, load_corpus
-from classifier.model import Classifier, _long_lived, train
+
+if TYPE_CHECKING:
+    from classifier.model import Classifier
 
 log = logging.getLogger(__name__)
 KEPT = 2  # model files left in the cache after a training: the served one and the newest
+LIBRARIES = ("scikit-learn", "spacy", "SudachiPy")  # their versions shape the model; read without importing them
 CODE = ("model.py", "vectors.py", "rules.py", "text.py", "corpus.py", "cache.py",
         "../store/records.py")  # records: the words that name each service feed the svc: rules
 Progress = Callable[..., None]  # progress(done, total, step); total 0: done is the seconds elapsed
@@ -41,7 +41,7 @@ def model_key(extra: bytes = b"", *, corpus_dir: Path = CORPUS_DIR) -> str:
     code = hashlib.sha256()
     for name in CODE:
         code.update((Path(__file__).parent / name).read_bytes())
-    versions = f"{code.hexdigest()}|{sklearn.__version__}|{spacy.__version__}|{sudachipy.__version__}|{platform.python_version()}"
+    versions = "|".join([code.hexdigest(), *map(importlib.metadata.version, LIBRARIES), platform.python_version()])
     return hashlib.sha256(corpus_digest(corpus_dir, extra=versions.encode() + extra).encode()).hexdigest()
 
 
@@ -67,6 +67,8 @@ def model_path(key: str) -> Path:
 
 def load_cached(key: str) -> Classifier | None:
     """The cached model of ``key``, or None when it is missing or unreadable (a damaged file is never trusted)."""
+    from classifier.model import _long_lived  # the model's libraries load with a model, not with the cache's keys
+
     path = model_path(key)
     try:
         with path.open("rb") as fh:
@@ -88,6 +90,8 @@ def load_or_train(*, extra_examples: Iterable[Example] = (), seed: int = 13, for
     """The cached model for the corpus (+ corrections), trained on its train and dev splits when it is
     not cached yet (or ``force``). A training prunes the cache to the new file and ``keep`` (the key a
     store serves), or the most recently used other file when ``keep`` is empty."""
+    from classifier.model import _long_lived, train
+
     extra = list(extra_examples)
     key = key_for(extra, seed=seed, corpus_dir=corpus_dir)
     info = {"basis": key_for(seed=seed, corpus_dir=corpus_dir), "corrections": len(extra)}

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from classifier.model import Classifier
 from store import items as store_items
 from store import labels as store_labels
 from store import work as store_work
 from store.records import Cause, Label, Sentiment, Service
+
+if TYPE_CHECKING:  # the model's libraries (spaCy, scikit-learn) load with the model, not with the jobs
+    from classifier.model import Classifier
 
 log = logging.getLogger(__name__)
 BATCH = 512

@@ -13,12 +13,12 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.jobs import Progress, retag_all, tag_claimed, tag_items, tag_trends
-from classifier.model import Classifier
 from collector.fetch import make_client
 from collector.jobs import Collector, SourceOutcome
 from collector.sources import SourceConfig
@@ -26,12 +26,15 @@ from collector.streams.runner import StreamRunner
 from mynawatch.serving import Retrained, classify_model, retrain, served, served_version
 from mynawatch.settings import Settings
 from reports.alerts import Event
-from reports.archive import ReportFiles, write_daily_report
 from reports.jobs import deliver_notifications, evaluate_alerts
 from reports.outbox import Channels, Delivery
 from reports.stream_alerts import evaluate_stream_alerts
 from store.db import make_sessions
 from store.search import index_pending
+
+if TYPE_CHECKING:  # loaded by the steps that use them: the model's libraries and the charts' matplotlib
+    from classifier.model import Classifier
+    from reports.archive import ReportFiles
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +229,8 @@ class Pipeline:
     def write_report(self, *, day: date, now: datetime, out_dir: Path | None = None,
                      send: bool | None = None) -> ReportFiles:
         """The daily report of the Tokyo day ``day`` (to ``[reports] dir`` unless ``out_dir``)."""
+        from reports.archive import write_daily_report
+
         s = self.settings
         return write_daily_report(self.sessions, model_version=served_version(self.sessions), day=day,
                                   out_dir=out_dir or s.report_dir, smtp=s.smtp,

@@ -8,14 +8,17 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from classifier.cache import key_for, load_cached, load_or_train, version_of
 from classifier.corpus import CORPUS_DIR, Example
 from classifier.jobs import Progress, retag_all
-from classifier.model import Classifier
 from store import labels as store_labels
+
+if TYPE_CHECKING:  # the model's libraries load with a model: commands that only read the store start at once
+    from classifier.model import Classifier
 
 log = logging.getLogger(__name__)
 

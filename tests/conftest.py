@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pg import engine_sessions, pg_module_url, pg_store_url, pg_url, store_url, summary_line  # noqa: F401 E402
+from warmup import build_demo_month
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -50,21 +52,25 @@ def run_lock(root: Path, name: str):
         yield
 
 
+def _cache_for(root: Path) -> Path:
+    """The model cache of the run: MYNAWATCH_CACHE when it is set, else a folder of the run's own."""
+    return Path(os.environ.get("MYNAWATCH_CACHE") or root / "model-cache")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory):
     """Train at most once per test run, in a cache folder of the run's own (shared by its workers)."""
-    if "MYNAWATCH_CACHE" not in os.environ:
-        cache = shared_root(tmp_path_factory) / "model-cache"
-        cache.mkdir(exist_ok=True)
-        os.environ["MYNAWATCH_CACHE"] = str(cache)
-    return Path(os.environ["MYNAWATCH_CACHE"])
+    cache = _cache_for(shared_root(tmp_path_factory))
+    cache.mkdir(exist_ok=True)
+    os.environ["MYNAWATCH_CACHE"] = str(cache)
+    return cache
 
 
 @pytest.fixture(scope="session")
 def model(tmp_path_factory, model_cache):
     from classifier.cache import load_or_train
 
-    with run_lock(shared_root(tmp_path_factory), "model"):
+    with run_lock(shared_root(tmp_path_factory), "model"):  # free once the warm-up (below) has trained it
         return load_or_train()
 
 
@@ -74,19 +80,73 @@ def demo_month(tmp_path_factory, model_cache):
     its output folder, store and reports. Never written: a module that reads or changes it takes its own
     copy with ``copy_demo``."""
     from classifier.cache import load_or_train
-    from mynawatch.demo import run_demo
 
     root = shared_root(tmp_path_factory)
-    out = root / "demo-month" / "out"
     with run_lock(root, "model"):  # the model first, trained once for the run
         load_or_train()
-    with run_lock(root, "demo-month"):  # the first worker to need it builds it, the others wait and reuse it
-        if not (out.parent / "done").exists():
-            shutil.rmtree(out.parent, ignore_errors=True)
-            out.parent.mkdir()
-            run_demo(out, say=lambda *_: None)
-            (out.parent / "done").touch()
-    return out
+    with run_lock(root, "demo-month"):  # the first to need it builds it (the warm-up), the others wait and reuse it
+        return build_demo_month(root)
+
+
+# --- the warm-up: the model and the demo month built beside the tests that need neither ----------------------
+
+# The files that run longest (seconds of one worker, measured): started first within their group so that no
+# worker is left with one long file at the end while the other idles.
+LONG_FILES = ("test_no_traceback.py", "test_kill_stages.py", "test_hostile_audit.py", "test_incidents.py",
+              "test_hostile_batch.py", "test_hostile_sql.py", "test_concurrency.py", "test_backfill.py",
+              "test_notify_crash.py")
+_warmup: subprocess.Popen | None = None
+
+
+def _needs(item, *names: str) -> bool:
+    return any(name in item.fixturenames for name in names)
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(session, config, items):
+    """Order the files: those that need neither the model nor the demo month first, the longest first within
+    each group (`make test` hands out whole files, in this order, with --no-loadscope-reorder); and start
+    the warm-up once per run."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.path.name, []).append(item)
+    heavy = {name for name, its in files.items() if any(_needs(i, "model", "demo_month") for i in its)}
+
+    def rank(name: str):
+        return (name in heavy, LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES),
+                -len(files[name]))
+
+    items[:] = [item for name in sorted(files, key=rank) for item in files[name]]
+    if heavy:
+        _start_warmup(config, demo=any(_needs(i, "demo_month") for i in items))
+
+
+def _start_warmup(config, *, demo: bool) -> None:
+    global _warmup
+    base = config._tmp_path_factory.getbasetemp()  # what shared_root gives the fixtures, before any fixture runs
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    try:  # one warm-up per run: the first worker to get here starts it
+        os.close(os.open(root / "warmup.started", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    cache = _cache_for(root)
+    cache.mkdir(exist_ok=True)
+    locks = [open(root / f"{name}.lock", "w") for name in ("model", *(["demo-month"] if demo else []))]
+    for fh in locks:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # taken before any test starts; held by the warm-up until it is done
+    fds = [fh.fileno() for fh in locks] + [-1]
+    with open(root / "warmup.log", "w") as log:
+        _warmup = subprocess.Popen([sys.executable, str(Path(__file__).with_name("warmup.py")), str(root),
+                                    str(fds[0]), str(fds[1])], pass_fds=fds[:-1], stdout=log, stderr=log,
+                                   env=dict(os.environ, MYNAWATCH_CACHE=str(cache)))
+    for fh in locks:
+        fh.close()  # the warm-up's copies keep the locks
+
+
+def pytest_sessionfinish(session):
+    if _warmup is not None and _warmup.poll() is None:  # a run that ended early (-x, Ctrl-C) stops it too
+        _warmup.kill()
+        _warmup.wait()
 
 
 def copy_demo(demo_month: Path, folder: Path) -> Path:

@@ -134,3 +134,18 @@ def test_a_circle_is_found():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert cycles(graph) == [["a", "b", "c", "a"]]
     assert cycles({"x": {"y"}, "y": set()}) == []
+
+
+def test_commands_that_do_not_classify_start_without_the_models_libraries():
+    """`alerts deliver`, `collect`, `report` and the others run from cron every few minutes: the CLI and the
+    pipeline load spaCy, SudachiPy and scikit-learn with a model, and matplotlib with a chart, not at start
+    (a second of CPU each time before)."""
+    import subprocess
+    import sys
+
+    script = ("import sys, mynawatch.cli, mynawatch.pipeline, mynawatch.serving, classifier.cache, classifier.jobs\n"
+              "mynawatch.cli.build_parser()\n"
+              "print(' '.join(m for m in ('spacy', 'sudachipy', 'sklearn', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
