@@ -1,4 +1,4 @@
-"""High-precision phrase rules (spaCy PhraseMatcher over Sudachi-normalized tokens).
+"""High-precision phrase rules: phrases matched over Sudachi-normalized tokens.
 
 Each rule fires a feature such as ``svc:portal`` or ``cause:load``; the models learn how much to trust it.
 The ``svc:`` rules are the names and hints of ``store.records.SERVICE_WORDS``.
@@ -6,12 +6,9 @@ The ``svc:`` rules are the names and hints of ``store.records.SERVICE_WORDS``.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from functools import lru_cache
 
-from spacy.matcher import PhraseMatcher
-
-from classifier.text import make_doc, nlp, normalize, tokens
+from classifier.text import normalize, tokens
 from store.records import SERVICE_WORDS
 
 RULES: dict[str, list[str]] = {
@@ -50,71 +47,31 @@ RULES: dict[str, list[str]] = {
 
 
 @lru_cache(maxsize=1)
-def matcher() -> PhraseMatcher:
-    m = PhraseMatcher(nlp().vocab, attr="ORTH")
+def _phrases() -> dict[str, tuple[tuple[tuple[str, ...], str], ...]]:
+    """Per first token, the phrases that start with it (as tokens) and their rule ids; a phrase two rules
+    share fires both, one written twice in a rule (つながりにくい, 繋がりにくい: the same tokens) fires once."""
+    by_first: dict[str, set[tuple[tuple[str, ...], str]]] = {}
     for rule, phrases in RULES.items():
-        m.add(rule, [make_doc(tokens(normalize(p))) for p in phrases])
-    return m
-
-
-@lru_cache(maxsize=1)
-def _phrase_shapes() -> tuple[frozenset[str], frozenset[tuple[str, str]], frozenset[str]]:
-    """The one-token phrases, every pair of tokens that follow each other inside a longer phrase, and
-    every token that takes part in any phrase."""
-    singles, pairs = set(), set()
-    for phrases in RULES.values():
         for phrase in phrases:
-            words = tokens(normalize(phrase))
-            if len(words) == 1:
-                singles.add(words[0])
-            pairs.update(zip(words, words[1:]))
-    return frozenset(singles), frozenset(pairs), frozenset(singles.union(*pairs))
+            if words := tuple(tokens(normalize(phrase))):
+                by_first.setdefault(words[0], set()).add((words, rule))
+    return {first: tuple(sorted(found)) for first, found in by_first.items()}
 
 
-def _masked(words: list[str]) -> list[str]:
-    # A token can take part in a match only if it is a one-token phrase or forms a phrase's token pair
-    # with a neighbour. Only those are kept, with a placeholder wherever tokens were left out between
-    # them, so the Doc stays short (an article's thousand tokens shrink to a few dozen: の and が alone
-    # would keep hundreds) and spaCy's vocabulary does not grow with every new word a long-running
-    # process sees. A headline's few candidates are found by one set lookup per token.
-    singles, pairs, anywhere = _phrase_shapes()
-    last = len(words) - 1
-    out: list[str] = []
-    previous = -1
-    for i in [i for i, w in enumerate(words) if w in anywhere]:
-        w = words[i]
-        if w in singles or (i and (words[i - 1], w) in pairs) or (i < last and (w, words[i + 1]) in pairs):
-            if i != previous + 1:
-                out.append(OTHER)
-            out.append(w)
-            previous = i
+def _hits(words: list[str], prefix: str, phrases: dict) -> list[str]:
+    # Every occurrence of every phrase, overlapping ones too (as spaCy's PhraseMatcher finds them): one
+    # dict lookup a token, a comparison only where a phrase starts. Cheaper than a Doc and a matcher pass,
+    # which cost a headline more than its tokenizing's third.
+    out = []
+    for i, word in enumerate(words):
+        for phrase, rule in phrases.get(word, ()):
+            if len(phrase) == 1 or tuple(words[i:i + len(phrase)]) == phrase:
+                out.append(prefix + rule)
     return out
-
-
-SEPARATOR = "\u241e"  # a token no phrase contains: keeps matches from spanning title and body
-OTHER = "\u2026"  # stands for a run of tokens no phrase contains
 
 
 def rule_hits_batch(items: list[tuple[list[str], list[str]]]) -> list[list[str]]:
     """Per (title tokens, body tokens), the rule ids prefixed T: (matched in the title) or B: (in the
-    body). One Doc and one matcher pass for the whole batch: a Doc and a matcher call per headline
-    cost more than the matching itself."""
-    words: list[str] = []
-    cuts = []  # per item: where its title starts, where its body starts
-    for title, body in items:
-        start = len(words)
-        words += _masked(title)
-        cuts.append((start, len(words) + 1))
-        words.append(SEPARATOR)
-        words += _masked(body)
-        words.append(SEPARATOR)
-    hits: list[list[str]] = [[] for _ in items]
-    if len(words) == 2 * len(items):  # no token of any phrase: nothing can match
-        return hits
-    doc = make_doc(words)
-    strings = doc.vocab.strings
-    starts = [start for start, _ in cuts]
-    for match_id, start, _end in matcher()(doc):
-        item = bisect_right(starts, start) - 1
-        hits[item].append(("T:" if start < cuts[item][1] else "B:") + strings[match_id])
-    return hits
+    body); no match spans title and body."""
+    phrases = _phrases()
+    return [_hits(title, "T:", phrases) + _hits(body, "B:", phrases) for title, body in items]

@@ -8,7 +8,6 @@ from functools import lru_cache
 
 import spacy
 import sudachipy
-from spacy.tokens import Doc
 
 _SPACE = re.compile(r"\s+")
 _URL = re.compile(r"https?://\S+")
@@ -112,8 +111,3 @@ def tokens_of(texts: list[str]) -> list[list[str]]:
         return [m.normalized_form() for m in tokenize(text) if m.part_of_speech_id() not in skipped]
 
     return [one(text) for text in texts]
-
-
-def make_doc(words: list[str]) -> Doc:
-    """A spaCy Doc over already-tokenized words, for the rule matchers (cheap: no re-analysis)."""
-    return Doc(nlp().vocab, words=words) if words else Doc(nlp().vocab, words=[""])

@@ -476,12 +476,12 @@ def test_ctrl_c_while_search_indexes_is_interrupted_not_a_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("delay", [0.15, 0.4])
-def test_ctrl_c_at_any_moment_of_the_installed_command_is_one_line(tmp_path, delay):
+def test_ctrl_c_at_any_moment_of_the_installed_command_is_one_line(tmp_path, delay, model):
     """SIGINT while the command still loads its libraries (its first second): `mynawatch: interrupted`,
     status 130, never a traceback from inside an import, as once it runs (the other Ctrl-C tests). The
     installed command's entry point (pyproject [project.scripts]: mynawatch.entry:main), run as the console
     script does. (Later, `run` stops gracefully: it lets the job under way finish, which on a fresh model
-    cache is a training of a minute.)"""
+    cache is a training of a minute: hence the run's model, ``model``, in the cache first.)"""
     config = tmp_path / "m.toml"
     config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "s.sqlite"}"\n', encoding="utf-8")
     script = "import sys; from mynawatch.entry import main; sys.exit(main())"
