@@ -730,6 +730,7 @@ def cmd_label(args) -> int:
 
 
 ANSWER_MAX = 1 << 20  # characters of one answer to `review` read from a file, a pipe or a device
+TYPED_MAX = 4096  # ... typed at a terminal (the kernel's own line editing stops at 4095)
 
 
 def cmd_review(args) -> int:
@@ -756,23 +757,26 @@ def cmd_review(args) -> int:
         human_label(sessions, model, item_id, relevant=label.relevant, services=[str(s) for s in label.services],
                     cause=str(label.cause), sentiment=str(label.sentiment), now=_now())
 
+    terminal = sys.stdin is not None and sys.stdin.isatty()
+    most = TYPED_MAX if terminal else ANSWER_MAX
+
     def ask(prompt):
-        try:
-            if sys.stdin is None:  # closed (`<&-`): no answers, as at the end of input
-                raise EOFError
-            if sys.stdin.isatty():
-                return input(prompt)
-            print(prompt, end="", flush=True)  # a file, a pipe or a device: one bounded line at a time
-            line = sys.stdin.readline(ANSWER_MAX + 1)
-        except EOFError:
-            line = ""
-        if not line:
-            print()
-            return None
-        if len(line) > ANSWER_MAX:  # /dev/zero has no end of line: it was read until killed
-            raise UserError(f"standard input: an answer longer than {ANSWER_MAX:,} characters, not an answer (a "
-                            "device or a binary file?); the answers before it are recorded")
-        return line.removesuffix("\n")
+        # One bounded line at a time, at a terminal too: input() took a line pasted at a terminal without
+        # the kernel's line editing (stty -icanon, a terminal program's raw mode) whole into memory.
+        while True:
+            print(prompt, end="", flush=True)
+            line = sys.stdin.readline(most + 1) if sys.stdin is not None else ""  # closed (`<&-`): no answers
+            if not line:  # the end of input
+                print()
+                return None
+            if len(line) <= most:
+                return line.removesuffix("\n")
+            if not terminal:  # /dev/zero has no end of line: it was read until killed
+                raise UserError(f"standard input: an answer longer than {most:,} characters, not an answer "
+                                "(a device or a binary file?); the answers before it are recorded")
+            while line and not line.endswith("\n"):  # a paste gone wrong: the rest of its line set aside
+                line = sys.stdin.readline(most + 1)
+            print(f"  an answer longer than {most:,} characters: set aside, nothing recorded; type it again")
 
     run_review(queue, record, ask=ask, say=print)
     return 0

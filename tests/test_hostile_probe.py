@@ -1,0 +1,112 @@
+"""Hostile input found by a probe after the audits, each case in real processes against real files: a line
+pasted at a terminal without the kernel's line editing (review read it whole into memory)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def _env(**extra) -> dict:
+    return dict(os.environ, LANG="C.UTF-8", PYTHONIOENCODING="utf-8", **extra)
+
+
+# --- review: a line pasted at a raw terminal ---------------------------------------------------------------------
+
+class RawTerminal:
+    """A command on the far side of a pseudo-terminal without line editing or echo (stty -icanon -echo, as a
+    terminal program in raw mode leaves it): what is written reaches the command as it comes, unbounded."""
+
+    def __init__(self, args, **kw):
+        self.master, slave = pty.openpty()
+        attrs = termios.tcgetattr(slave)
+        attrs[3] &= ~(termios.ICANON | termios.ECHO)
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, **kw)
+        os.close(slave)
+        self.seen = ""
+
+    def _pump(self, wait: float) -> None:
+        ready, _, _ = select.select([self.master], [], [], wait)
+        if ready:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # the command ended
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"the command ended; it showed:\n{self.seen[-2000:]}")
+            self.seen += chunk.decode("utf-8", "replace")
+
+    def expect(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} on the terminal; it shows:\n{self.seen[-2000:]}")
+            self._pump(max(0.0, deadline - time.monotonic()))
+        before, _, self.seen = self.seen.partition(text)
+        return before + text
+
+    def send(self, data: bytes, timeout: float = 30) -> None:
+        """Write all of ``data``, reading what the command prints meanwhile (a full terminal blocks both)."""
+        os.set_blocking(self.master, False)
+        deadline = time.monotonic() + timeout
+        while data:
+            assert time.monotonic() < deadline, f"the terminal took {len(data)} bytes too few in {timeout} s"
+            try:
+                data = data[os.write(self.master, data[:16384]):]
+            except BlockingIOError:
+                self._pump(0.01)
+        os.set_blocking(self.master, True)
+
+    def close(self) -> int:
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            os.close(self.master)
+
+
+@pytest.fixture
+def review_store(tmp_path, sessions, model):
+    """A store of items the model tagged, some queued for review; its settings file."""
+    from classifier.jobs import tag_items
+    from test_review import NOW, fill
+
+    fill(sessions)
+    tag_items(sessions, model, now=NOW)
+    config = tmp_path / "mynawatch.toml"
+    config.write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    return config
+
+
+def test_review_sets_aside_a_huge_line_pasted_at_a_raw_terminal_and_reads_on(review_store, sessions):
+    from store import labels as store_labels
+
+    term = RawTerminal([sys.executable, "-m", "mynawatch.cli", "--config", str(review_store), "review",
+                        "--days", "36600"], cwd=ROOT, env=_env())
+    try:
+        term.expect("item(s) waiting for review")
+        term.expect("> ")
+        term.send(b"\x1b[2J" + "ア".encode() * 2000 + b"z" * 200_000 + b"\r")  # a paste gone wrong
+        shown = term.expect("> ")
+        assert "an answer longer than 4,096 characters: set aside, nothing recorded; type it again" in shown
+        assert "not a key" not in shown and "\x1b" not in shown
+        term.send(b"q\r")
+        term.expect("0 answer(s) recorded")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    with sessions.begin() as s:
+        assert store_labels.human_labels(s) == []
