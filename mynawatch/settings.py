@@ -72,6 +72,9 @@ _PORTS = {"port"}
 # Durations, by the unit their name ends in: at most a year (a longer one overflows timers and dates).
 _MOST_PER_UNIT = {"_seconds": 366 * 86400, "timeout": 366 * 86400, "_minutes": 366 * 1440, "_hours": 366 * 24,
                   "_days": 366}
+# Any other number: at most this (a count past it reached SQL as a LIMIT no 64-bit integer holds, a rate
+# past it overflowed the detector's arithmetic).
+_MOST = 1_000_000_000
 
 
 # One bare address: no second one after a comma, no line break that would add a mail header (the email
@@ -108,6 +111,8 @@ def _check_value(name: str, value) -> str | None:
     for unit, most in _MOST_PER_UNIT.items():
         if name.endswith(unit) and value > most:
             return f"{value} is too large (at most {most}, a year)"
+    if value > _MOST:
+        return f"{value} is too large (at most {_MOST:,})"
     return None
 
 

@@ -110,3 +110,54 @@ def test_review_sets_aside_a_huge_line_pasted_at_a_raw_terminal_and_reads_on(rev
             term.proc.kill()
     with sessions.begin() as s:
         assert store_labels.human_labels(s) == []
+
+
+# --- settings: numbers past what the store and the detector hold -------------------------------------------------
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mynawatch: "), err
+    return lines[0]
+
+
+SOURCE = '[[sources]]\nname = "x"\nurl = "http://127.0.0.1:9/feed.xml"\n'
+HUGE_NUMBERS = {  # reached SQL as a LIMIT past 64 bits (an OverflowError traceback after the round's fetches)
+    "articles_per_round": ("[collect]\narticles_per_round = 99999999999999999999\n",
+                           "[collect] articles_per_round: 99999999999999999999 is too large (at most 1,000,000,000)"),
+    "floor_rate": ("[alerts]\nfloor_rate = 1e300\n", "[alerts] floor_rate: 1e+300 is too large"),  # numpy overflow
+    "max_frame_bytes": ('[[streams]]\nname = "b"\nendpoint = "ws://127.0.0.1:9/"\nmax_frame_bytes = 99999999999999\n',
+                        "[[streams]] #1 max_frame_bytes: 99999999999999 is too large"),
+    "service_min_count": ("[alerts.services.portal]\nmin_count = 9223372036854775807\n",
+                          "[alerts.services.portal] min_count: 9223372036854775807 is too large"),
+}
+
+
+@pytest.fixture(params=sorted(HUGE_NUMBERS))
+def huge_number(request, tmp_path, monkeypatch):
+    text, expect = HUGE_NUMBERS[request.param]
+    path = tmp_path / "mynawatch.toml"
+    path.write_text('[store]\nurl = "sqlite:///store.sqlite"\n' + text + SOURCE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return path, expect
+
+
+def test_a_number_setting_past_a_billion_is_refused_at_load(huge_number, capsys):
+    from mynawatch.cli import main
+
+    path, expect = huge_number
+    assert main(["--config", str(path), "collect"]) == 2
+    line = _one_line(capsys)
+    assert expect in line and str(path) in line, line
+    assert not (path.parent / "store.sqlite").exists()
+
+
+def test_numbers_up_to_a_billion_still_load(tmp_path):
+    from mynawatch.settings import load_settings
+
+    path = tmp_path / "mynawatch.toml"
+    path.write_text("[fetch]\nmax_bytes = 1000000000\n[collect]\narticles_per_round = 1000000000\n" + SOURCE,
+                    encoding="utf-8")
+    settings = load_settings(path)
+    assert settings.fetch.max_bytes == settings.collect.articles_per_round == 1_000_000_000
