@@ -1288,9 +1288,14 @@ OWN_LOGGERS = ("collector", "classifier", "store", "reports", "mynawatch")
 
 
 def _logging(verbose: int) -> None:
-    """Warnings only by default; -v: mynawatch's own steps (jobs, rounds, alerts); -vv: libraries too."""
+    """Warnings only by default; -v: mynawatch's own steps (jobs, rounds, alerts); -vv: libraries too.
+
+    The libraries' Python warnings are theirs, only at -vv: a page of XML or a number past a detector's range
+    made Beautiful Soup and numpy print a dozen lines of their advice, source code included, on stderr."""
     logging.basicConfig(level=logging.INFO if verbose >= 2 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.WARNING if verbose >= 2 else logging.ERROR)
     if verbose == 1:
         for name in OWN_LOGGERS:
             logging.getLogger(name).setLevel(logging.INFO)

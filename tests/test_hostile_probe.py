@@ -161,3 +161,39 @@ def test_numbers_up_to_a_billion_still_load(tmp_path):
                     encoding="utf-8")
     settings = load_settings(path)
     assert settings.fetch.max_bytes == settings.collect.articles_per_round == 1_000_000_000
+
+
+# --- a source's content makes a library warn: never on stderr by default -----------------------------------------
+
+FEEDS = ROOT / "tests" / "fixtures" / "feeds"
+
+
+def _collect(config: Path, *extra: str, force: bool = False) -> subprocess.CompletedProcess:
+    command = ["collect", "--force"] if force else ["collect"]
+    return subprocess.run([sys.executable, "-m", "mynawatch.cli", "--config", str(config), *extra, *command],
+                          capture_output=True, text=True, timeout=120, cwd=config.parent, env=_env())
+
+
+@pytest.fixture
+def xml_page_source(tmp_path, server):
+    """A good feed beside a `page` source whose page is an XML document (Beautiful Soup warned about it)."""
+    from tests.conftest import Route
+
+    server.routes["/good.xml"] = Route((FEEDS / "nhk_rss2.xml").read_bytes(),
+                                       headers={"Content-Type": "application/rss+xml"})
+    server.routes["/page"] = Route((FEEDS / "impress_rdf.rdf").read_bytes(), headers={"Content-Type": "text/html"})
+    config = tmp_path / "mynawatch.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///store.sqlite"\n[collect]\narticle_pages = false\n'
+                      f'[[sources]]\nname = "good"\nurl = "{server.url("/good.xml")}"\n'
+                      f'[[sources]]\nname = "xml-page"\nkind = "page"\nselector = "p"\nurl = "{server.url("/page")}"\n',
+                      encoding="utf-8")
+    return config
+
+
+def test_a_page_of_xml_prints_no_library_warning_and_costs_only_its_source(xml_page_source):
+    proc = _collect(xml_page_source)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # a dozen lines of Beautiful Soup's advice, its source line included, before
+    assert "good " in proc.stdout and "1 of 2 sources answered" in proc.stdout
+    loud = _collect(xml_page_source, "-vv", force=True)  # the libraries' own words, for whoever asks
+    assert "XMLParsedAsHTMLWarning" in loud.stderr and "Traceback" not in loud.stderr
