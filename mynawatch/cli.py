@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from mynawatch import __version__
+from mynawatch.arguments import QUOTED_SETTING, Parser, short_quotes, whole_number
 from mynawatch.settings import Settings, SettingsError, load_settings
 from store.clean import clean_text, one_line
 from store.locks import AlreadyRunning, StoreBusy
@@ -1052,7 +1053,7 @@ def _alert_parsers(sub) -> None:
     register_backfill(a, open_pipeline=_pipeline, print_json=_print_json, progress=_progress_here)
     for name, what in (("list", "recent alerts, newest first"), ("outbox", "recent notifications and their state")):
         c = a.add_parser(name, help=what)
-        c.add_argument("--limit", type=int, default=30, help="how many (default 30)")
+        c.add_argument("--limit", type=whole_number, default=30, help="how many (default 30)")
         c.add_argument("--format", choices=LIST_FORMATS, default="text", help=LIST_FORMAT_HELP)
     p.set_defaults(func=cmd_alerts)
 
@@ -1068,7 +1069,7 @@ def _alert_parsers(sub) -> None:
     c.add_argument("--all", action="store_true", help="expired ones too")
     c.add_argument("--format", choices=LIST_FORMATS, default="text", help=LIST_FORMAT_HELP)
     c = s.add_parser("expire", help="end a silence now")
-    c.add_argument("id", type=int)
+    c.add_argument("id", type=whole_number)
     p.set_defaults(func=cmd_silence)
 
     p = sub.add_parser("spikes", help="run the alert detector on a CSV of hourly counts, or export one")
@@ -1087,7 +1088,7 @@ def _alert_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mynawatch", description="Monitor of Japan's My Number (マイナ) systems "
+    parser = Parser(prog="mynawatch", description="Monitor of Japan's My Number (マイナ) systems "
                                      "in news and social feeds: collect, classify, report, alert.")
     parser.add_argument("--config", help="settings file (default: ./mynawatch.toml)")
     parser.add_argument("--version", action="version", version=f"mynawatch {__version__}")
@@ -1130,7 +1131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the whole pipeline on the bundled sample month, offline")
     p.add_argument("--out", default="demo-output", help="output folder, replaced if it exists (default: demo-output)")
-    p.add_argument("--days", type=int, default=30, help=argparse.SUPPRESS)
+    p.add_argument("--days", type=whole_number, default=30, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("tag", help="tag a JSONL batch: {id,title,text} per line in, labels per line out")
@@ -1162,7 +1163,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_classifier_explain)
 
     p = sub.add_parser("label", help="correct an item's labels by hand (wins over the model in reports at once)")
-    p.add_argument("item", type=int, help="the item id (items.id)")
+    p.add_argument("item", type=whole_number, help="the item id (items.id)")
     rel = p.add_mutually_exclusive_group()
     rel.add_argument("--relevant", dest="relevant", action="store_true", default=None, help="it is about the systems")
     rel.add_argument("--irrelevant", dest="relevant", action="store_false", help="it is not")
@@ -1174,7 +1175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("review", help="answer the items the model is least sure of or where rules and model disagree, "
                                      "newest first; each answer is recorded as a correction at once")
     p.add_argument("--service", help="only items about this service code (labeled with it, or named by a rule)")
-    p.add_argument("--days", type=int, default=30, help="items published in the last N days (default 30)")
+    p.add_argument("--days", type=whole_number, default=30, help="items published in the last N days (default 30)")
     p.add_argument("--count", action="store_true", help="only print how many items are waiting")
     p.set_defaults(func=cmd_review)
 
@@ -1182,7 +1183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", help="words to find, e.g. \"アクセス集中\" (every word required)")
     p.add_argument("--service", help="only items labeled with this service code, e.g. portal")
     p.add_argument("--since", help="only items published on or after this Tokyo day, YYYY-MM-DD")
-    p.add_argument("--limit", type=int, default=20, help="at most this many items (default 20)")
+    p.add_argument("--limit", type=whole_number, default=20, help="at most this many items (default 20)")
     p.add_argument("--format", choices=LIST_FORMATS, default="text", help=LIST_FORMAT_HELP)
     p.set_defaults(func=cmd_search)
 
@@ -1191,7 +1192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format (table cells are cut at 60 columns; csv and json keep whole values)")
     rows = p.add_mutually_exclusive_group()
-    rows.add_argument("--limit", type=int, metavar="N", help="at most N rows (default 1000; a note on stderr says "
+    rows.add_argument("--limit", type=whole_number, metavar="N", help="at most N rows (default 1000; a note on stderr says "
                       "when rows were left out)")
     rows.add_argument("--all", action="store_true", help="every row (still streamed, still under --timeout)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
@@ -1237,8 +1238,8 @@ def main(argv: list[str] | None = None) -> int:
     _logging(args.verbose)
     try:
         return args.func(args)
-    except (UserError, SettingsError) as exc:
-        print(f"mynawatch: {clean_text(str(exc))}", file=sys.stderr)  # it may quote input: no control characters
+    except (UserError, SettingsError) as exc:  # it may quote input: no control characters, a long value cut
+        print(f"mynawatch: {short_quotes(clean_text(str(exc)), QUOTED_SETTING)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mynawatch: interrupted", file=sys.stderr)

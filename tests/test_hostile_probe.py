@@ -197,3 +197,50 @@ def test_a_page_of_xml_prints_no_library_warning_and_costs_only_its_source(xml_p
     assert "good " in proc.stdout and "1 of 2 sources answered" in proc.stdout
     loud = _collect(xml_page_source, "-vv", force=True)  # the libraries' own words, for whoever asks
     assert "XMLParsedAsHTMLWarning" in loud.stderr and "Traceback" not in loud.stderr
+
+
+# --- ids and counts as typed: ASCII digits only, a long value quoted by its start --------------------------------
+
+LONG_DIGITS = "9" * 5000  # int() refuses past 4300 digits; the whole value was echoed in the error
+TYPED = {  # int() read each as a number: 0_1 and the other scripts' digits labeled item 1
+    "underscore": (["label", "0_1", "--irrelevant"], "argument item: '0_1': expected a whole number in digits 0-9"),
+    "arabic_indic": (["label", "١", "--irrelevant"], "argument item: '١': expected a whole number in digits 0-9"),
+    "full_width": (["label", "０１", "--irrelevant"], "argument item: '０１': expected a whole number in digits 0-9"),
+    "float": (["label", "1e309", "--irrelevant"], "argument item: '1e309': expected a whole number"),
+    "hex": (["silence", "expire", "0x1"], "argument id: '0x1': expected a whole number"),
+    "underscore_limit": (["search", "マイナ", "--limit", "1_0"], "argument --limit: '1_0': expected a whole number"),
+    "thousands_of_digits": (["label", LONG_DIGITS, "--irrelevant"],
+                            f"argument item: '{LONG_DIGITS[:40]}…': a number of 5,000 digits, past any id or count"),
+    "long_choice": (["alerts", "list", "--format", "x" * 5000], f"invalid choice: '{'x' * 40}…' (choose from"),
+}
+
+
+@pytest.fixture(params=sorted(TYPED))
+def typed_badly(request, review_store, monkeypatch):
+    monkeypatch.chdir(review_store.parent)
+    return TYPED[request.param]
+
+
+def test_an_id_or_count_not_in_ascii_digits_is_refused_in_one_short_line(typed_badly, sessions, capsys):
+    from mynawatch.cli import main
+    from store import labels as store_labels
+
+    argv, expect = typed_badly
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert expect in last and last.startswith("mynawatch ") and len(last) < 300, last[:400]
+    with sessions.begin() as s:
+        assert store_labels.human_labels(s) == []  # no item labeled
+
+
+def test_a_long_value_in_an_error_line_is_quoted_by_its_start(review_store, monkeypatch, capsys):
+    from mynawatch.cli import main
+
+    monkeypatch.chdir(review_store.parent)
+    assert main(["silence", "add", "s" * 5000]) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"mynawatch: '{'s' * 120}…': not a service code") and len(line) < 400, line[:500]
+    assert main(["label", " 2 ", "--irrelevant"]) == 0  # digits with spaces around still name the item
