@@ -212,6 +212,19 @@ def test_hashtags_are_kept_apart_from_the_prose():
                                                                          if not r.startswith("H:"))
 
 
+def test_long_training_items_weigh_more_where_tone_and_trouble_are_fitted():
+    from classifier.model import LONG_AXES, LONG_CHARS, LONG_WEIGHT, length_weights
+
+    corpus = load_corpus()
+    short = next(e for e in corpus if len(e.title) + len(e.text) <= LONG_CHARS)
+    long = next(e for e in corpus if len(e.title) + len(e.text) > LONG_CHARS)
+    edge = short.__class__(short.id, short.story, "題" * 50, "本" * (LONG_CHARS - 50), short.label)
+    assert length_weights([short, long, edge]).tolist() == [1.0, LONG_WEIGHT, 1.0]  # over, not at, the limit
+    assert set(LONG_AXES) == {"cause", "sentiment", "trouble"} and LONG_WEIGHT > 1
+    weights = length_weights(corpus)
+    assert 0.03 < (weights > 1).mean() < 0.3  # a minority of the corpus: its long items, not all of it
+
+
 def test_a_long_text_is_also_read_as_its_title_and_lead(model):
     """A body longer than LEAD_CHARS carries its lead (cut after a sentence end): its tokens begin the body's,
     and the services' probabilities are the whole text's and the lead's mixed; a short body has no lead."""
