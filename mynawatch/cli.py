@@ -1237,6 +1237,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     _logging(args.verbose)
     try:
+        if args.command in MODEL_COMMANDS:
+            from mynawatch.disk import model_cache_problem
+
+            if problem := model_cache_problem():
+                raise UserError(problem)
         return args.func(args)
     except (UserError, SettingsError) as exc:  # it may quote input: no control characters, a long value cut
         print(f"mynawatch: {short_quotes(clean_text(str(exc)), QUOTED_SETTING)}", file=sys.stderr)
@@ -1263,6 +1268,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+MODEL_COMMANDS = ("classify", "run", "demo", "tag", "classifier")  # they train or load a model: the cache is checked first
 _interrupted = False
 
 

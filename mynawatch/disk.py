@@ -4,7 +4,9 @@ where, and what to do. The CLI turns these errors into that line and exit status
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
+import stat
 from pathlib import PurePath
 
 from sqlalchemy.engine import make_url
@@ -130,3 +132,25 @@ def disk_line(exc: BaseException, *, store: str | None) -> str | None:
             line += " (it is the classifier's model cache: MYNAWATCH_CACHE can point it at another folder)"
         return line
     return None
+
+
+
+def model_cache_problem() -> str | None:
+    """What is wrong with the folder of the classifier's model cache, found before a command trains or loads
+    a model (a file or a device there, or a path too long, was found only when the model was saved, after a
+    minute of training), or None. A folder not made yet is fine: it is made when the model is saved."""
+    from classifier.cache import cache_dir
+
+    place = cache_dir()
+    var = next((v for v in ("MYNAWATCH_CACHE", "XDG_CACHE_HOME") if os.environ.get(v)), None)
+    named = f"{var} {one_line(str(place))[:120]!r}" if var else f"the model cache {one_line(str(place))[:120]!r}"
+    try:
+        if stat.S_ISDIR(os.stat(place).st_mode):
+            return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return f"{named}: the path is too long for this system: point it at another folder"
+        if exc.errno != errno.ENOTDIR:
+            return None  # not made yet, or a folder this user may not enter: the load or the save names it
+    return (f"{named}: not a folder (a file or a device stands there or on its way): point it at a folder for the "
+            "classifier's model cache (made when missing)")

@@ -244,3 +244,40 @@ def test_a_long_value_in_an_error_line_is_quoted_by_its_start(review_store, monk
     line = _one_line(capsys)
     assert line.startswith(f"mynawatch: '{'s' * 120}…': not a service code") and len(line) < 400, line[:500]
     assert main(["label", " 2 ", "--irrelevant"]) == 0  # digits with spaces around still name the item
+
+
+# --- the model cache named by the environment: a file, a device or a path too long -------------------------------
+
+CACHES = {  # each trained a model for a minute or more, then failed to save it (two lines, or a 5,000-character one)
+    "a_file": lambda tmp: _file(tmp / "cache-file"),
+    "a_device": lambda tmp: Path("/dev/null"),
+    "through_a_file": lambda tmp: _file(tmp / "cache-file") / "sub",
+    "too_long": lambda tmp: tmp / ("c" * 5000),
+}
+
+
+def _file(path: Path) -> Path:
+    path.write_text("x", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=sorted(CACHES))
+def odd_model_cache(request, tmp_path, monkeypatch):
+    place = CACHES[request.param](tmp_path)
+    monkeypatch.setenv("MYNAWATCH_CACHE", str(place))
+    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return place
+
+
+@pytest.mark.parametrize("argv", [["classifier", "explain", "マイナ保険証でエラー"], ["classify"]])
+def test_a_model_cache_that_cannot_be_a_folder_is_refused_before_training(odd_model_cache, argv, capsys):
+    from mynawatch.cli import main
+
+    started = time.monotonic()
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"mynawatch: MYNAWATCH_CACHE '{str(odd_model_cache)[:60]}") and len(line) < 400, line
+    assert "not a folder" in line or "too long" in line
+    assert time.monotonic() - started < 10
+    assert not (odd_model_cache.parent / "store.sqlite").exists()
