@@ -165,7 +165,7 @@ def cmd_report(args) -> int:
         files = pipeline.write_report(day=day, now=_now(), out_dir=Path(args.out) if args.out else None,
                                       send=args.send)
     for kind, path in files.paths.items():
-        print(f"{kind:6} {path}")
+        print(f"{kind:6} {one_line(str(path))}")  # one line per file, whatever the folder's name holds
     return _print_delivery(files.delivery, queued=files.queued) if args.send else 0
 
 

@@ -110,8 +110,8 @@ def file_trouble(exc: BaseException) -> tuple[str, str, str] | None:
             kind = _ERRNO.get(e.errno, "other")
             if e.filename is None and kind == "other":
                 return kind, "", one_line(str(e))
-            where = one_line(str(e.filename)) if e.filename is not None else "a file"
-            return kind, where, one_line(e.strerror or str(e))
+            where = short_path(one_line(str(e.filename))) if e.filename is not None else "a file"
+            return kind, where, short_path(one_line(e.strerror or str(e)))
     return None
 
 
@@ -133,6 +133,11 @@ def disk_line(exc: BaseException, *, store: str | None) -> str | None:
         return line
     return None
 
+
+def short_path(text: str, most: int = 240) -> str:
+    """A path (or a line naming one) of at most ``most`` characters: its start and its end, which names the
+    file (a path of thousands of characters was quoted whole in the one line of a failed command)."""
+    return text if len(text) <= most else f"{text[:most // 2]}…{text[-(most // 2 - 1):]}"
 
 
 def model_cache_problem() -> str | None:

@@ -281,3 +281,33 @@ def test_a_model_cache_that_cannot_be_a_folder_is_refused_before_training(odd_mo
     assert "not a folder" in line or "too long" in line
     assert time.monotonic() - started < 10
     assert not (odd_model_cache.parent / "store.sqlite").exists()
+
+
+# --- report --out: odd folder names -------------------------------------------------------------------------------
+
+OUT_NAMES = {
+    "newline": "a\nb",  # the listing of the files written broke into two lines per file
+    "six_thousand_characters": "o/" * 3000,  # File name too long: the whole path was quoted, a 6,031-character line
+}
+
+
+@pytest.fixture(params=sorted(OUT_NAMES))
+def odd_out(request, tmp_path, monkeypatch):
+    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return OUT_NAMES[request.param]
+
+
+def test_report_out_of_an_odd_name_lists_one_line_per_file_or_fails_in_one_short_line(odd_out, capsys):
+    from mynawatch.cli import main
+
+    status = main(["report", "--date", "2024-09-17", "--out", odd_out])
+    if "\n" in odd_out:
+        assert status == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out and all(line.split()[0] in ("text", "html", "chart", "hourly", "eml") for line in out), out
+        assert "eml    a b/digest-2024-09-17.eml" in out
+    else:
+        assert status == 1
+        line = _one_line(capsys)
+        assert "File name too long" in line and len(line) < 400, line[:600]
