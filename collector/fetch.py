@@ -238,7 +238,7 @@ def _read(url, response, policy) -> bytes:
     """The body, every Content-Encoding layer undone, never more than ``max_bytes`` in memory (compressed
     or decoded). The deadline of ``_follow`` bounds the time: a body trickled byte by byte is cut off."""
     declared = response.headers.get("Content-Length", "").strip()
-    if declared.isdigit() and int(declared) > policy.max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > policy.max_bytes:
         raise FetchFailed(url, f"body of {declared} bytes exceeds the {policy.max_bytes}-byte cap",
                           status=response.status_code, kind=SOFT)
     try:
@@ -273,7 +273,7 @@ def retry_after_seconds(value: str | None, *, now: datetime, cap: float = 86400.
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone takes a latin-1 ² for a digit, float() does not
         return min(float(value), cap)
     try:
         when = parsedate_to_datetime(value)

@@ -130,7 +130,7 @@ def choose(axis: str, text: str, label: Label) -> Answer:
     options = AXES[axis]
     picked = []
     for word in text.replace(",", " ").split():
-        if word.isdigit() and 1 <= int(word) <= len(options):
+        if word.isdecimal() and 1 <= int(word) <= len(options):  # isdigit() let ² through, which int() refuses
             picked.append(options[int(word) - 1])
         elif word in {str(o) for o in options}:
             picked.append(type(options[0])(word))

@@ -93,7 +93,7 @@ def _check_value(name: str, value) -> str | None:
             return f"{_shown(value)} is not one email address"
         if (name == "report_time" or name == "retrain_time" and value) and isinstance(value, str):
             hour, _, minute = value.partition(":")
-            if not (hour.isdigit() and minute.isdigit() and len(minute) == 2 and int(hour) < 24 and int(minute) < 60):
+            if not (re.fullmatch(r"[0-9]{1,2}:[0-9]{2}", value) and int(hour) < 24 and int(minute) < 60):
                 return f"{value!r} is not a time of day (HH:MM, Tokyo time, 00:00 to 23:59)"
         return None
     if value != value or value in (float("inf"), float("-inf")):

@@ -311,3 +311,44 @@ def test_report_out_of_an_odd_name_lists_one_line_per_file_or_fails_in_one_short
         assert status == 1
         line = _one_line(capsys)
         assert "File name too long" in line and len(line) < 400, line[:600]
+
+
+# --- digits that str.isdigit() takes and int() refuses: ² ----------------------------------------------------------
+
+def test_review_answers_a_superscript_digit_with_an_error_line_and_reads_on(review_store, sessions):
+    from store import labels as store_labels
+
+    proc = subprocess.run([sys.executable, "-m", "mynawatch.cli", "--config", str(review_store), "review",
+                           "--days", "36600"], input="c ²\nc\n³\nq\n", capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=_env())
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]  # a ValueError before
+    assert "'²': not a cause code or a number from 1 to" in proc.stdout
+    assert "'³': not a cause code or a number from 1 to" in proc.stdout
+    with sessions.begin() as s:
+        assert store_labels.human_labels(s) == []
+
+
+def test_a_retry_after_in_a_latin1_superscript_is_not_read_as_a_broken_address(server):
+    from datetime import datetime, timezone
+
+    from collector.errors import FetchFailed
+    from collector.fetch import FetchPolicy, fetch_feed, make_client
+    from tests.conftest import Route
+
+    server.routes["/feed"] = Route(b"busy", status=503, headers={"Retry-After": "²"})
+    policy = FetchPolicy(timeout_seconds=5, host_interval_seconds=0)
+    with make_client(policy) as client, pytest.raises(FetchFailed) as failed:
+        fetch_feed(client, server.url("/feed"), etag=None, last_modified=None, policy=policy,
+                   now=datetime(2024, 10, 16, tzinfo=timezone.utc))
+    # before: "not a valid address (could not convert string to float: '²')", a soft failure, not a 503
+    assert failed.value.status == 503 and str(failed.value).endswith("HTTP 503") and failed.value.retry_after is None
+
+
+@pytest.mark.parametrize("when", ["²:30", "07:³⁰", "０７:３０"])
+def test_a_report_time_in_other_digits_is_refused_at_load(tmp_path, when):
+    from mynawatch.settings import SettingsError, load_settings
+
+    path = tmp_path / "mynawatch.toml"
+    path.write_text(f'[schedule]\nreport_time = "{when}"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="is not a time of day"):  # run said "invalid literal for int()" before
+        load_settings(path)
