@@ -8,11 +8,11 @@ each line is decoded on its own and no line is held in memory beyond ``MAX_LINE_
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Iterator
 
+from classifier.jsonline import NumberTooLong, loads
 from classifier.model import Classifier
 from store.clean import clean_text
 from store.sql import safe_json
@@ -81,7 +81,9 @@ def parse_line(number: int, raw: bytes | None, *, limit: int = MAX_LINE_BYTES) -
     except UnicodeDecodeError as exc:
         raise LineRefused(f"line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
     try:
-        obj = json.loads(line, parse_constant=_no_constant)
+        obj = loads(line, parse_constant=_no_constant)
+    except NumberTooLong as exc:
+        raise LineRefused(f"line {number}: {exc}") from None
     except RecursionError:  # the parser counts its depth: a line of 200,000 "[" ends here, not in a crash
         raise LineRefused(f"line {number}: arrays or objects nested too deeply") from None
     except ValueError as exc:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.jsonline import loads
 from store.records import Cause, Label, Sentiment, Service
 
 CORPUS_DIR = Path(__file__).parent / "data" / "corpus"
@@ -37,7 +38,7 @@ def split_of(story: str) -> str:
 
 def parse_example(line: str, *, where: str) -> Example:
     try:
-        obj = json.loads(line)
+        obj = loads(line)
         relevant = bool(obj["relevant"])
         services = tuple(Service(s) for s in obj.get("services", []))
         label = Label(relevant, services, Cause(obj.get("cause", "none")), Sentiment(obj["sentiment"]))

@@ -8,11 +8,11 @@ or in a file of texts the user supplies (``--real-texts``: JSONL of ``{"url", "t
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from classifier.corpus import CorpusError, Example
+from classifier.jsonline import loads
 from store.records import Cause, Label, Sentiment, Service
 
 REAL_CHECK = Path(__file__).parent / "data" / "real_check.tsv"
@@ -63,7 +63,7 @@ def read_texts(path: Path) -> dict[str, tuple[str, str]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = loads(line)
                 out[str(obj["url"])] = (str(obj.get("title") or ""), str(obj.get("text") or ""))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: not an object
                 raise CorpusError(f"{path}:{number}: expected an object with a url ({exc})") from None

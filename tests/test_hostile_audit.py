@@ -662,6 +662,25 @@ def test_tag_answers_a_nul_only_line_with_an_error_object(model, tmp_path, capsy
     assert "Traceback" not in captured.err and captured.err.count("\n") == 1
 
 
+def test_a_whole_number_of_thousands_of_digits_is_refused_by_its_length(model, tmp_path, capsys):
+    """Python converts at most 4,300 digits and says so with advice about sys.set_int_max_str_digits; the
+    input formats need no whole number of more than 100 digits, and say so."""
+    big = "9" * 5000
+    path = tmp_path / "in.jsonl"
+    path.write_text(f'{{"id": {big}, "title": "マイナ"}}\n{{"id": "b", "title": "マイナ", "n": -{big}}}\n'
+                    f'{{"id": "c", "title": "マイナポータル", "n": {"9" * 100}}}\n', encoding="utf-8")
+    assert main(["tag", str(path)]) == 1
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o.get("error") for o in out[:2]] == ["line 1: a number of 5,000 digits (at most 100)",
+                                                "line 2: a number of 5,000 digits (at most 100)"]
+    assert out[2]["id"] == "c" and out[2]["relevant"] is True  # 100 digits are read
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text(f'{{"url": "https://example.jp/a", "title": "x", "n": {big}}}\n', encoding="utf-8")
+    assert main(["classifier", "evaluate", "--real-texts", str(texts)]) == 2
+    line = _one_line(capsys)
+    assert "a number of 5,000 digits (at most 100)" in line and "set_int_max_str_digits" not in line, line
+
+
 @pytest.fixture(params=["fifo", "folder", "binary_garbage", "not_utf8_on_line_2", "line_over_1_mib",
                         "huge_sparse_file", "nul_only_line", "empty", "missing", "nested_200000_deep",
                         "title_a_number"])
