@@ -487,9 +487,12 @@ def test_ctrl_c_at_any_moment_of_the_installed_command_is_one_line(tmp_path, del
     script = "import sys; from mynawatch.entry import main; sys.exit(main())"
     proc = subprocess.Popen([sys.executable, "-c", script, "--config", str(config), "run"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a run that outlives the test never stays behind
     assert proc.returncode == 130 and err.endswith("mynawatch: interrupted\n") and "Traceback" not in err, err
 
 
