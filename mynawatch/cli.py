@@ -1237,8 +1237,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     _logging(args.verbose)
     try:
-        if args.command in MODEL_COMMANDS:
-            from mynawatch.disk import model_cache_problem
+        if args.command in MODEL_COMMANDS and not (args.command == "run" and args.role == "collect"):
+            from mynawatch.disk import model_cache_problem  # (a collect-only run loads no model)
 
             if problem := model_cache_problem():
                 raise UserError(problem)

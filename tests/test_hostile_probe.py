@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -281,6 +282,32 @@ def test_a_model_cache_that_cannot_be_a_folder_is_refused_before_training(odd_mo
     assert "not a folder" in line or "too long" in line
     assert time.monotonic() - started < 10
     assert not (odd_model_cache.parent / "store.sqlite").exists()
+
+
+def test_a_collect_only_run_needs_no_model_cache(tmp_path, pg_url):
+    """`run --role collect` (a PostgreSQL store's collecting process) loads no model: a model cache that cannot
+    be a folder does not stop it, as it stops the roles that classify."""
+    from sqlalchemy import create_engine, inspect
+
+    from conftest import wait_until
+
+    (tmp_path / "mynawatch.toml").write_text(f'[store]\nurl = "{pg_url}"\n', encoding="utf-8")
+    env = dict(os.environ, MYNAWATCH_CACHE=str(_file(tmp_path / "cache-file")))
+    proc = subprocess.Popen([sys.executable, "-m", "mynawatch.cli", "run", "--role", "collect"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    engine = create_engine(pg_url)
+    try:
+        wait_until("the collect role's store", lambda: inspect(engine).has_table("items"), 60, procs=[proc],
+                   tolerate=(Exception,))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        engine.dispose()
+    assert "MYNAWATCH_CACHE" not in err and "Traceback" not in err, err
+    classify = subprocess.run([sys.executable, "-m", "mynawatch.cli", "run", "--role", "classify"], cwd=tmp_path,
+                              capture_output=True, text=True, env=env, timeout=60)
+    assert classify.returncode == 2 and "MYNAWATCH_CACHE" in classify.stderr, classify.stderr
 
 
 # --- report --out: odd folder names -------------------------------------------------------------------------------
