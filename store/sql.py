@@ -89,7 +89,7 @@ def _start(connection, query: str, limits: Limits) -> Result:
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.cell_bytes)
         connection.text_factory = _text  # a stored value that is not UTF-8 is shown, not an error
     dialects.last_refused.clear()
-    with _translated(limits):
+    with _translated(limits, vacuum=_VACUUM.match(query) is not None):
         cursor = clock.run(connection.execute, query)
     result = Result([d[0] for d in cursor.description or []], iter(()))
     result.rows = _rows(cursor, result, clock, limits)
@@ -141,8 +141,12 @@ def _rows(cursor, result: Result, clock: _Clock, limits: Limits) -> Iterator[tup
             return
 
 
+# VACUUM (and VACUUM INTO), after any comments: SQLite runs it as an ATTACH of its own, which is what is refused
+_VACUUM = re.compile(r"\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*vacuum\b", re.IGNORECASE | re.DOTALL)
+
+
 @contextmanager
-def _translated(limits: Limits, rows_before: int = 0):
+def _translated(limits: Limits, rows_before: int = 0, *, vacuum: bool = False):
     """SQLite's errors as one clear ReadOnlyError each."""
     after = f"; {rows_before} row{'s' if rows_before != 1 else ''} written before it stopped" if rows_before else ""
     try:
@@ -154,6 +158,7 @@ def _translated(limits: Limits, rows_before: int = 0):
         name, text = getattr(exc, "sqlite_errorname", ""), one_line(str(exc))
         if dialects.last_refused or any(w in text.lower() for w in ("readonly", "may not be modified")):
             what = dialects.last_refused[0] if dialects.last_refused else "writing"
+            what = "VACUUM" if vacuum and what == "ATTACH" else what  # not the user's ATTACH: say what was typed
             raise ReadOnlyError(f"refused: {what} would change the store, and `mynawatch sql` is read-only "
                                 "(the store was not changed)") from None
         if "not authorized" in text.lower():

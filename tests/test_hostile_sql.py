@@ -210,6 +210,16 @@ def test_writes_stay_refused_and_the_file_unchanged(store, capsys, statement):
     c.close()
 
 
+@pytest.mark.parametrize("statement", ["VACUUM", "  /* tidy */ vacuum", "-- a note\nVACUUM INTO 'copy.sqlite'"])
+def test_a_vacuum_is_refused_in_its_own_name(store, capsys, statement):
+    """SQLite runs VACUUM as an ATTACH of its own: the refusal names what was typed, not an ATTACH nobody typed."""
+    assert main(["sql", statement]) == 2
+    err = capsys.readouterr().err
+    assert "refused: VACUUM would change the store" in err and "ATTACH" not in err, err
+    assert main(["sql", "ATTACH DATABASE 'other.sqlite' AS o"]) == 2  # a real ATTACH keeps its name
+    assert "refused: ATTACH would change the store" in capsys.readouterr().err
+
+
 def test_json_output_stays_valid_and_names_are_clean(store, capsys):
     assert main(["sql", 'SELECT 9e999 AS a, -9e999 AS b, 1.5 AS "c\x1b[2J\u202e"', "--format", "json"]) == 0
     out = capsys.readouterr().out
