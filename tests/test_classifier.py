@@ -212,7 +212,7 @@ def test_hashtags_are_kept_apart_from_the_prose():
                                                                          if not r.startswith("H:"))
 
 
-def test_long_training_items_weigh_more_where_tone_and_trouble_are_fitted():
+def test_long_training_items_get_the_long_weight_and_short_ones_one():
     from classifier.model import LONG_AXES, LONG_CHARS, LONG_WEIGHT, length_weights
 
     corpus = load_corpus()
