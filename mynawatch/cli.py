@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -178,7 +179,11 @@ def _check_out_folder(out: str) -> None:
             mode = place.stat().st_mode
         except (FileNotFoundError, NotADirectoryError):
             continue  # made when the report is written, or a parent below is not a folder: found on the way up
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # the whole path, or one name in it, past what the system takes
+                shown = one_line(out) if len(out) <= 120 else one_line(out)[:120] + "…"
+                raise UserError(f"--out {shown}: the path ({len(out)} characters) or a name in it is too long for this "
+                                "system: name a shorter folder") from None
             return  # cannot be told here (a folder this user may not enter): writing names the trouble
         if not stat.S_ISDIR(mode):
             what = "is not a folder" if place == path else f"runs through {place}, which is not a folder"

@@ -284,6 +284,22 @@ def test_a_model_cache_that_cannot_be_a_folder_is_refused_before_training(odd_mo
     assert not (odd_model_cache.parent / "store.sqlite").exists()
 
 
+def test_a_model_cache_folder_that_cannot_be_written_fails_before_training(tmp_path, monkeypatch, capsys):
+    """/proc/self is a folder (as root, too, no file can be made there): the model was trained for a minute, then
+    its save failed. Whether a model can be kept there is now tried before the training."""
+    from mynawatch.cli import main
+
+    monkeypatch.setenv("MYNAWATCH_CACHE", "/proc/self")
+    (tmp_path / "mynawatch.toml").write_text('[store]\nurl = "sqlite:///store.sqlite"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    assert main(["classifier", "explain", "マイナ保険証でエラー"]) == 1
+    line = _one_line(capsys)
+    assert line.startswith("mynawatch: /proc/self/model-") and "MYNAWATCH_CACHE" in line and len(line) < 400, line
+    assert time.monotonic() - started < 30
+    assert not list(Path("/proc/self").glob("model-*"))
+
+
 def test_a_collect_only_run_needs_no_model_cache(tmp_path, pg_url):
     """`run --role collect` (a PostgreSQL store's collecting process) loads no model: a model cache that cannot
     be a folder does not stop it, as it stops the roles that classify."""
@@ -315,6 +331,7 @@ def test_a_collect_only_run_needs_no_model_cache(tmp_path, pg_url):
 OUT_NAMES = {
     "newline": "a\nb",  # the listing of the files written broke into two lines per file
     "six_thousand_characters": "o/" * 3000,  # File name too long: the whole path was quoted, a 6,031-character line
+    "one_name_of_300_characters": "a" * 300,  # each name of a path has its own limit (255 bytes here)
 }
 
 
@@ -334,10 +351,10 @@ def test_report_out_of_an_odd_name_lists_one_line_per_file_or_fails_in_one_short
         out = capsys.readouterr().out.splitlines()
         assert out and all(line.split()[0] in ("text", "html", "chart", "hourly", "eml") for line in out), out
         assert "eml    a b/digest-2024-09-17.eml" in out
-    else:
-        assert status == 1
+    else:  # bad input, refused before the report is built: usage's exit status
+        assert status == 2
         line = _one_line(capsys)
-        assert "File name too long" in line and len(line) < 400, line[:600]
+        assert "too long for this system" in line and len(line) < 400, line[:600]
 
 
 # --- digits that str.isdigit() takes and int() refuses: ² ----------------------------------------------------------
