@@ -99,12 +99,28 @@ def load_or_train(*, extra_examples: Iterable[Example] = (), seed: int = 13, for
         model.info.update(info)
         return model
     examples = [e for e in load_corpus(corpus_dir) if e.split != "test"] + extra
+    _check_writable(model_path(key))  # before a minute of training, not after it
     with _ticking(progress, f"training the classifier on {len(examples)} examples"):
         model = train(examples, seed=seed, version=version_of(key))
     model.info.update(info, key=key)
     _write(model, model_path(key))
     prune([key, *(k for k in keep if k)])
     return _long_lived(model)
+
+
+def _check_writable(path: Path) -> None:
+    """Raise the OSError that saving a model at ``path`` would meet (a folder that cannot be made or written:
+    read-only, a system folder such as /proc/self, another user's), by making and removing a probe file
+    there; the error names the model file, as a failed save does."""
+    probe = path.with_name(f"{path.name}.{os.getpid()}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.open("xb").close()
+    except OSError as exc:
+        exc.filename = str(path)
+        raise
+    with suppress(OSError):
+        probe.unlink()
 
 
 def _write(model: Classifier, path: Path) -> None:
