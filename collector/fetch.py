@@ -177,10 +177,29 @@ def check_address(url: str, *, allow_loopback: bool) -> None:
         _check_ip(url, host, info[4][0], allow_loopback=allow_loopback)
 
 
+# IPv6 prefixes whose addresses carry an IPv4 address in their last 32 bits, which a translator or relay on the
+# way may reach: NAT64's well-known and local-use prefixes, SIIT's, and the deprecated IPv4-compatible one.
+_IPV4_IN_LAST_32 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, where it embeds one (::ffff:10.0.0.1, 64:ff9b::10.0.0.1,
+    2002:a00:1:: (6to4), ::10.0.0.1), else None."""
+    if ip.is_loopback or ip.is_unspecified:  # ::1 and :: are in ::/96 and are themselves
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _IPV4_IN_LAST_32) and int(ip) & 0xFFFFFFFF:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _check_ip(url: str, host: str, address: str, *, allow_loopback: bool) -> None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    if isinstance(ip, ipaddress.IPv6Address) and (v4 := _embedded_ipv4(ip)) is not None:
+        ip = v4  # ::ffff:10.0.0.1, 64:ff9b::a00:1 (NAT64) and 2002:a00:1:: (6to4) reach 10.0.0.1
     if ip.is_loopback and allow_loopback:
         return
     if not ip.is_global or ip.is_multicast:

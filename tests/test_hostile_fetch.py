@@ -250,6 +250,10 @@ def test_a_source_redirect_to_another_private_service_is_refused_before_it_is_re
     "http://[::1]:{port}/feed", "http://localhost:{port}/feed", "http://0.0.0.0:{port}/feed",
     "http://[::ffff:127.0.0.1]:{port}/feed", "http://127.0.0.2:{port}/feed", "http://100.64.0.1/",
     "http://[fe80::1]/", "http://[fd00::1]/", "file:///etc/passwd", "gopher://127.0.0.1:{port}/",
+    # IPv6 addresses that carry a private IPv4 one, reached through a translator or relay on the way:
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/", "http://[64:ff9b::7f00:1]:{port}/feed",  # NAT64
+    "http://[64:ff9b:1::a00:1]/", "http://[2002:a00:1::1]/", "http://[2002:7f00:1::]:{port}/",  # local NAT64, 6to4
+    "http://[::ffff:0:a00:1]/", "http://[::127.0.0.1]:{port}/feed",  # SIIT, IPv4-compatible
 ])
 def test_a_source_redirect_into_private_address_space_is_refused(server, location):
     server.routes["/feed"] = Route(b"", status=302, headers={"Location": location.format(port=server.httpd.server_address[1])})
@@ -264,6 +268,8 @@ def test_a_source_redirect_to_a_public_address_is_allowed(server):
         _fetch(server.url("/feed"), FetchPolicy(timeout_seconds=0.5, host_interval_seconds=0))
     assert not isinstance(caught.value, FetchRefused)
     check_address("http://93.184.216.34/", allow_loopback=False)
+    for public in ("http://[64:ff9b::5db8:d822]/", "http://[2002:5db8:d822::1]/", "http://[::ffff:93.184.216.34]/"):
+        check_address(public, allow_loopback=False)  # the same public address through NAT64, 6to4, mapped
 
 
 def test_allow_loopback_links_lets_a_source_redirect_to_another_loopback_server(server, other):
