@@ -10,19 +10,21 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 from bs4 import BeautifulSoup
 
+from collector import charset
 from store.clock import TOKYO
 
 ARTICLE_TYPES = {"NewsArticle", "Article", "ReportageNewsArticle", "AnalysisNewsArticle", "BlogPosting",
                  "WebPage", "GovernmentService"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._-]+)""", re.IGNORECASE)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._-]+)", re.IGNORECASE)
-_ALIASES = {"shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932", "windows-31j": "cp932",
-            "euc-jp": "euc_jis_2004", "x-euc-jp": "euc_jis_2004"}
 _JA_DATE = re.compile(r"(\d{4})[年/.-](\d{1,2})[月/.-](\d{1,2})日?(?:\D{0,6}?(\d{1,2})[:時](\d{1,2})分?)?")
+_UTC_NAMED = re.compile(r"\d\s*(?:UTC|GMT|Z)\s*$", re.IGNORECASE)  # 2024-10-01 01:00 UTC: not Japan time
 _SPACE = re.compile(r"[ \t\u3000]+")
+MAX_LD_NODES = 10_000  # JSON-LD objects looked at per page for the article's own
 _DROP = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg", "button")
 
 
@@ -35,16 +37,12 @@ class ArticlePage:
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> str:
+    """The page as text: its byte order mark, its own ``<meta>`` charset, the HTTP header's, then the fallbacks
+    (``collector.charset``)."""
     declared = _META_CHARSET.search(body[:4096])
     header = _HEADER_CHARSET.search(content_type or "")
-    names = [declared.group(1).decode("ascii")] if declared else []
-    names += [header.group(1)] if header else []
-    for name in [*names, "utf-8", "cp932", "euc_jis_2004"]:
-        try:
-            return body.decode(_ALIASES.get(name.lower(), name)).removeprefix("\ufeff")
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return body.decode("utf-8", errors="replace")
+    names = ([declared.group(1).decode("ascii")] if declared else []) + ([header.group(1)] if header else [])
+    return charset.decode(body, names)
 
 
 def soup_of(body: bytes, content_type: str | None = None) -> BeautifulSoup:
@@ -74,23 +72,30 @@ def _json_ld_article(soup) -> dict:
     for script in soup.find_all("script", attrs={"type": "application/ld+json"}):
         try:
             data = json.loads(script.string or script.get_text() or "")
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # not JSON, or nested past the parser's depth
             continue
         for node in _nodes(data):
             types = node.get("@type")
-            types = set(types) if isinstance(types, list) else {types}
-            if types & ARTICLE_TYPES:
+            types = types if isinstance(types, list) else [types]
+            if any(isinstance(t, str) and t in ARTICLE_TYPES for t in types):
                 return node
     return {}
 
 
 def _nodes(data):
-    if isinstance(data, list):
-        for x in data:
-            yield from _nodes(x)
-    elif isinstance(data, dict):
-        yield data
-        yield from _nodes(data.get("@graph", []))
+    """The objects of a JSON-LD document: itself, the items of a list, the members of ``@graph``, walked without
+    recursion (a document may nest as deep as the JSON parser allows), at most MAX_LD_NODES of them."""
+    stack, seen = [data], 0
+    while stack and seen < MAX_LD_NODES:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+        elif isinstance(node, dict):
+            seen += 1
+            yield node
+            graph = node.get("@graph")
+            if isinstance(graph, (list, dict)):
+                stack.append(graph)
 
 
 def _ld_name(value) -> str | None:
@@ -129,11 +134,14 @@ def parse_time(value: str | None) -> datetime | None:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
+        when = _rfc822(value)
+    if when is None:
         m = _JA_DATE.search(value)
         if not m:
             return None
         try:
-            when = datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4] or 0), int(m[5] or 0))
+            when = datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4] or 0), int(m[5] or 0),
+                            tzinfo=timezone.utc if _UTC_NAMED.search(value) else None)
         except ValueError:
             return None
     if when.tzinfo is None:
@@ -142,6 +150,17 @@ def parse_time(value: str | None) -> datetime | None:
         return when.astimezone(timezone.utc)
     except (OverflowError, ValueError):  # 0001-01-01 in Tokyo, 9999-12-31T23:59:59-14:00: out of range
         return None
+
+
+def _rfc822(value: str) -> datetime | None:
+    """An e-mail style date (Tue, 01 Oct 2024 01:00:00 GMT), as pages also write them; None when it is not one."""
+    if not value[:1].isalpha():
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if str(when.year) in value else None  # it reads year 0001 as 2001, year 99 as 1999
 
 
 def main_text(soup) -> str:

@@ -32,6 +32,7 @@ FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, a
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 TEMPORARY_STATUSES = {408, 425, 429}
 HARD_STATUSES = {400, 401, 403, 404, 405, 410, 451}
+MAX_VALIDATOR = 1024  # characters of an ETag or Last-Modified kept to send back
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,9 @@ def fetch_feed(client: httpx.Client, url: str, *, etag: str | None, last_modifie
     """GET ``url`` conditionally. Raises FetchFailed on network errors, bad statuses and oversized bodies,
     FetchRefused on a redirect to a private address other than the source's own host."""
     headers = {}
-    if etag:
+    if etag := validator(etag):
         headers["If-None-Match"] = etag
-    if last_modified:
+    if last_modified := validator(last_modified):
         headers["If-Modified-Since"] = last_modified
     result = _follow(client, url, headers, policy, now=now, limiter=limiter, trusted=_origin(url))
     if result.status == 304 and not headers:
@@ -211,6 +212,10 @@ def _get(client, url, headers, policy, *, now) -> FetchResult:
     started = time.monotonic()
     phase = "connecting"
     try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:  # an address httpx cannot request
+        raise FetchFailed(url, f"not a valid address ({exc})", kind=SOFT) from exc
+    try:
         with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
             phase = "body still arriving"
             _check_status(url, response, now)
@@ -227,8 +232,9 @@ def _get(client, url, headers, policy, *, now) -> FetchResult:
         raise FetchFailed(url, f"redirect to an unreadable address ({exc})", kind=SOFT) from exc
     except httpx.HTTPError as exc:
         raise FetchFailed(url, f"network error: {exc or type(exc).__name__}", network=True) from exc
-    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:  # an address httpx cannot request
-        raise FetchFailed(url, f"not a valid address ({exc})", kind=SOFT) from exc
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:  # the address was readable: httpx could not
+        # read the Location it answered (javascript:alert(1), mailto:, data:) while building the next request
+        raise FetchFailed(url, f"redirect to an unreadable address ({exc})", kind=SOFT) from exc
 
 
 def _next_hop(url: str, response) -> str:
@@ -281,10 +287,19 @@ def _read(url, response, policy) -> bytes:
 def _result(response, body, started, *, location=None) -> FetchResult:
     return FetchResult(
         url=str(response.url), status=response.status_code, body=body,
-        content_type=response.headers.get("Content-Type"), etag=response.headers.get("ETag"),
-        last_modified=response.headers.get("Last-Modified"),
+        content_type=response.headers.get("Content-Type"), etag=validator(response.headers.get("ETag")),
+        last_modified=validator(response.headers.get("Last-Modified")),
         elapsed_ms=int((time.monotonic() - started) * 1000), location=location,
     )
+
+
+def validator(value: str | None) -> str | None:
+    """An ETag or Last-Modified that can be sent back as it came (visible ASCII and spaces), else None: a
+    server's stray byte (\\xff, a control character, a line break) would otherwise make every later request
+    of the source fail before it is sent."""
+    if not value or len(value) > MAX_VALIDATOR or not all(" " <= c <= "~" for c in value):
+        return None
+    return value
 
 
 def retry_after_seconds(value: str | None, *, now: datetime, cap: float = 86400.0) -> float | None:

@@ -8,6 +8,7 @@ parsed it; an entry that still cannot be prepared is skipped, never the batch.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from store.maintenance import save_window
 from store.records import Entry, TrendEntry
 
 DEFAULT_POLICY = CollectPolicy()
+MAX_WINDOWS = 100  # maintenance windows stored per source and round (official notice pages announce a few)
 
 
 def prepare(source: SourceConfig, entry: Entry, *, now: datetime,
@@ -59,11 +61,25 @@ def prepare_all(source: SourceConfig, entries: list[Entry], *, now: datetime, li
     return prepared
 
 
+def without_shared_guids(prepared: list[store_items.NewItem]) -> list[store_items.NewItem]:
+    """The items with a GUID that other items of the same feed carry under other addresses lose it: such a GUID
+    (a CMS that gives every item the channel's address) names no item, and as an identity it would keep all
+    but the first of them out of the store, in this round and every later one."""
+    urls: dict[str, set[str]] = {}
+    for p in prepared:
+        if p.entry.guid:
+            urls.setdefault(p.entry.guid, set()).add(p.canonical_url)
+    shared = {guid for guid, seen in urls.items() if len(seen) > 1}
+    if not shared:
+        return prepared
+    return [replace(p, entry=replace(p.entry, guid=None)) if p.entry.guid in shared else p for p in prepared]
+
+
 def save_entries(session: Session, source_id: int, source: SourceConfig, entries: list[Entry], *, now: datetime,
                  stories: StoryIndex | None = None, policy: CollectPolicy = DEFAULT_POLICY,
                  skipped: list[str] | None = None) -> int:
     """Store the entries not seen before, each attached to a story cluster. Returns how many were new."""
-    prepared = prepare_all(source, entries, now=now, limits=policy.text_limits, skipped=skipped)
+    prepared = without_shared_guids(prepare_all(source, entries, now=now, limits=policy.text_limits, skipped=skipped))
     learn_names(session, source, [p.entry for p in prepared], now=now)
     social = {p.canonical_url: p.entry.social_count for p in prepared if p.entry.social_count is not None}
     if social:
@@ -139,10 +155,26 @@ def save_notices(session: Session, source: SourceConfig, items: list[store_items
         except Exception as exc:  # an item boundary: an unreadable notice is still stored as an item
             if skipped is not None:
                 skipped.append(f"notice {p.canonical_url[:120]}: {type(exc).__name__}: {str(exc)[:200]}")
+    found = first_windows(found, skipped)
     if not found:
         return 0
     ids = store_items.item_ids(session, [p.canonical_url for p, _ in found])
     return sum(save_window(session, w, found_at=now, item_id=ids.get(p.canonical_url)) for p, w in found)
+
+
+def first_windows(found: list[tuple], skipped: list[str] | None) -> list[tuple]:
+    """(notice, window) pairs, each window (service, start, end) once, at most MAX_WINDOWS of them: a source that
+    announces thousands (a hostile or broken one) would otherwise cost a statement each, every round, while every
+    other source waits to be stored. The rest is said in ``skipped``."""
+    seen, out = set(), []
+    for notice, w in found:
+        if (key := (w.service, w.starts_at, w.ends_at)) not in seen:
+            seen.add(key)
+            out.append((notice, w))
+    if len(out) > MAX_WINDOWS and skipped is not None:
+        skipped.append(f"{len(out) - MAX_WINDOWS} maintenance window(s) past the first {MAX_WINDOWS} of this round "
+                       "not stored")
+    return out[:MAX_WINDOWS]
 
 
 def save_trends(session: Session, source_id: int, source: SourceConfig, trends: list[TrendEntry], *,
@@ -158,16 +190,16 @@ def save_page(session: Session, source_id: int, source: SourceConfig, page: Page
     """A watched page that changed: its links as items, its notice blocks read for maintenance windows."""
     new = save_entries(session, source_id, source, page.entries, now=now, stories=stories, policy=policy,
                        skipped=skipped)
+    found = []
     for block in page.blocks:
         try:
-            windows = find_windows(block, page.heading, notice_time=now, url=source.url,
-                                   default_service=source.service)
+            found += [(block, w) for w in find_windows(block, page.heading, notice_time=now, url=source.url,
+                                                       default_service=source.service)]
         except Exception as exc:  # a block boundary
             if skipped is not None:
                 skipped.append(f"page block: {type(exc).__name__}: {str(exc)[:200]}")
-            continue
-        for window in windows:
-            save_window(session, window, found_at=now)
+    for _block, window in first_windows(found, skipped):
+        save_window(session, window, found_at=now)
     return new
 
 

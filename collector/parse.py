@@ -7,7 +7,6 @@ that field (``collector.sanitize``)."""
 from __future__ import annotations
 
 import calendar
-import codecs
 import html
 import io
 import re
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 import feedparser
 from lxml import etree
 
+from collector import charset
 from collector.article import parse_time
 from collector.errors import FeedMalformed
 from collector.policy import TextLimits
@@ -98,10 +98,8 @@ def _entries(readers, *, rules: ItemRules, now: datetime, limits: TextLimits, sk
 
 
 _DECLARED = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_DECLARATION = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*["'])[A-Za-z0-9._-]+""")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._-]+)", re.IGNORECASE)
-_ALIASES = {"shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932", "windows-31j": "cp932",
-            "euc-jp": "euc_jis_2004", "x-euc-jp": "euc_jis_2004"}
-_FALLBACKS = ("utf-8", "cp932", "euc_jis_2004")
 _ROOT_END = re.compile(rb"</(?:[A-Za-z0-9_]+:)?(?:rss|RDF|feed)\s*>\s*$")
 
 
@@ -112,25 +110,14 @@ def _truncated(body: bytes) -> bool:
 
 
 def to_utf8(body: bytes, content_type: str | None) -> bytes:
-    """Decode by the declared charset (XML declaration, else HTTP header); when the declaration is wrong,
-    by the first Japanese encoding that decodes the body cleanly. Returns UTF-8 with the declaration fixed."""
+    """Decode by the byte order mark, else the declared charset (XML declaration, else HTTP header); when the
+    declaration is wrong, by the first Japanese encoding that decodes the body cleanly (``collector.charset``).
+    Returns UTF-8 with the declaration fixed."""
     declared = _DECLARED.match(body)
     header = _CHARSET.search(content_type or "")
-    names = [m.group(1).decode() if isinstance(m.group(1), bytes) else m.group(1) for m in (declared, header) if m]
-    for name in [*names, *_FALLBACKS]:
-        codec = _ALIASES.get(name.lower(), name)
-        try:
-            if not codecs.lookup(codec)._is_text_encoding:  # "hex", "rot13", "zlib": not a charset
-                continue
-            text = body.decode(codec)
-        except (LookupError, ValueError):  # an unknown name, undecodable bytes, a codec that fails (idna)
-            continue
-        break
-    else:
-        text = body.decode("utf-8", errors="replace")
-    text = _xml_chars(text.removeprefix("\ufeff"))
-    if declared:
-        text = re.sub(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*["'])[A-Za-z0-9._-]+""", r"\g<1>utf-8", text, count=1)
+    names = ([declared.group(1).decode()] if declared else []) + ([header.group(1)] if header else [])
+    text = charset.decode(body, names)
+    text = _DECLARATION.sub(r"\g<1>utf-8", _xml_chars(text), count=1)
     return text.encode("utf-8")
 
 

@@ -30,7 +30,7 @@ def read_entries(body: bytes, *, base: str) -> list[Callable[[], dict]] | None:
     one by one, so an entry that cannot be read costs only itself), or None when this document should go to
     feedparser."""
     try:
-        root = etree.fromstring(body, parser=_PARSER)
+        root = etree.fromstring(body, parser=_PARSER, base_url=base)  # so el.base honours xml:base, as feedparser
     except (etree.XMLSyntaxError, ValueError):
         return None
     kind = _local(root)
@@ -49,6 +49,13 @@ def _local(el) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
+def _base(el, base: str) -> str:
+    """The address relative links in ``el`` are read against: its xml:base when that is an http(s) address, else
+    the feed's."""
+    found = el.base
+    return found if isinstance(found, str) and found.lower().startswith(("http://", "https://")) else base
+
+
 def _text(el) -> str:
     return "".join(el.itertext()).strip()
 
@@ -61,10 +68,11 @@ def _rss_item(item, base: str, *, about: str | None = None) -> dict:
         if name == "title":
             e["title"] = text
         elif name == "link" and text:
-            e["link"] = urljoin(base, text)
+            e["link"] = urljoin(_base(child, base), text)
         elif name == "guid":
             e["id"] = text
             permalink = child.get("isPermaLink", "true") != "false"
+            guid_base = _base(child, base)
         elif name == "description":
             e["summary"] = text
         elif name == "encoded" and "summary" not in e:
@@ -79,8 +87,10 @@ def _rss_item(item, base: str, *, about: str | None = None) -> dict:
             tags.append({"term": text})
         elif name == "bookmarkcount":
             e["hatena_bookmarkcount"] = text
-    if "link" not in e and not about and e.get("id") and permalink and e["id"].startswith("http"):
-        e["link"] = e["id"]
+    if "link" not in e and not about and e.get("id") and permalink:
+        resolved = urljoin(guid_base, e["id"])  # a permalink may be relative (<guid>/news/1.html</guid>)
+        if resolved.lower().startswith(("http://", "https://")):
+            e["link"] = e["id"] = resolved
     return _finish(e, tags)
 
 
@@ -90,7 +100,7 @@ def _atom_entry(entry, base: str) -> dict:
     for child in entry:
         name = _local(child)
         if name == "link" and child.get("rel", "alternate") == "alternate" and "link" not in e:
-            e["link"] = urljoin(base, child.get("href", ""))
+            e["link"] = urljoin(_base(child, base), child.get("href", ""))
         elif name == "id":
             e["id"] = _text(child)
         elif name == "title":

@@ -147,4 +147,7 @@ def _time(value) -> datetime:
         raise FrameMalformed(f"createdAt {str(value)[:40]!r} is not a time") from None
     if when.tzinfo is None:
         raise FrameMalformed("createdAt without an offset")
-    return when.astimezone(timezone.utc)
+    try:
+        return when.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # 0001-01-01T00:00+09:00, 9999-12-31T23:59-14:00: no such UTC time
+        raise FrameMalformed(f"createdAt {str(value)[:40]!r} is out of range") from None

@@ -19,6 +19,7 @@ store), a bounded queue between them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -46,6 +47,7 @@ from collector.streams.save import save_batch
 from store import clock
 from store import streams as store_streams
 from store import work as store_work
+from store.deadline import deadline, deadline_transport
 
 log = logging.getLogger(__name__)
 HARD_FRAME_CAP = 16 * 1024 * 1024  # a frame larger than this ends the connection (smaller oversized ones are skipped)
@@ -299,13 +301,12 @@ class StreamRunner:
         said once."""
         intake, added = self.intake, 0
         try:
-            with httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT}) as client:
+            with httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT},
+                              transport=deadline_transport(trust_env=False), trust_env=False) as client:
                 for url, body in self.adapter.backfill_requests(self.config, since_id, until_id, environ=self.environ):
                     since = since_id
                     for _ in range(self.config.backfill_pages):
-                        response = client.post(url, json={**body, "sinceId": since})
-                        response.raise_for_status()
-                        notes = response.json()
+                        notes = self._api_page(client, url, {**body, "sinceId": since})
                         notes = sorted((n for n in notes if isinstance(n, dict) and isinstance(n.get("id"), str)),
                                        key=lambda n: n["id"]) if isinstance(notes, list) else []
                         for note in notes:
@@ -323,7 +324,7 @@ class StreamRunner:
                         if len(notes) < body["limit"]:
                             break
                         since = notes[-1]["id"]
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, RecursionError) as exc:
             self.gap_tries += 1
             if self.gap_tries < GAP_TRIES:  # nothing after the gap is stored yet: the next connection tries again
                 intake.cut()
@@ -336,6 +337,21 @@ class StreamRunner:
         if intake.batch:
             self._put(intake.cut())
         log.info("stream %s: %d note(s) read to fill the gap since %s", self.config.name, added, since_id)
+
+    def _api_page(self, client: httpx.Client, url: str, body: dict):
+        """One page of notes from the Misskey API, its answer read within API_TIMEOUT in all and never more
+        than a page of the largest frames (``max_frame_bytes`` per note); ValueError when it is larger or
+        not JSON, RecursionError when nested too deep, httpx errors as they come."""
+        cap = body["limit"] * self.config.max_frame_bytes
+        with deadline(API_TIMEOUT), client.stream("POST", url, json=body) as response:
+            response.raise_for_status()
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise ValueError(f"an answer of more than {cap} bytes")
+                chunks.append(chunk)
+        return json.loads(b"".join(chunks))
 
     def _flush_partial(self) -> None:
         """The frames read before the connection ended are stored (unless a resync throws them away)."""

@@ -4,7 +4,7 @@ that covers them all. A crash before the commit leaves the cursor where the last
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -18,14 +18,20 @@ from collector.streams.intake import Batch
 from store import streams as store_streams
 from store.records import Entry
 
+FUTURE_TOLERANCE = timedelta(days=1)  # a stream's clock and ours may differ (and ``now`` may lag the frames)
 TITLE_CHARS = 120  # a post has no title: its first characters stand in (stories cluster on them)
 
 
-def to_entry(post: Post) -> Entry:
-    """A post as a feed entry: the content warning before the text, the author as publisher, the key as GUID."""
+def to_entry(post: Post, *, now: datetime) -> Entry:
+    """A post as a feed entry: the content warning before the text, the author as publisher, the key as GUID.
+    A post dated more than FUTURE_TOLERANCE ahead (a Misskey note's createdAt comes from the server it was
+    written on, whatever its clock says) is dated now, as a feed's item is."""
     body = f"{post.cw}\n{post.text}" if post.cw else post.text
+    published, note = post.created, None
+    if published > now + FUTURE_TOLERANCE:
+        published, note = now, f"future date {post.created.isoformat()} clamped to fetch time"
     return Entry(url=post.url, title=clean_line(body, TITLE_CHARS), summary=body, guid=post.key,
-                 published=post.created, publisher=post.author)
+                 published=published, publisher=post.author, date_note=note)
 
 
 def save_batch(session: Session, source_id: int, config: StreamConfig, batch: Batch, *, now: datetime,
@@ -35,7 +41,7 @@ def save_batch(session: Session, source_id: int, config: StreamConfig, batch: Ba
     skipped: list[str] = []
     new = 0
     if batch.posts:
-        new = save_entries(session, source_id, config.as_source(), [to_entry(p) for p in batch.posts], now=now,
+        new = save_entries(session, source_id, config.as_source(), [to_entry(p, now=now) for p in batch.posts], now=now,
                            stories=stories, policy=policy, skipped=skipped)
     if batch.reposts:
         originals = store_streams.item_ids(session, source_id, [e.subject for e in batch.reposts])
