@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from reports.coverage import Coverage, missing_days
 from store.alerts import AlertView
 from store.maintenance import Window
-from store.records import Cause, LabeledItem, Sentiment, Service
+from store.records import SERVICE_CODES, Cause, LabeledItem, Sentiment, Service, cause_of, sentiment_of
 from store.health import SourceHealth
 from store.signals import Count, SocialCount
 from store.stream_signals import Burst, StreamCount
@@ -156,23 +156,26 @@ def build_daily_report(inputs: DayInputs, *, top: int = 10) -> DailyReport:
 def stream_rows(counts: list[StreamCount]) -> list[StreamRow]:
     """The social panel: services by distinct authors, then posts, in the taxonomy's order."""
     order = list(Service)
-    rows = [StreamRow(Service(c.service), c.posts, c.authors, c.reposts) for c in counts]
+    rows = [StreamRow(Service(c.service), c.posts, c.authors, c.reposts)
+            for c in counts if c.service in SERVICE_CODES]
     return sorted(rows, key=lambda r: (-r.authors, -r.posts, order.index(r.service)))
 
 
 def stories_per_day(counts: list[Count]) -> dict[date, dict[Service, int]]:
     out: dict[date, dict[Service, int]] = defaultdict(dict)
     for c in counts:
-        out[c.bucket][Service(c.service)] = c.stories
+        if c.service in SERVICE_CODES:
+            out[c.bucket][Service(c.service)] = c.stories
     return dict(out)
 
 
 def _service_rows(inputs: DayInputs, per_day: dict[date, dict[Service, int]]) -> list[ServiceRow]:
     day = inputs.day
-    today = {Service(c.service): c for c in inputs.per_day if c.bucket == day}
+    today = {Service(c.service): c for c in inputs.per_day if c.bucket == day and c.service in SERVICE_CODES}
     causes: dict[Service, Counter] = defaultdict(Counter)
     for c in inputs.causes:
-        causes[Service(c.service)][Cause(c.cause)] += c.stories
+        if c.service in SERVICE_CODES:
+            causes[Service(c.service)][cause_of(c.cause)] += c.stories
     social = {s.service: s for s in inputs.social}
 
     before = [day - timedelta(d) for d in range(1, 29)]
@@ -221,11 +224,9 @@ def _causes(stories: list[StoryRow]) -> list[tuple[Cause, int]]:
 
 
 def _sentiment(inputs: DayInputs) -> list[tuple[Sentiment, int, float, float]]:
-    today = Counter({Sentiment(c.sentiment): c.items for c in inputs.sentiment if c.bucket == inputs.day})
-    week = Counter()
+    today, week = Counter(), Counter()
     for c in inputs.sentiment:
-        if c.bucket != inputs.day:
-            week[Sentiment(c.sentiment)] += c.items
+        (today if c.bucket == inputs.day else week)[sentiment_of(c.sentiment)] += c.items
     n, w = sum(today.values()), sum(week.values())
     return [(s, today[s], round(today[s] / n, 3) if n else 0.0, round(week[s] / w, 3) if w else 0.0)
             for s in Sentiment]

@@ -183,15 +183,25 @@ def send_message(msg: EmailMessage, settings: SmtpSettings) -> None:
 
 
 def wire_bytes(msg: EmailMessage) -> bytes:
-    """The message as it goes over SMTP (CRLF line ends): what the outbox keeps."""
-    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    """The message as it goes over SMTP (CRLF line ends): what the outbox keeps. Where an address is not ASCII
+    (運用@例え.jp) its headers are UTF-8, as SMTPUTF8 carries them: an encoded word is no address."""
+    utf8 = not all(str(msg.get(name, "")).isascii() for name in ("From", "To"))
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n", utf8=utf8))
 
 
 def send_bytes(data: bytes, recipient: str, settings: SmtpSettings) -> None:
-    """Deliver an already built message (the outbox keeps the exact bytes) to one recipient."""
+    """Deliver an already built message (the outbox keeps the exact bytes) to one recipient. An address that
+    is not ASCII goes through SMTPUTF8; a server without it refuses that message (SMTPNotSupportedError)."""
     data = re.sub(rb"(?<!\r)\n", b"\r\n", data)  # SMTP lines end in CRLF; a bare LF would make one endless line
+    wide = [a for a in (settings.sender, recipient) if not a.isascii()]
     with deadline(settings.timeout) as limit, _connect(settings, limit) as smtp:
-        smtp.sendmail(settings.sender, [recipient], data)
+        if wide:
+            smtp.ehlo_or_helo_if_needed()
+            if not smtp.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError(
+                    f"{wide[0]} is not an ASCII address, and the SMTP server {settings.host} does not take such "
+                    "addresses (it offers no SMTPUTF8): use an ASCII address, or a server that does")
+        smtp.sendmail(settings.sender, [recipient], data, mail_options=["SMTPUTF8"] if wide else [])
 
 
 def is_permanent(exc: Exception) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, String, text
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -260,6 +261,9 @@ class SQLite:
                 "false": "0", "current": CURRENT}
 
     def on_connect(self, dbapi_connection) -> None:
+        # Text that is not UTF-8 (written by another program, or by hand) is read with U+FFFD in place of the
+        # bad bytes: the default failed the whole query, and every command reading that row with it.
+        dbapi_connection.text_factory = _lenient_text
         dbapi_connection.create_function("ja_search_tokens", 1, search_tokens, deterministic=True)
         dbapi_connection.create_function("ja_search_variants", 1, variant_tokens, deterministic=True)
         cursor = dbapi_connection.cursor()
@@ -346,7 +350,7 @@ class SQLite:
         path = _sqlite_path(url)
         if not path or path == ":memory:" or not Path(path).is_file():
             raise FileNotFoundError(f"{path or url}: no such store")
-        conn = sqlite3.connect(read_only_uri(path), uri=True)
+        conn = open_read_only(path)
         if memory_bytes is not None:
             conn.execute("PRAGMA temp_store = MEMORY")  # no temporary files growing on disk
             conn.execute(f"PRAGMA hard_heap_limit = {int(memory_bytes)}")
@@ -356,7 +360,11 @@ class SQLite:
 
     def backup(self, url: str, target: Path) -> None:
         """A consistent online copy (SQLite's backup API), safe while the scheduler writes."""
-        source = sqlite3.connect(_sqlite_path(url))
+        path = _sqlite_path(url)
+        if not path or path == ":memory:" or not Path(path).is_file():  # a new empty file is no backup
+            raise BackupUnavailable(f"{path or url}: no such store; set [store] url in the settings to the store "
+                                    "to back up")
+        source = open_read_only(path)  # never writes: a store on read-only media is copied too
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             dest = sqlite3.connect(target)
@@ -409,6 +417,36 @@ def read_only_uri(path: str) -> str:
     return Path(path).absolute().as_uri() + "?mode=ro"
 
 
+def open_read_only(path: str) -> sqlite3.Connection:
+    """A connection that only reads the store at ``path``. A WAL store needs its -shm file beside it, made by
+    the first reader; where the folder cannot be written (read-only media, another user's folder) and no -wal
+    file holds changes, nothing can be writing the store either, and it is opened as immutable."""
+    conn = sqlite3.connect(read_only_uri(path), uri=True)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the file, its -wal and -shm
+        return conn
+    except BaseException as exc:
+        conn.close()
+        if not (isinstance(exc, sqlite3.OperationalError) and _unwritable_and_settled(path, exc)):
+            raise
+    return sqlite3.connect(read_only_uri(path) + "&immutable=1", uri=True)
+
+
+def _unwritable_and_settled(path: str, exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` (opening ``path`` read-only) says its -shm file cannot be made, while no writer can be at
+    work: its folder cannot be written, and its -wal file is missing or empty."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+        return False
+    folder = Path(path).absolute().parent
+    try:
+        wal = Path(f"{path}-wal").stat().st_size
+    except FileNotFoundError:
+        wal = 0
+    except OSError:
+        return False
+    return wal == 0 and not os.access(folder, os.W_OK)
+
+
 def heap_limit() -> int:
     """SQLite's process-wide hard heap limit in bytes (0: none)."""
     conn = sqlite3.connect(":memory:")
@@ -455,6 +493,10 @@ def _read_only_authorizer(action, arg1, arg2, dbname, source):
     return sqlite3.SQLITE_DENY
 
 
+def _lenient_text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
 def _sqlite_value(value):
     """Datetimes as SQLAlchemy stores them in SQLite (naive UTC text, see store.tables.UTCDateTime)."""
     if isinstance(value, datetime):
@@ -471,9 +513,27 @@ READER_ROLE = "mynawatch_sql"  # what `mynawatch sql` runs as when the store's o
 _SERVER_FILE_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
 
 
-def libpq_url(url: str) -> str:
-    """The SQLAlchemy URL as libpq (psycopg, pg_dump) reads it, password included."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def libpq_url(url: str, *, username: str | None = None, password: bool = True) -> str:
+    """The SQLAlchemy URL as libpq (psycopg, pg_dump) reads it: every part percent-encoded, as libpq decodes it
+    (SQLAlchemy leaves a space in a database name, which libpq 17 and later refuse, and writes a space in a
+    query value as '+', which libpq keeps as a plus sign). ``username``: another user, without the password;
+    ``password=False``: without it (given to a program through PGPASSWORD, never on its command line)."""
+    parsed = make_url(url)
+    auth = ""
+    if username is not None or parsed.username is not None:
+        secret = parsed.password if password and username is None else None
+        auth = _pct(username or parsed.username) + (f":{_pct(secret)}" if secret is not None else "") + "@"
+    host = parsed.host or ""
+    host = f"[{host}]" if ":" in host else _pct(host)
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    database = f"/{_pct(parsed.database)}" if parsed.database else ""
+    query = "&".join(f"{_pct(key)}={_pct(value)}" for key, values in parsed.query.items()
+                     for value in (values if isinstance(values, tuple) else (values,)))
+    return f"postgresql://{auth}{host}{port}{database}" + (f"?{query}" if query else "")
+
+
+def _pct(value) -> str:
+    return quote(str(value), safe="")
 
 
 @dataclass(frozen=True)
@@ -635,7 +695,7 @@ class PostgreSQL:
         if parsed.password is not None:
             env["PGPASSWORD"] = str(parsed.password)
         target.parent.mkdir(parents=True, exist_ok=True)
-        dsn = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+        dsn = libpq_url(url, password=False)  # the password goes in PGPASSWORD: a command line is public (ps)
         proc = subprocess.run([tool, "--format=custom", "--no-owner", f"--file={target}", f"--dbname={dsn}"],
                               env=env, capture_output=True, text=True, errors="replace")
         if proc.returncode != 0:
@@ -713,8 +773,7 @@ def _reader_connection(conn, url: str, memory_bytes: int | None = None):
                                   f"cannot be made ({str(exc).splitlines()[0]}): create it as in "
                                   "docs/scale-out.md, or connect as a user without those rights") from None
     try:
-        reader = psycopg.connect(make_url(libpq_url(url)).set(username=READER_ROLE, password=None)
-                                 .render_as_string(hide_password=False), autocommit=True, connect_timeout=10)
+        reader = psycopg.connect(libpq_url(url, username=READER_ROLE), autocommit=True, connect_timeout=10)
     except psycopg.Error:  # the server wants a password for it: switch roles in this session instead
         if memory_bytes:
             try:

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from store.dialect import dialect_for, insert_for
-from store.records import Cause, Label, LabeledItem, Sentiment, Service
+from store.records import Cause, Label, LabeledItem, Sentiment, Service, cause_of, sentiment_of, services_of
 from store.tables import Classification, ClassificationService, Item, ServedModel
 
 HUMAN = "human"
@@ -139,11 +139,11 @@ def _axis_confidences(scores: dict):
 
 def _services(c: Classification) -> tuple[Service, ...]:
     """A label's services by code (the order SQLite's key gives them; PostgreSQL's rows come in any order)."""
-    return tuple(Service(code) for code in sorted(s.service for s in c.services))
+    return services_of(sorted(s.service for s in c.services))
 
 
 def _label(c: Classification) -> Label:
-    return Label(c.relevant, _services(c), Cause(c.cause), Sentiment(c.sentiment),
+    return Label(c.relevant, _services(c), cause_of(c.cause), sentiment_of(c.sentiment),
                  json.loads(c.scores))
 
 
@@ -190,8 +190,8 @@ def human_labels(session: Session) -> list[tuple[int, str, str, Label]]:
     rows = session.execute(select(Item.id, Item.title, Item.summary, Classification)
                            .join(Classification, Classification.item_id == Item.id)
                            .where(Classification.model_version == HUMAN).order_by(Item.id))
-    return [(i, t, x, Label(c.relevant, _services(c), Cause(c.cause),
-                            Sentiment(c.sentiment))) for i, t, x, c in rows]
+    return [(i, t, x, Label(c.relevant, _services(c), cause_of(c.cause),
+                            sentiment_of(c.sentiment))) for i, t, x, c in rows]
 
 
 def model_labeled(session: Session, model_version: str, since: datetime) -> Iterable[tuple[LabeledItem, str]]:

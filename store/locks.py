@@ -8,6 +8,7 @@ lock.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -65,11 +66,16 @@ def _lock_file(url: str, purpose: str) -> Path | None:
 
 def _open_fd(path: Path) -> int | None:
     """The lock file, created when missing; read-only when it cannot be written (a read-only store); None when it
-    can be neither (then nobody can change the store either, so there is nothing to lock against)."""
+    can be neither (then nobody can change the store either, so there is nothing to lock against). A symbolic
+    link in its place is refused (OSError), never followed: `run` writes its name into the file, and would
+    overwrite whatever file the link points to."""
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         try:
-            return os.open(path, flags, 0o644)
-        except OSError:
+            return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "a symbolic link where the store's lock file belongs, not followed: "
+                                           "remove it", str(path)) from None
             continue
     return None
 

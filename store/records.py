@@ -134,6 +134,27 @@ SENTIMENT_NAMES = {
 TROUBLE_CAUSES = frozenset(Cause) - {Cause.NONE, Cause.MAINTENANCE}
 
 
+# A store may hold codes this version does not know (written by another version, or by hand): read as these.
+def services_of(codes) -> tuple[Service, ...]:
+    """The taxonomy's services among ``codes``, in their order; codes it does not know are left out."""
+    return tuple(Service(c) for c in codes if c in SERVICE_CODES)
+
+
+def cause_of(code: str) -> Cause:
+    """The cause of ``code``; UNKNOWN for a code the taxonomy does not have."""
+    return Cause(code) if code in _CAUSE_CODES else Cause.UNKNOWN
+
+
+def sentiment_of(code: str) -> Sentiment:
+    """The sentiment of ``code``; NEUTRAL for a code the taxonomy does not have."""
+    return Sentiment(code) if code in _SENTIMENT_CODES else Sentiment.NEUTRAL
+
+
+SERVICE_CODES = frozenset(str(s) for s in Service)
+_CAUSE_CODES = frozenset(str(c) for c in Cause)
+_SENTIMENT_CODES = frozenset(str(s) for s in Sentiment)
+
+
 class Signal(StrEnum):
     """What a source kind's rows feed: news counts (stories and relevant items, every kind but STREAM) and
     the signals beyond them."""

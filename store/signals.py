@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, aliased
 
 from store.dialect import dialect_for, hour_text, joined, tokyo_day
 from store.labels import HUMAN
-from store.records import TROUBLE_CAUSES, Cause, Label, LabeledItem, Sentiment, Service, Signal, kinds_feeding
+from store.records import (TROUBLE_CAUSES, Label, LabeledItem, Sentiment, Signal, cause_of, kinds_feeding, sentiment_of,
+                           services_of)
 from store.tables import Classification, ClassificationService, Item, Source, TrendPoint
 
 TROUBLE = sorted(str(c) for c in TROUBLE_CAUSES)
@@ -237,7 +238,7 @@ def relevant_items(session: Session, model_version: str, since: datetime, until:
                   cur.c.cause, cur.c.sentiment)
         .order_by(cur.c.published_at, cur.c.item_id))
     return [LabeledItem(i, story, title, url, publisher, published,
-                        Label(True, tuple(Service(x) for x in sorted(services.split(","))), Cause(cause), Sentiment(sentiment)))
+                        Label(True, services_of(sorted(services.split(","))), cause_of(cause), sentiment_of(sentiment)))
             for i, story, title, url, publisher, published, cause, sentiment, services in rows]
 
 

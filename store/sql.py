@@ -57,6 +57,8 @@ class Result:
 @contextmanager
 def read_only_query(url: str, query: str, *, limits: Limits = Limits()) -> Iterator[Result]:
     """Run ``query`` on a read-only connection; ReadOnlyError (also while iterating) when it is refused or fails."""
+    if _NOTHING.fullmatch(query):  # SQLite would run it as nothing at all, and print an empty table
+        raise ReadOnlyError("the query is empty (only spaces, comments or semicolons): give one SQL statement")
     previous = dialects.heap_limit()
     try:
         try:
@@ -141,8 +143,12 @@ def _rows(cursor, result: Result, clock: _Clock, limits: Limits) -> Iterator[tup
             return
 
 
+# Spaces and comments (SQLite ends an open /* at the end of the text). Possessive, never backtracking: a lazy
+# /\*.*?\*/ could also span several comments, and took exponential time on a few dozen of them before a statement.
+_BLANK = r"(?:\s|--[^\n]*+|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z))"
+_NOTHING = re.compile(rf"(?:{_BLANK}|;)*+")  # no statement at all
 # VACUUM (and VACUUM INTO), after any comments: SQLite runs it as an ATTACH of its own, which is what is refused
-_VACUUM = re.compile(r"\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*vacuum\b", re.IGNORECASE | re.DOTALL)
+_VACUUM = re.compile(rf"{_BLANK}*+vacuum\b", re.IGNORECASE)
 
 
 @contextmanager
@@ -181,6 +187,7 @@ def _translated(limits: Limits, rows_before: int = 0, *, vacuum: bool = False):
 def _start_postgresql(connection, query: str, limits: Limits) -> Result:
     """The statement streamed row by row through the extended protocol (so one statement only); the server
     stops it after ``limits.seconds``."""
+    _show_unreadable_times(connection)
     cursor = connection.cursor()
     rows = cursor.stream(query)
     with _pg_translated(limits):
@@ -191,6 +198,25 @@ def _start_postgresql(connection, query: str, limits: Limits) -> Result:
     result = Result([d.name for d in cursor.description or []], iter(()))
     result.rows = _pg_rows(first, rows, result, limits)
     return result
+
+
+def _show_unreadable_times(connection) -> None:
+    """Dates and times Python cannot hold (PostgreSQL's 'infinity', years past 9999, 24:00:00) come out as the
+    server writes them, instead of failing the whole statement."""
+    import psycopg
+    from psycopg.types import datetime as times
+
+    for name, loader in (("date", times.DateLoader), ("timestamp", times.TimestampLoader),
+                         ("timestamptz", times.TimestamptzLoader), ("time", times.TimeLoader),
+                         ("timetz", times.TimetzLoader), ("interval", times.IntervalLoader)):
+        class AsWritten(loader):
+            def load(self, data):
+                try:
+                    return super().load(data)
+                except (psycopg.DataError, ValueError, OverflowError):
+                    return bytes(data).decode("utf-8", "replace")
+
+        connection.adapters.register_loader(name, AsWritten)
 
 
 def _pg_rows(first, rows, result: Result, limits: Limits) -> Iterator[tuple]:
