@@ -12,12 +12,14 @@ import math
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Iterator
 
-from classifier.jsonline import NumberTooLong, loads
+from classifier.jsonline import NotAnObject, NumberTooLong, kind_of, loads
 from classifier.model import Classifier
 from store.clean import clean_text
 from store.sql import safe_json
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a title and text far longer than any article
+MAX_SKIPPED_BYTES = 1 << 30  # a line with no end in this much (the largest file `tag` reads) ends the input there
+ENDLESS = b"endless"  # read_lines' mark of such a line, told from a line by identity (``is``)
 CHUNK = 256  # lines classified together
 SHOWN_BAD_LINES = 5
 _BOM = b"\xef\xbb\xbf"
@@ -51,9 +53,11 @@ class BatchResult:
                 "see the \"error\" objects in the output, on the same lines")
 
 
-def read_lines(stream: BinaryIO, *, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+def read_lines(stream: BinaryIO, *, limit: int = MAX_LINE_BYTES,
+               skipped: int = MAX_SKIPPED_BYTES) -> Iterator[tuple[int, bytes | None]]:
     """(line number, line without its end) for each line of a binary stream; None for a line longer than
-    ``limit`` bytes, whose rest is skipped without being kept."""
+    ``limit`` bytes, whose rest is skipped without being kept; ENDLESS, and no more lines, for one that has
+    no end after ``skipped`` bytes (standard input from /dev/zero was read for ever, with no output)."""
     number = 0
     while True:
         line = stream.readline(limit + 1)
@@ -61,8 +65,13 @@ def read_lines(stream: BinaryIO, *, limit: int = MAX_LINE_BYTES) -> Iterator[tup
             return
         number += 1
         if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
+            left = skipped
             while line and not line.endswith(b"\n"):
+                if left <= 0:
+                    yield number, ENDLESS
+                    return
                 line = stream.readline(limit)
+                left -= len(line)
             yield number, None
             continue
         yield number, line.rstrip(b"\n").removesuffix(b"\r")
@@ -72,6 +81,9 @@ def parse_line(number: int, raw: bytes | None, *, limit: int = MAX_LINE_BYTES) -
     """(id, title, text) of one input line; raises LineRefused saying what is wrong with it."""
     if raw is None:
         raise LineRefused(f"line {number}: longer than {limit} bytes (the limit per line); shorten the text")
+    if raw is ENDLESS:
+        raise LineRefused(f"line {number}: no line end in a gigabyte and more: not JSON lines (a device or a binary "
+                          "file?); the input was not read past it")
     if number == 1:
         raw = raw.removeprefix(_BOM)
     if not raw.strip():
@@ -84,32 +96,33 @@ def parse_line(number: int, raw: bytes | None, *, limit: int = MAX_LINE_BYTES) -
         obj = loads(line, parse_constant=_no_constant)
     except NumberTooLong as exc:
         raise LineRefused(f"line {number}: {exc}") from None
+    except NotAnObject as exc:
+        raise LineRefused(f"line {number}: expected an object with a title or a text, "
+                          f"got {kind_of(exc.value)}") from None
     except RecursionError:  # the parser counts its depth: a line of 200,000 "[" ends here, not in a crash
         raise LineRefused(f"line {number}: arrays or objects nested too deeply") from None
     except ValueError as exc:
         raise LineRefused(f"line {number}: not JSON ({str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(obj, dict):
-        raise LineRefused(f"line {number}: expected an object with a title or a text, got {type(obj).__name__}")
     id_ = obj.get("id", str(number))
     if not _good_id(id_):
-        raise LineRefused(f"line {number}: the id must be a string or a finite number, got {_kind(id_)}")
+        raise LineRefused(f"line {number}: the id must be a string or a finite number, got {kind_of(id_)}")
     if "title" not in obj and "text" not in obj:
         raise LineRefused(f"line {number}: expected an object with a title or a text", id_)
     fields = []
     for name in ("title", "text"):
         value = obj.get(name)
         if value is not None and not isinstance(value, str):
-            raise LineRefused(f"line {number}: {name} must be a string, got {_kind(value)}", id_)
+            raise LineRefused(f"line {number}: {name} must be a string, got {kind_of(value)}", id_)
         fields.append(clean_text(value))
     return id_, fields[0], fields[1]
 
 
 def tag_lines(model: Classifier, stream: BinaryIO, out: IO[str], *, chunk: int = CHUNK,
-              limit: int = MAX_LINE_BYTES) -> BatchResult:
+              limit: int = MAX_LINE_BYTES, skipped: int = MAX_SKIPPED_BYTES) -> BatchResult:
     """Tag every line of a binary stream, writing one JSON line per input line to ``out`` in order."""
     result = BatchResult()
     pending: list[tuple[int, object, str, str] | tuple[int, LineRefused]] = []
-    for number, raw in read_lines(stream, limit=limit):
+    for number, raw in read_lines(stream, limit=limit, skipped=skipped):
         try:
             pending.append((number, *parse_line(number, raw, limit=limit)))
         except LineRefused as refused:
@@ -182,9 +195,3 @@ def _good_id(value: object) -> bool:
         return False
     return isinstance(value, (str, int)) or (isinstance(value, float) and math.isfinite(value))
 
-
-def _kind(value: object) -> str:
-    if isinstance(value, float):
-        return "a number that is not finite"
-    return {bool: "true or false", type(None): "null", list: "an array", dict: "an object",
-            int: "a number", str: "a string"}.get(type(value), type(value).__name__)

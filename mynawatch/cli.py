@@ -28,10 +28,20 @@ class UserError(Exception):
 
 
 def _settings(args) -> Settings:
-    path = Path(args.config) if args.config else Path("mynawatch.toml")
-    if not args.config and not _there(path):
+    path = _settings_path(args)
+    if path is None:
         raise UserError("no mynawatch.toml here: run `mynawatch init` first, or pass --config PATH")
     return load_settings(path)
+
+
+def _settings_path(args) -> Path | None:
+    """The settings file of the command: --config whenever it is given (even empty, or missing: reading it
+    says what is wrong; a typo in it was ignored by the commands that can run without settings), else
+    ./mynawatch.toml when it is there, else None."""
+    if args.config is not None:
+        return Path(args.config)
+    path = Path("mynawatch.toml")
+    return path if _there(path) else None
 
 
 def _there(path: Path) -> bool:
@@ -51,12 +61,37 @@ def _now() -> datetime:
 
 def cmd_init(args) -> int:
     path = Path(args.path)
+    _typed_path(path, "--path")
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists (use --force to overwrite)")
     _only_a_file(path)
     _write_whole(path, TEMPLATE.read_bytes())
-    print(f"wrote {path}: edit the sources and [smtp], then `mynawatch collect` or `mynawatch run`")
+    print(f"wrote {one_line(str(path))}: edit the sources and [smtp], then `mynawatch collect` or `mynawatch run`")
     return 0
+
+
+def _typed_path(path: Path, option: str) -> None:
+    """A UserError (bad input, status 2) for a typed path that cannot name a new file: a folder that is not
+    there, a name longer than the system takes. They were reported as a failing disk, status 1."""
+    where = f"{option} {str(path)!r}"  # quoted: main() cuts a long one to its start
+    try:
+        os.stat(path.parent)
+    except FileNotFoundError:
+        raise UserError(f"{where}: no folder {str(path.parent)!r}: make it first, or give another path") from None
+    except NotADirectoryError:
+        raise UserError(f"{where}: a part of the path is a file, not a folder") from None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UserError(f"{where}: the path is too long for this system") from None
+        return  # a folder this user may not enter: writing names the trouble
+    if not path.parent.is_dir():
+        raise UserError(f"{where}: {str(path.parent)!r} is not a folder")
+    try:
+        most = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):  # a file system that does not say
+        return
+    if len(os.fsencode(path.name)) > most:
+        raise UserError(f"{where}: the file name is too long for this system")
 
 
 def _only_a_file(path: Path) -> None:
@@ -381,8 +416,8 @@ LINE_MAX_BYTES = MiB  # a line of an evaluate file, as a line of `tag`
 def _read_counts(path: str):
     from reports.countfile import CountFileError, read_counts
 
-    if path == "-":
-        fh = _stdin_bytes()
+    if path == "-":  # capped as a file is: /dev/zero on standard input was read for ever
+        fh = _Capped(_stdin_bytes(), limit=COUNTS_MAX_BYTES, name="standard input", grew="")
     else:  # bytes: each line decoded on its own, a bad one named by its number
         fh = _open_input(path, "a CSV file", limit=COUNTS_MAX_BYTES)
     try:
@@ -443,14 +478,14 @@ def _too_large(name: str, limit: int) -> str:
 class _Capped:
     """A binary file read by lines that stops with a UserError past ``limit`` bytes (a file still being written)."""
 
-    def __init__(self, fh, *, limit: int, name: str):
-        self._fh, self._left, self._name, self._limit = fh, limit, name, limit
+    def __init__(self, fh, *, limit: int, name: str, grew: str = " (it grew while read)"):
+        self._fh, self._left, self._name, self._limit, self._grew = fh, limit, name, limit, grew
 
     def readline(self, size: int = -1) -> bytes:
         line = self._fh.readline(size)
         self._left -= len(line)
         if self._left < 0:
-            raise UserError(_too_large(self._name, self._limit) + " (it grew while read)")
+            raise UserError(_too_large(self._name, self._limit) + self._grew)
         return line
 
     def close(self) -> None:
@@ -480,8 +515,8 @@ def cmd_spikes(args) -> int:
     from reports.countfile import detect_in_counts, episode_json, write_counts
     from reports.notices import TOKYO
 
-    path = Path(args.config) if args.config else Path("mynawatch.toml")
-    settings = load_settings(path) if args.config or _there(path) else Settings()
+    path = _settings_path(args)
+    settings = load_settings(path) if path is not None else Settings()
     if args.action == "detect":
         series, zone = _read_counts(args.path)
         for ep in detect_in_counts(series, params=settings.spikes, per_service=dict(settings.spikes_for)):
@@ -563,8 +598,8 @@ def _store_sessions(args):
     """The store of the settings file, or None when there is no settings file."""
     from store.db import make_sessions
 
-    path = Path(args.config) if args.config else Path("mynawatch.toml")
-    return make_sessions(load_settings(path).database_url) if _there(path) else None
+    path = _settings_path(args)
+    return make_sessions(load_settings(path).database_url) if path is not None else None
 
 
 def _model_for(args):
@@ -643,7 +678,7 @@ def cmd_classifier_evaluate(args) -> int:
                          "visible": len(seen), "total": total,
                          "evaluation": evaluate(seen, model.predict([(e.title, e.text) for e in seen])) if seen else None}})
         return 1 if below else 0
-    print(f"model {model.version} on {'the test split' if not args.gold else args.gold}")
+    print(f"model {model.version} on {'the test split' if not args.gold else one_line(args.gold)}")
     print(render_evaluation(ev, floors=None if args.gold else floors), end="")
     seen, total = real
     print(f"\n== real check: {len(seen)} of {total} labeled published item(s) visible "
@@ -677,8 +712,8 @@ def _real_check_examples(args):
         return [], 0
     items = read_real_check(path)
     texts = _json_lines("--real-texts", args.real_texts, read_texts) if args.real_texts else {}
-    config = Path(args.config) if args.config else Path("mynawatch.toml")
-    if _there(config):
+    config = _settings_path(args)
+    if config is not None:
         from store.db import make_sessions
         from store.items import texts_by_url
 
@@ -881,7 +916,7 @@ def cmd_db(args) -> int:
             _backup(settings.database_url, target)
         except BackupUnavailable as exc:
             raise UserError(str(exc)) from None
-        print(f"backed up to {target}")
+        print(f"backed up to {one_line(str(target))}")
     else:
         problems = check_store(settings.database_url)
         for p in problems:
@@ -1242,6 +1277,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     _logging(args.verbose)
     try:
+        if sys.stdout is None and _writes_its_result(args):
+            raise UserError("standard output is closed (>&-): this command's result goes there; send it to a file "
+                            "(> FILE) or to /dev/null")
         if args.command in MODEL_COMMANDS and not (args.command == "run" and args.role == "collect"):
             from mynawatch.disk import model_cache_problem  # (a collect-only run loads no model)
 
@@ -1271,6 +1309,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mynawatch: {clean_text(line)}", file=sys.stderr)
         return 1
+
+
+def _writes_its_result(args) -> bool:
+    """Whether the command's result is what it writes to standard output (a batch, rows, a listing), not a
+    summary of work done elsewhere: with standard output closed, `tag`, `sql` and `spikes export` ended in a
+    traceback, the listings in status 0 with nothing shown."""
+    action = getattr(args, "action", None)
+    return (args.command in ("tag", "sql", "search", "sources", "spikes")
+            or (args.command, action) in {("classifier", "explain"), ("classifier", "evaluate"), ("db", "datasette"),
+                                          ("alerts", "list"), ("alerts", "outbox"), ("silence", "list"),
+                                          ("incidents", "list"), ("incidents", "show")})
 
 
 MODEL_COMMANDS = ("classify", "run", "demo", "tag", "classifier")  # they train or load a model: the cache is checked first
@@ -1317,9 +1366,9 @@ def _store_url(args) -> str | None:
     """The store the command was using, to name it in an error; None when no settings can be read."""
     if getattr(args, "func", None) is cmd_demo:
         return f"sqlite:///{Path(args.out) / 'mynawatch.sqlite'}"
-    path = Path(args.config) if args.config else Path("mynawatch.toml")
+    path = _settings_path(args)
     try:
-        return load_settings(path).database_url
+        return load_settings(path).database_url if path is not None else None
     except Exception:  # noqa: BLE001 - only for naming the store in a message
         return None
 

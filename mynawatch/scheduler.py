@@ -4,6 +4,7 @@ notification and report jobs, and an optional daily retrain."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 from dataclasses import dataclass
@@ -226,7 +227,11 @@ def _run(settings: Settings, role: str = "all") -> None:
     stopping = []
 
     def stop(signum, _frame):
-        log.warning("signal %s: stopping after the jobs under way", signum)
+        if stopping:  # a second Ctrl-C or SIGTERM: the jobs under way were waited for without end (a long fetch
+            # or classification); each write is one transaction, so ending now leaves no half-written item
+            print("mynawatch: a second signal: stopped without waiting for the jobs under way", flush=True)
+            os._exit(128 + signum)
+        log.warning("signal %s: stopping after the jobs under way (a second signal stops at once)", signum)
         stopping.append(signum)
         if daemon.scheduler.running:
             daemon.scheduler.shutdown(wait=False)  # never block inside a signal handler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
 import re
@@ -63,7 +64,7 @@ class Settings:
 
 # Ranges of numeric settings, by field name (every class): a number outside is refused at load.
 _AT_LEAST_ONE = {"connections", "per_host_connections", "interval_minutes", "classify_minutes", "alerts_minutes",
-                 "notify_minutes", "lease_seconds", "claim_seconds", "baseline_days", "max_title_chars", "max_summary_chars", "max_article_chars",
+                 "notify_minutes", "misfire_grace_seconds", "lease_seconds", "claim_seconds", "baseline_days", "max_title_chars", "max_summary_chars", "max_article_chars",
                  "articles_per_round", "offline_min_hosts", "min_count", "max_bytes"}
 _POSITIVE = {"timeout_seconds", "timeout", "backoff_minutes", "max_backoff_hours", "stale_factor", "stale_min_hours",
              "story_hours", "article_max_age_hours", "min_score", "cusum_score", "floor_rate"}
@@ -82,11 +83,23 @@ _MOST = 1_000_000_000
 _ONE_ADDRESS = re.compile(r'[^\s\x00-\x1f\x7f@,;<>"]+@[^\s\x00-\x1f\x7f@,;<>"]+')
 
 
+# Settings that are one word or one address: a control character in them (a pasted line end, a tab, a NUL) is
+# refused at load; in a URL it failed every fetch, in a host every mail.
+_ONE_LINE = {"url", "endpoint", "api_url", "web_url", "host", "username", "name", "publisher", "kind", "service",
+             "token_env", "official_domains", "collections", "dids", "channels", "tags", "languages"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _check_value(name: str, value) -> str | None:
     """What is wrong with a setting's value beyond its type, or None."""
+    if name in _ONE_LINE and any(_CONTROL.search(v) for v in (value if isinstance(value, tuple) else (value,))
+                                 if isinstance(v, str)):
+        return f"{_shown(value)} holds a control character (a line end, a tab or a NUL): write it on one line"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if name == "url" and isinstance(value, str) and not re.match(r"https?://[^/\s]+", value):
             return f"{value!r} is not an http(s) URL"
+        if name == "url" and isinstance(value, str) and (problem := _address_problem(value)):
+            return f"{value!r} is not an http(s) URL ({problem})"
         if name == "recipients" and any(not _ONE_ADDRESS.fullmatch(r) for r in value):
             return f"{_shown(value)}: every recipient must be an email address (one per string)"
         if name == "sender" and isinstance(value, str) and not _ONE_ADDRESS.fullmatch(value):
@@ -116,14 +129,26 @@ def _check_value(name: str, value) -> str | None:
     return None
 
 
+def _address_problem(url: str) -> str | None:
+    """What makes an http(s) URL's address unreadable (a port past 65535, an unclosed IPv6 bracket), or None:
+    such a source failed at every fetch, a webhook at every notification."""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url).port
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _typed(cls, table: dict, where: str) -> dict:
     """``table`` checked against the field types of ``cls`` (pydantic, strict: a string is never taken for a
     number, a number never for a string, one string never for a list) and against the ranges above; the
     first problem raised as ``where key: what is wrong``."""
-    hints = {f.name: f.type for f in fields(cls)}
+    hints = _hints(cls)
     out = {}
     for key, value in table.items():
-        hint = typing.get_type_hints(cls).get(key, hints[key])
+        hint = hints[key]
         if isinstance(value, list):
             value = tuple(value)
         try:
@@ -138,6 +163,14 @@ def _typed(cls, table: dict, where: str) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """The field types of a settings class, resolved once: resolving them for every key of every table took
+    a settings file of 100,000 [[sources]] (5 MiB, under the size limit) a minute and a half to load."""
+    resolved = typing.get_type_hints(cls)
+    return {f.name: resolved.get(f.name, f.type) for f in fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
 def _adapter(hint) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(hint)
 
@@ -146,8 +179,9 @@ def _shown(value) -> str:
     """A value as it was written in TOML."""
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, tuple):  # its first few items: a list of 50,000 made an error line as long
+        more = f", … {len(value) - 5:,} more" if len(value) > 5 else ""
+        return "[" + ", ".join(_shown(v) for v in value[:5]) + more + "]"
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -163,12 +197,27 @@ def _plain(table, types: dict[str, type], where: str) -> dict:
     """A small table of plain values (no dataclass behind it), each of its one type."""
     unknown = sorted(set(table) - set(types))
     if unknown:
-        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(types))})")
+        raise SettingsError(f"{where}: unknown setting(s) {_listed(unknown)} (known: {', '.join(sorted(types))})")
     for key, value in table.items():
         if not isinstance(value, types[key]):
             expected = {"str": "a string", "bool": "true or false"}.get(types[key].__name__, types[key].__name__)
             raise SettingsError(f"{where} {key}: {_shown(value)} is not valid here: expected {expected}")
     return table
+
+
+def _listed(names: list[str], *, most: int = 10, chars: int = 40) -> str:
+    """Names from the file (unknown keys, sections, codes) for an error line: the first ``most``, each by its
+    first ``chars`` characters. A key of 200,000 characters, or 20,000 unknown keys, made an error line as long."""
+    shown = [n if len(n) <= chars else n[:chars] + "…" for n in names[:most]]
+    return ", ".join(shown) + (f" and {len(names) - most:,} more" if len(names) > most else "")
+
+
+def _no_nul(text: str, where: str) -> str:
+    """A path setting without a NUL character: no file name holds one, and the system refused it with a
+    traceback when the store was opened or the report folder made."""
+    if "\x00" in text:
+        raise SettingsError(f"{where}: holds a NUL character (\\u0000): no file name can")
+    return text
 
 
 def _build(cls, table: dict, where: str):
@@ -177,7 +226,11 @@ def _build(cls, table: dict, where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(table) - known)
     if unknown:
-        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise SettingsError(f"{where}: unknown setting(s) {_listed(unknown)} (known: {', '.join(sorted(known))})")
+    missing = [f.name for f in fields(cls) if f.name not in table and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and f.init]
+    if missing:  # the dataclass said "__init__() missing 1 required positional argument"
+        raise SettingsError(f"{where}: missing setting(s) {', '.join(missing)} (required)")
     try:
         return cls(**_typed(cls, table, where))
     except (TypeError, ValueError) as exc:
@@ -200,7 +253,8 @@ def _alerts(data: dict, where: str) -> dict:
     spikes_for = []
     for code, table in services.items():
         if code not in codes:
-            raise SettingsError(f"{where}: [alerts.services.{code}]: unknown service (one of {', '.join(codes)})")
+            raise SettingsError(f"{where}: [alerts.services.{_listed([code])}]: unknown service "
+                                f"(one of {', '.join(codes)})")
         merged = {f.name: getattr(spikes, f.name) for f in fields(SpikeParams)} | table
         spikes_for.append((code, _build(SpikeParams, merged, f"{where}: [alerts.services.{code}]")))
     webhooks = tuple(_build(WebhookSettings, w, f"{where}: [[webhooks]] #{n}")
@@ -240,6 +294,35 @@ def check_store_url(url: str, where: str) -> None:
                             "the URL is not shown, it may hold a password)") from None
     if driver not in STORE_DRIVERS:
         raise SettingsError(f"{where}: {driver!r} is not a store mynawatch runs on (one of {', '.join(STORE_DRIVERS)})")
+    if problem := _parameter_problem(make_url(url)):
+        raise SettingsError(f"{where}: {problem}: the URL's ?name=value parameters are options of its driver")
+
+
+def _parameter_problem(url) -> str | None:
+    """What is wrong with the options in a store URL's query (?timeout=abc, ?foo=bar), or None: the driver
+    read them only when the store was opened, and raised ValueError or ProgrammingError with a traceback."""
+    if not url.query:
+        return None
+    try:
+        _, options = url.get_dialect()().create_connect_args(url)  # SQLite: its options converted to their types
+    except (ValueError, TypeError) as exc:
+        return f"an option has a wrong value ({_first_line(exc)})"
+    if url.get_backend_name() != "postgresql":
+        return None
+    import psycopg
+    from psycopg.conninfo import make_conninfo, timeout_from_conninfo
+
+    try:
+        make_conninfo("", **{k: v for k, v in options.items() if isinstance(v, (str, int))})  # libpq's names
+        timeout_from_conninfo(options)
+    except psycopg.ProgrammingError as exc:
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:120] if lines else type(exc).__name__
 
 
 STORE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")  # the drivers installed
@@ -306,8 +389,13 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
         raw = _read_settings_file(Path(path))
     except FileNotFoundError:
         raise SettingsError(f"{path}: no such settings file (create one with `mynawatch init`)") from None
+    except OSError as exc:  # a loop of links, a path too long: was reported as a failing disk, status 1
+        if exc.errno not in (errno.ELOOP, errno.ENAMETOOLONG):
+            raise
+        shown = str(path) if len(str(path)) <= 120 else f"{str(path)[:60]}…"
+        raise SettingsError(f"{shown}: cannot be read ({exc.strerror}): give the path of a settings file") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8").removeprefix("\ufeff"))  # a BOM, as editors on Windows write
     except UnicodeDecodeError as exc:  # TOML is UTF-8: say where it is not, as TOML's own errors do
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -324,20 +412,20 @@ def load_settings(path: Path | None, *, environ=os.environ) -> Settings:
                "streams"}
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise SettingsError(f"{path}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
+        raise SettingsError(f"{path}: unknown section(s) {_listed(unknown)} (known: {', '.join(sorted(allowed))})")
     for section in allowed & set(data):
         expected = list if section in ("sources", "webhooks", "streams") else dict
         if not isinstance(data[section], expected):
             form = f"[[{section}]] entries" if expected is list else f"a [{section}] table"
             raise SettingsError(f"{path}: {section}: expected {form}, found {type(data[section]).__name__}")
     store = _plain(data.get("store", {}), {"url": str}, f"{path}: [store]")
-    url = store.get("url", Settings.database_url)
+    url = _no_nul(store.get("url", Settings.database_url), f"{path}: [store] url")
     check_store_url(url, f"{path}: [store] url")
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
         url = _sqlite_url_under(base, url)
     _check_store_file(url, f"{path}: [store] url")
     reports = _plain(data.get("reports", {}), {"dir": str, "send_digest": bool}, f"{path}: [reports]")
-    report_dir = base / reports.get("dir", "reports-archive")
+    report_dir = base / _no_nul(reports.get("dir", "reports-archive"), f"{path}: [reports] dir")
     send = reports.get("send_digest", False)
     smtp = dict(data.get("smtp", {}))
     if "password" in smtp:
