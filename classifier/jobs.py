@@ -141,7 +141,9 @@ def human_label(sessions: sessionmaker[Session], model, item_id: int, *, relevan
     else the served model's). ``model`` needs a ``version`` and, only for an item it has not tagged,
     ``predict``. The latest correction of an item replaces the one before. ValueError on a bad code."""
     given_services = tuple(_code(Service, s) for s in services or ())
-    given_cause, given_sentiment = cause and _code(Cause, cause), sentiment and _code(Sentiment, sentiment)
+    # an empty code given is a mistake like any other unknown one (`--cause ''` was taken as "keep the cause")
+    given_cause = None if cause is None else _code(Cause, cause)
+    given_sentiment = None if sentiment is None else _code(Sentiment, sentiment)
     with sessions.begin() as session:
         title, text, current = store_labels.current_label(session, item_id, model.version)
         if current is None:

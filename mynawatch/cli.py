@@ -94,6 +94,46 @@ def _typed_path(path: Path, option: str) -> None:
         raise UserError(f"{where}: the file name is too long for this system")
 
 
+def _shown_value(value: str, most: int = 120) -> str:
+    """A typed value quoted on one line, cut to its first ``most`` characters (a query of 100,000 was echoed)."""
+    text = one_line(value)
+    return repr(text) if len(text) <= most else repr(text[:most]) + f"… ({len(text)} characters)"
+
+
+def _not_too_long(path: Path, what: str) -> None:
+    """A UserError (bad input, status 2) for a typed path the system cannot take, too long as a whole or in one
+    of its names (it was reported as a failing disk, status 1)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            shown = one_line(str(path)) if len(str(path)) <= 120 else one_line(str(path))[:120] + "…"
+            raise UserError(f"{what} {shown}: the path ({len(str(path))} characters) or a name in it is too long "
+                            "for this system: give a shorter one") from None
+
+
+def _not_the_store(target: Path, url: str) -> None:
+    """Refuse a backup written over the store itself or a file of its own (its -wal, -shm and -journal files,
+    its locks): with --force the live store was replaced by a new file while a running scheduler went on
+    writing to the old, deleted one."""
+    from store.locks import store_file
+
+    store = store_file(url)
+    if store is None:
+        return
+    own = [store, *(store.with_name(store.name + end) for end in ("-wal", "-shm", "-journal", "-open.lock",
+                                                                   "-run.lock"))]
+    for path in own:
+        try:
+            same = os.path.samefile(target, path)
+        except OSError:  # one of them is not there (or cannot be looked at): compare the names
+            same = os.path.abspath(target) == os.path.abspath(path)
+        if same:
+            raise UserError(f"db backup {one_line(str(target))[:120]!r}: that is "
+                            f"{'the store itself' if path == store else 'a file of the store (' + path.name + ')'}: "
+                            "write the backup somewhere else")
+
+
 def _only_a_file(path: Path) -> None:
     """--force replaces a file, never a folder, a device (/dev/null) or a pipe: the rename would put a plain
     file in its place."""
@@ -757,6 +797,9 @@ def cmd_label(args) -> int:
     settings = _settings(args)
     if not 0 < args.item < 2**63:  # not an id the store can hold
         raise UserError(f"no item {args.item} in the store")
+    if args.relevant is None and args.service is None and args.cause is None and args.sentiment is None:
+        raise UserError(f"label {args.item}: nothing to correct: give --relevant or --irrelevant, --service, --cause "
+                        "or --sentiment (without one, the label the item has now would be recorded as a person's)")
     sessions = make_sessions(settings.database_url)
     try:
         label = human_label(sessions, ServedVersion(sessions), args.item, relevant=args.relevant,
@@ -851,7 +894,7 @@ def cmd_search(args) -> int:
             print(f"  {one_line(h.snippet)}")
         print(f"  {one_line(h.url)}")
     print(f"{len(hits)} item(s) (title matches first, newest first)" if hits else
-          f"0 item(s): nothing indexed matches {one_line(args.query)!r}")
+          f"0 item(s): nothing indexed matches {_shown_value(args.query)}")
     return 0
 
 
@@ -907,6 +950,8 @@ def cmd_db(args) -> int:
               "added to the search index")
     elif args.action == "backup":
         target = Path(args.path)
+        _not_too_long(target, "db backup")
+        _not_the_store(target, settings.database_url)
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to replace it)")
         _only_a_file(target)

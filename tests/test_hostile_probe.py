@@ -396,3 +396,79 @@ def test_a_report_time_in_other_digits_is_refused_at_load(tmp_path, when):
     path.write_text(f'[schedule]\nreport_time = "{when}"\n', encoding="utf-8")
     with pytest.raises(SettingsError, match="is not a time of day"):  # run said "invalid literal for int()" before
         load_settings(path)
+
+
+# --- corrections that correct nothing; a search that echoes its query ---------------------------------------------
+
+CORRECTING_NOTHING = {  # the first recorded the label the item had as a person's; the others were taken as "keep"
+    "no_axis": (["label", "1"], "nothing to correct"),
+    "empty_cause": (["label", "1", "--cause", ""], "'': not a cause code"),
+    "empty_sentiment": (["label", "1", "--sentiment", ""], "'': not a sentiment code"),
+}
+
+
+@pytest.fixture(params=sorted(CORRECTING_NOTHING))
+def correcting_nothing(request, review_store, monkeypatch):
+    monkeypatch.chdir(review_store.parent)
+    return CORRECTING_NOTHING[request.param]
+
+
+def test_a_label_that_corrects_nothing_is_refused_and_records_nothing(correcting_nothing, sessions, capsys):
+    from mynawatch.cli import main
+    from store import labels as store_labels
+
+    argv, expect = correcting_nothing
+    assert main(argv) == 2
+    assert expect in _one_line(capsys)
+    with sessions.begin() as s:
+        assert store_labels.human_labels(s) == []
+
+
+def test_a_search_that_finds_nothing_quotes_a_long_query_by_its_start(review_store, monkeypatch, capsys):
+    from mynawatch.cli import main
+
+    monkeypatch.chdir(review_store.parent)
+    assert main(["search", "ゑ" * 5000]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("0 item(s): nothing indexed matches 'ゑ") and "(5000 characters)" in line
+    assert len(line) < 300, line[:400]
+
+
+# --- db backup over the store itself, or a path too long --------------------------------------------------------
+
+OVER_THE_STORE = {  # with --force the live store was replaced while a scheduler went on writing the old one
+    "the_store": "store.sqlite",
+    "its_wal": "store.sqlite-wal",
+    "its_run_lock": "store.sqlite-run.lock",
+    "the_store_by_another_name": "./sub/../store.sqlite",
+}
+
+
+@pytest.fixture(params=sorted(OVER_THE_STORE))
+def over_the_store(request, review_store, monkeypatch):
+    monkeypatch.chdir(review_store.parent)
+    (review_store.parent / "sub").mkdir()
+    return OVER_THE_STORE[request.param]
+
+
+def test_a_backup_over_the_store_or_a_file_of_its_own_is_refused(over_the_store, sessions, capsys):
+    from sqlalchemy import text
+
+    from mynawatch.cli import main
+
+    with sessions.begin() as s:
+        before = s.execute(text("SELECT count(*) FROM items")).scalar()
+    assert before
+    assert main(["db", "backup", over_the_store, "--force"]) == 2
+    assert "write the backup somewhere else" in _one_line(capsys)
+    with sessions.begin() as s:
+        assert s.execute(text("SELECT count(*) FROM items")).scalar() == before
+
+
+def test_a_backup_path_too_long_for_the_system_is_bad_input(review_store, monkeypatch, capsys):
+    from mynawatch.cli import main
+
+    monkeypatch.chdir(review_store.parent)
+    assert main(["db", "backup", "b" * 300]) == 2
+    line = _one_line(capsys)
+    assert "too long for this system" in line and len(line) < 400, line[:600]
