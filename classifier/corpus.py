@@ -39,8 +39,18 @@ def split_of(story: str) -> str:
 def parse_example(line: str, *, where: str) -> Example:
     try:
         obj = loads(line)
-        relevant = bool(obj["relevant"])
-        services = tuple(Service(s) for s in obj.get("services", []))
+        if not isinstance(obj, dict):
+            raise TypeError(f"expected a JSON object, got {type(obj).__name__}")
+        relevant, codes = obj["relevant"], obj.get("services", [])
+        # types as the taxonomy writes them: "relevant": "yes" was read as true, "services": "portal" letter by letter
+        if not isinstance(relevant, bool):
+            raise TypeError(f"relevant: expected true or false, got {json.dumps(relevant, ensure_ascii=False)[:40]}")
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise TypeError(f"services: expected a list of service codes, got {json.dumps(codes, ensure_ascii=False)[:40]}")
+        for key in ("cause", "sentiment", "title", "text"):  # (an id may be a number: it is only named)
+            if key in obj and obj[key] is not None and not isinstance(obj[key], str):
+                raise TypeError(f"{key}: expected a string, got {json.dumps(obj[key], ensure_ascii=False)[:40]}")
+        services = tuple(Service(s) for s in codes)
         label = Label(relevant, services, Cause(obj.get("cause", "none")), Sentiment(obj["sentiment"]))
     except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
         raise CorpusError(f"{where}: not a labeled item in the taxonomy format ({exc})") from exc

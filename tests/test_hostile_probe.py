@@ -472,3 +472,32 @@ def test_a_backup_path_too_long_for_the_system_is_bad_input(review_store, monkey
     assert main(["db", "backup", "b" * 300]) == 2
     line = _one_line(capsys)
     assert "too long for this system" in line and len(line) < 400, line[:600]
+
+
+# --- gold files typed loosely: "relevant": "yes", "services": "portal" --------------------------------------------
+
+GOLD_TYPES = {  # the first was read as true; the second letter by letter ("'p' is not a valid Service")
+    "relevant_as_a_word": ('{"relevant": "yes", "services": ["portal"], "cause": "none", "sentiment": "neutral"}',
+                           'relevant: expected true or false, got "yes"'),
+    "services_as_one_string": ('{"relevant": true, "services": "portal", "cause": "none", "sentiment": "neutral"}',
+                               'services: expected a list of service codes, got "portal"'),
+    "title_as_a_number": ('{"relevant": true, "services": ["portal"], "cause": "none", "sentiment": "neutral", '
+                          '"title": 5}', "title: expected a string, got 5"),
+}
+
+
+@pytest.fixture(params=sorted(GOLD_TYPES))
+def gold_typed_loosely(request, tmp_path):
+    line, expect = GOLD_TYPES[request.param]
+    path = tmp_path / "gold.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    return path, expect
+
+
+def test_a_gold_line_of_loose_types_is_refused_by_its_key(gold_typed_loosely, capsys):
+    from mynawatch.cli import main
+
+    path, expect = gold_typed_loosely
+    assert main(["classifier", "evaluate", "--gold", str(path)]) == 2
+    line = _one_line(capsys)
+    assert f"{path}:1:" in line and expect in line, line
