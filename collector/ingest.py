@@ -39,6 +39,8 @@ def prepare(source: SourceConfig, entry: Entry, *, now: datetime,
     Raises ItemUnreadable when the entry has no readable link."""
     entry = clean_entry(entry, limits, now=now)
     url = dedup.canonical_url(entry.url)
+    if not urlsplit(url).scheme:
+        url = bare_id_url(url, source)
     publisher = (entry.publisher or source.publisher or urlsplit(url).hostname or source.name)[:MAX_NAME]
     reason = gate_reason(entry.title, entry.summary, entry.categories)
     return store_items.NewItem(
@@ -46,6 +48,14 @@ def prepare(source: SourceConfig, entry: Entry, *, now: datetime,
         title_key=dedup.title_key(publisher, entry.title, url),
         published=entry.published or now, gate="rejected" if reason else "pass", gate_reason=reason,
     )
+
+
+def bare_id_url(item_id: str, source: SourceConfig) -> str:
+    """The identity of an item that has no link, only an id of its feed's own (``<guid isPermaLink="false">12345
+    </guid>``): the id is unique in that feed alone, and as the item's address two feeds' item 12345 were one item,
+    the second feed's lost. Named under the feed's address (a urn: no page is fetched for it); ids that are
+    addresses or names of their own (``https:``, ``tag:``, ``urn:``) stay as they are."""
+    return f"urn:mynawatch:item:{item_id}@{dedup.canonical_url(source.url)}"
 
 
 def prepare_all(source: SourceConfig, entries: list[Entry], *, now: datetime, limits: TextLimits,

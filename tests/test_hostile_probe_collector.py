@@ -437,3 +437,26 @@ def test_a_misskey_note_dated_in_the_future_is_dated_when_it_was_read(misskey_fu
         published, note = s.execute(select(Item.published_at, Item.date_note)).one()
     assert started - timedelta(minutes=1) <= published.replace(tzinfo=timezone.utc) <= datetime.now(timezone.utc)
     assert note.startswith("future date 2999-01-01")
+
+
+@pytest.fixture
+def feeds_of_bare_ids(server) -> list[SourceConfig]:
+    """Two feeds whose items have no link, only ids of their own (<guid isPermaLink="false">1</guid>): both
+    number their items from 1."""
+    sources = []
+    for name, paper in (("east", "東西新聞"), ("west", "西東新聞")):
+        items = "".join(f'<item><title>{paper} マイナ保険証 {i}</title><guid isPermaLink="false">{i}</guid>'
+                        f'<pubDate>Tue, 15 Oct 2024 10:00:00 +0900</pubDate></item>' for i in (1, 2))
+        server.routes[f"/{name}"] = Route(f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+                                          f'<title>t</title>{items}</channel></rss>'.encode())
+        sources.append(SourceConfig(name, server.url(f"/{name}"), publisher=paper))
+    return sources
+
+
+def test_items_known_only_by_their_feeds_own_ids_are_not_taken_for_another_feeds(feeds_of_bare_ids, sessions, now):
+    first, second = _collect(sessions, feeds_of_bare_ids, now, rounds=2)
+    assert [first[s.name].new_items for s in feeds_of_bare_ids] == [2, 2]  # the west's 1 and 2 were the east's
+    assert [second[s.name].new_items for s in feeds_of_bare_ids] == [0, 0]
+    with sessions.begin() as s:
+        urls = sorted(s.scalars(select(Item.canonical_url)))
+    assert urls == sorted(f"urn:mynawatch:item:{i}@{src.url}" for src in feeds_of_bare_ids for i in (1, 2))
