@@ -47,7 +47,7 @@ def parse_example(line: str, *, where: str) -> Example:
             raise TypeError(f"relevant: expected true or false, got {json.dumps(relevant, ensure_ascii=False)[:40]}")
         if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
             raise TypeError(f"services: expected a list of service codes, got {json.dumps(codes, ensure_ascii=False)[:40]}")
-        for key in ("cause", "sentiment", "title", "text"):  # (an id may be a number: it is only named)
+        for key in ("cause", "sentiment"):  # (title and text are checked where they are read, by item)
             if key in obj and obj[key] is not None and not isinstance(obj[key], str):
                 raise TypeError(f"{key}: expected a string, got {json.dumps(obj[key], ensure_ascii=False)[:40]}")
         services = tuple(Service(s) for s in codes)

@@ -481,8 +481,8 @@ GOLD_TYPES = {  # the first was read as true; the second letter by letter ("'p' 
                            'relevant: expected true or false, got "yes"'),
     "services_as_one_string": ('{"relevant": true, "services": "portal", "cause": "none", "sentiment": "neutral"}',
                                'services: expected a list of service codes, got "portal"'),
-    "title_as_a_number": ('{"relevant": true, "services": ["portal"], "cause": "none", "sentiment": "neutral", '
-                          '"title": 5}', "title: expected a string, got 5"),
+    "cause_as_a_list": ('{"relevant": true, "services": ["portal"], "cause": ["load"], "sentiment": "negative"}',
+                        'cause: expected a string, got ["load"]'),
 }
 
 
