@@ -254,3 +254,13 @@ def server():
     s = LoopbackServer()
     yield s
     s.close()
+
+
+def one_error_line(capsys) -> str:
+    """The one line a command wrote to standard error (``mynawatch: ...``), with no traceback: what a command says
+    when it refuses bad input or meets trouble."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mynawatch: "), err
+    return lines[0]

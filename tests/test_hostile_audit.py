@@ -20,18 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import one_error_line
+
 from mynawatch.cli import EVALUATE_MAX_BYTES, TAG_MAX_BYTES, MiB, main
 from store.db import make_sessions
 
 HUGE = "99999999999999999999999"  # past a 64-bit integer
 
 
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mynawatch: "), err
-    return lines[0]
+_one_line = one_error_line  # (tests/conftest.py)
 
 
 # --- settings ------------------------------------------------------------------------------------------------

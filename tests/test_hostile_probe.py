@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import one_error_line
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -115,12 +117,7 @@ def test_review_sets_aside_a_huge_line_pasted_at_a_raw_terminal_and_reads_on(rev
 
 # --- settings: numbers past what the store and the detector hold -------------------------------------------------
 
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mynawatch: "), err
-    return lines[0]
+_one_line = one_error_line  # (tests/conftest.py)
 
 
 SOURCE = '[[sources]]\nname = "x"\nurl = "http://127.0.0.1:9/feed.xml"\n'

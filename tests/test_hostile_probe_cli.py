@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import one_error_line
+
 from mynawatch.settings import SettingsError, load_settings
 
 STORE = '[store]\nurl = "sqlite:///store.sqlite"\n'
@@ -23,12 +25,7 @@ def _env() -> dict:
     return dict(os.environ, LANG="C.UTF-8", PYTHONIOENCODING="utf-8")
 
 
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mynawatch: "), err
-    return lines[0]
+_one_line = one_error_line  # (tests/conftest.py)
 
 
 def _settings_file(tmp_path: Path, text: str | bytes) -> Path:
