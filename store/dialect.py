@@ -17,7 +17,7 @@ import subprocess
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -263,7 +263,7 @@ class SQLite:
     def on_connect(self, dbapi_connection) -> None:
         # Text that is not UTF-8 (written by another program, or by hand) is read with U+FFFD in place of the
         # bad bytes: the default failed the whole query, and every command reading that row with it.
-        dbapi_connection.text_factory = _lenient_text
+        dbapi_connection.text_factory = _LENIENT_TEXT
         dbapi_connection.create_function("ja_search_tokens", 1, search_tokens, deterministic=True)
         dbapi_connection.create_function("ja_search_variants", 1, variant_tokens, deterministic=True)
         cursor = dbapi_connection.cursor()
@@ -493,8 +493,9 @@ def _read_only_authorizer(action, arg1, arg2, dbname, source):
     return sqlite3.SQLITE_DENY
 
 
-def _lenient_text(value: bytes) -> str:
-    return value.decode("utf-8", "replace")
+# bytes.decode itself, its arguments bound: a Python function here cost every text value read a call of its own
+# (bench/report_speed.py's alert evaluation on 1,000,000 items: 2.0 s with this or the default, 68.8 s with one)
+_LENIENT_TEXT = partial(bytes.decode, encoding="utf-8", errors="replace")
 
 
 def _sqlite_value(value):
