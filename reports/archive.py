@@ -30,6 +30,7 @@ from store import maintenance as store_maintenance
 from store import signals as q
 from store import stream_signals
 from store import streams as store_streams
+from store.db import refresh_statistics
 from store.notifications import Outgoing
 
 HISTORY_DAYS = 28
@@ -119,6 +120,7 @@ def write_daily_report(sessions: sessionmaker[Session], *, model_version: str, d
                        params_for: dict[str, SpikeParams] | None = None) -> ReportFiles:
     """Write report-<day>.txt/.html, chart-<day>.png, hourly-<day>.png and digest-<day>.eml; with ``send``,
     queue the digest for each recipient (once per day and recipient, ever) and try to deliver it."""
+    refresh_statistics(sessions)  # once a day: the store grows, and its aggregates are planned on the statistics
     with sessions.begin() as session:
         report = build_daily_report(read_day(session, model_version=model_version, day=day, now=now, params=params,
                                              params_for=params_for))

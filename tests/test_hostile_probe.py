@@ -498,3 +498,21 @@ def test_a_gold_line_of_loose_types_is_refused_by_its_key(gold_typed_loosely, ca
     assert main(["classifier", "evaluate", "--gold", str(path)]) == 2
     line = _one_line(capsys)
     assert f"{path}:1:" in line and expect in line, line
+
+
+# --- a store never analyzed: the daily report's aggregates were planned blind (5 s on 1,000,000 items) -----------
+
+def test_a_daily_report_refreshes_the_query_planners_statistics(review_store, monkeypatch, tmp_path):
+    import sqlite3
+
+    from mynawatch.cli import main
+
+    monkeypatch.chdir(review_store.parent)
+    store = review_store.parent / "store.sqlite"
+    stats = "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
+    with sqlite3.connect(store) as raw:
+        assert raw.execute(stats).fetchone() == (0,)
+    assert main(["report", "--date", "2024-10-02", "--out", str(tmp_path / "out")]) == 0
+    with sqlite3.connect(store) as raw:
+        assert raw.execute(stats).fetchone() == (1,)
+        assert raw.execute("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'items'").fetchone()[0] > 0
