@@ -73,6 +73,7 @@ def cmd_init(args) -> int:
 def _typed_path(path: Path, option: str) -> None:
     """A UserError (bad input, status 2) for a typed path that cannot name a new file: a folder that is not
     there, a name longer than the system takes. They were reported as a failing disk, status 1."""
+    _not_too_long(path, option)
     where = f"{option} {str(path)!r}"  # quoted: main() cuts a long one to its start
     try:
         os.stat(path.parent)
@@ -80,18 +81,10 @@ def _typed_path(path: Path, option: str) -> None:
         raise UserError(f"{where}: no folder {str(path.parent)!r}: make it first, or give another path") from None
     except NotADirectoryError:
         raise UserError(f"{where}: a part of the path is a file, not a folder") from None
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
-            raise UserError(f"{where}: the path is too long for this system") from None
+    except OSError:
         return  # a folder this user may not enter: writing names the trouble
     if not path.parent.is_dir():
         raise UserError(f"{where}: {str(path.parent)!r} is not a folder")
-    try:
-        most = os.pathconf(path.parent, "PC_NAME_MAX")
-    except (OSError, ValueError):  # a file system that does not say
-        return
-    if len(os.fsencode(path.name)) > most:
-        raise UserError(f"{where}: the file name is too long for this system")
 
 
 def _shown_value(value: str, most: int = 120) -> str:
@@ -107,9 +100,8 @@ def _not_too_long(path: Path, what: str) -> None:
         os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            shown = one_line(str(path)) if len(str(path)) <= 120 else one_line(str(path))[:120] + "…"
-            raise UserError(f"{what} {shown}: the path ({len(str(path))} characters) or a name in it is too long "
-                            "for this system: give a shorter one") from None
+            raise UserError(f"{what} {_shown_value(str(path))}: the path or a name in it is too long for this system: "
+                            "give a shorter one") from None
 
 
 def _not_the_store(target: Path, url: str) -> None:
@@ -249,16 +241,13 @@ def _check_out_folder(out: str) -> None:
     """Refuse, as bad input, an --out that is or runs through something other than a folder (a file, a
     pipe, a device): the report's files go into a folder, made when missing."""
     path = Path(out)
+    _not_too_long(path, "--out")
     for place in (path, *path.parents):
         try:
             mode = place.stat().st_mode
         except (FileNotFoundError, NotADirectoryError):
             continue  # made when the report is written, or a parent below is not a folder: found on the way up
-        except OSError as exc:
-            if exc.errno == errno.ENAMETOOLONG:  # the whole path, or one name in it, past what the system takes
-                shown = one_line(out) if len(out) <= 120 else one_line(out)[:120] + "…"
-                raise UserError(f"--out {shown}: the path ({len(out)} characters) or a name in it is too long for this "
-                                "system: name a shorter folder") from None
+        except OSError:
             return  # cannot be told here (a folder this user may not enter): writing names the trouble
         if not stat.S_ISDIR(mode):
             what = "is not a folder" if place == path else f"runs through {place}, which is not a folder"

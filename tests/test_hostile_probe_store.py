@@ -9,30 +9,21 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy.engine import URL, make_url
 
-from collector.jobs import save_entries
-from collector.sources import SourceConfig
 from mynawatch.cli import main
-from store import items as store_items
 from store.db import make_sessions
-from store.records import Entry
 from store.search import index_pending
-
-T0 = datetime(2024, 10, 2, 2, 0, tzinfo=timezone.utc)
+from test_hostile_sql import three_items
 
 
 def _fill(url: str) -> str:
     """Three items, indexed; the store's URL."""
     sessions = make_sessions(url)
     with sessions.begin() as s:
-        source = SourceConfig("src", "http://127.0.0.1/feed", publisher="NHK")
-        state = store_items.upsert_source(s, name="src", url=source.url, kind="feed", publisher="NHK", interval_minutes=60)
-        save_entries(s, state.id, source, [Entry(url=f"https://example.com/{n}", title=f"マイナポータル障害 {n}",
-                                                 summary="アクセス集中", published=T0) for n in range(3)], now=T0)
+        three_items(s)
     index_pending(sessions)
     sessions.kw["bind"].dispose()
     return url

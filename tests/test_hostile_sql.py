@@ -35,14 +35,19 @@ def _url(path) -> str:
     return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
 
 
+def three_items(s) -> None:
+    """A feed source and three items of a portal outage (T0) in the session's store."""
+    source = SourceConfig("src", "http://127.0.0.1/feed", publisher="NHK")
+    state = store_items.upsert_source(s, name="src", url=source.url, kind="feed", publisher="NHK", interval_minutes=60)
+    save_entries(s, state.id, source, [Entry(url=f"https://example.com/{n}", title=f"マイナポータル障害 {n}",
+                                             summary="アクセス集中", published=T0) for n in range(3)], now=T0)
+
+
 def _make_store(folder):
     path = folder / "store.sqlite"
     sessions = make_sessions(_url(path))
     with sessions.begin() as s:
-        source = SourceConfig("src", "http://127.0.0.1/feed", publisher="NHK")
-        state = store_items.upsert_source(s, name="src", url=source.url, kind="feed", publisher="NHK", interval_minutes=60)
-        save_entries(s, state.id, source, [Entry(url=f"https://example.com/{n}", title=f"マイナポータル障害 {n}",
-                                                 summary="アクセス集中", published=T0) for n in range(3)], now=T0)
+        three_items(s)
         s.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body)"))
         s.execute(text("INSERT INTO notes (body) VALUES (:a), (zeroblob(20 * 1024 * 1024)), (CAST(x'ff41fe' AS TEXT))"),
                   {"a": "長い" * 5000})
@@ -54,10 +59,7 @@ def _make_store(folder):
 def _make_pg_store(url: str, *, big: bool = True) -> str:
     sessions = make_sessions(url)
     with sessions.begin() as s:
-        source = SourceConfig("src", "http://127.0.0.1/feed", publisher="NHK")
-        state = store_items.upsert_source(s, name="src", url=source.url, kind="feed", publisher="NHK", interval_minutes=60)
-        save_entries(s, state.id, source, [Entry(url=f"https://example.com/{n}", title=f"マイナポータル障害 {n}",
-                                                 summary="アクセス集中", published=T0) for n in range(3)], now=T0)
+        three_items(s)
         s.execute(text("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text)"))
         s.execute(text("INSERT INTO notes (body) VALUES (:a), (repeat('x', :n))"), {"a": "長い" * 5000,
                                                                                  "n": 20 * 1024 * 1024 if big else 10})
